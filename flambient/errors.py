@@ -1,0 +1,43 @@
+"""The exception types a user can cause.
+
+Every error a user can trigger (bad file, bad YAML, unknown model) raises one of these with a
+message that says what was wrong, where, and how to fix it. The CLI prints the message as one
+line and exits with status 2; a batch records it per item and exits with status 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FlambientError(Exception):
+    """Base class for errors a user can cause; ``str(err)`` is the one-line message."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, path: str | Path | None = None, hint: str | None = None):
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path is not None else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}{self.message}{hint}"
+
+
+class InputError(FlambientError):
+    """An input file or folder is missing, unreadable, corrupt or of an unsupported kind."""
+
+
+class ConfigError(FlambientError):
+    """A preset or config file is malformed, or a value in it is out of range."""
+
+
+class ModelError(FlambientError):
+    """A model cannot be found, is not a flambient model, or does not fit the input."""
+
+
+class DeviceError(FlambientError):
+    """A requested device or runtime (CUDA, TensorRT) is not available."""

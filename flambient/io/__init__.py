@@ -1,0 +1,1 @@
+"""File input and output: format sniffing, image and RAW readers, EXIF, atomic writes."""

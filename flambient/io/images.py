@@ -1,0 +1,268 @@
+"""Read any supported image into linear float32 RGB; write finals and caches atomically.
+
+Arrays are numpy float32, HxWx3, linear light with sRGB primaries unless a name says
+``srgb``. 8- and 16-bit JPEG/PNG/TIFF files are taken as sRGB-encoded and decoded to linear;
+float TIFF and OpenEXR files are taken as already linear. Orientation: readers return pixels
+as displayed (EXIF orientation applied), so the whole pipeline works upright.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..colour import linear_to_srgb, srgb_to_linear
+from ..errors import InputError
+from .atomic import atomic_path
+from .sniff import sniff_format
+
+#: File extensions the shoot scanner considers (content still decides the reader).
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".exr"}
+    | {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2",
+       ".orf", ".pef", ".srw", ".x3f", ".iiq", ".3fr", ".fff", ".mrw", ".rwl", ".erf", ".mos",
+       ".kdc", ".dcr", ".raw"}
+)
+
+
+def is_plain_tiff(path: str | Path) -> bool:
+    """True when a TIFF-magic file is an ordinary TIFF image, not a TIFF-based RAW.
+
+    TIFF-based RAWs (DNG, NEF, ARW, PEF, ...) carry DNG tags, a CFA photometric, or a
+    camera Make with RAW sub-IFDs; a plain TIFF is RGB/greyscale with no DNGVersion.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            page = tif.pages[0]
+            tags = page.tags  # type: ignore[union-attr]
+            if "DNGVersion" in tags or 50706 in tags:
+                return False
+            if int(getattr(page, "photometric", 2)) in (32803, 34892):  # CFA, LinearRaw
+                return False
+            make = tags.get("Make")
+            if make is not None and "SubIFDs" in tags:
+                return False
+            return True
+    except Exception:
+        return False
+
+
+def read_linear(path: str | Path, half_size: bool = False) -> np.ndarray:
+    """Decode ``path`` (RAW, JPEG, PNG, TIFF or EXR) to linear float32 RGB, HxWx3.
+
+    ``half_size`` halves each side (RAW: LibRaw's fast half-size mode; others: area resize),
+    for previews and grouping. RAW data is not auto-brightened and not rescaled: 1.0 is the
+    sensor's white level. Raises :class:`InputError` with a one-line reason on failure.
+    """
+    p = Path(path)
+    fmt = sniff_format(p)
+    if fmt == "tiff" and not is_plain_tiff(p):
+        fmt = "raw"
+    if fmt == "raw":
+        from .raw import read_raw_linear
+
+        return read_raw_linear(p, half_size=half_size)
+    if fmt == "exr":
+        img = read_exr(p)
+    elif fmt == "tiff":
+        img = _read_tiff(p)
+    elif fmt == "png":
+        img = srgb_to_linear(_to_rgb3(_read_png_cv2(p), p))
+    else:
+        img = _read_jpeg(p)
+    if half_size:
+        img = _half(img)
+    return img
+
+
+def _half(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+
+
+def _to_rgb3(arr: np.ndarray, p: Path) -> np.ndarray:
+    """Normalise a decoded array to HxWx3 (greyscale repeated, alpha dropped)."""
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        raise InputError(f"unsupported image layout {arr.shape}", p)
+    return arr[:, :, :3]
+
+
+def _read_jpeg(p: Path) -> np.ndarray:
+    """JPEG via Pillow (strict about truncation; EXIF orientation applied), sRGB -> linear."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(p) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float32) / 65535.0
+            else:
+                if im.mode not in ("RGB", "L"):
+                    im = im.convert("RGB")
+                arr = np.asarray(im, dtype=np.float32) / 255.0
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"corrupt or truncated image ({_reason(exc)})", p) from None
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    return srgb_to_linear(_to_rgb3(arr, p))
+
+
+def _read_png_cv2(p: Path) -> np.ndarray:
+    """PNG (8 or 16 bit, grey/RGB/RGBA) as float32 sRGB signal in [0, 1]."""
+    import cv2
+
+    arr = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise InputError("corrupt or unreadable PNG", p)
+    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+    arr = arr.astype(np.float32) / scale
+    if arr.ndim == 3:
+        arr = arr[:, :, 2::-1] if arr.shape[2] >= 3 else arr
+    return arr
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]
+
+
+def _read_tiff(p: Path) -> np.ndarray:
+    """TIFF via tifffile: integer data is sRGB-encoded, float data is linear."""
+    import tifffile
+
+    try:
+        arr = tifffile.imread(str(p))
+    except Exception as exc:
+        raise InputError(f"corrupt or unsupported TIFF ({_reason(exc)})", p) from None
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.ascontiguousarray(_to_rgb3(arr.astype(np.float32), p))
+    scale = float(np.iinfo(arr.dtype).max)
+    return srgb_to_linear(_to_rgb3(arr.astype(np.float32) / scale, p))
+
+
+def read_srgb(path: str | Path) -> np.ndarray:
+    """Read an image as sRGB signal values in [0, 1], float32 HxWx3 (finals, targets, truth)."""
+    return linear_to_srgb(read_linear(path))
+
+
+# ----------------------------------------------------------------------------- OpenEXR
+
+
+def read_exr(path: str | Path) -> np.ndarray:
+    """Read an OpenEXR file's RGB (or R, G, B) channels as float32 HxWx3 (linear)."""
+    import OpenEXR
+
+    p = Path(path)
+    try:
+        with OpenEXR.File(str(p)) as f:
+            chans = f.channels()
+            if "RGB" in chans:
+                arr = np.asarray(chans["RGB"].pixels)
+            elif "RGBA" in chans:
+                arr = np.asarray(chans["RGBA"].pixels)[..., :3]
+            elif all(c in chans for c in ("R", "G", "B")):
+                arr = np.stack([np.asarray(chans[c].pixels) for c in ("R", "G", "B")], axis=-1)
+            elif "Y" in chans:
+                arr = np.asarray(chans["Y"].pixels)
+            else:
+                raise InputError(f"EXR has no RGB channels (found {sorted(chans)})", p)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"corrupt or unreadable EXR ({_reason(exc)})", p) from None
+    return np.ascontiguousarray(_to_rgb3(arr.astype(np.float32), p))
+
+
+def write_exr(path: str | Path, linear: np.ndarray, half: bool = True) -> Path:
+    """Write linear HxWx3 RGB to OpenEXR (ZIP compressed; half floats by default), atomically."""
+    import OpenEXR
+
+    arr = np.ascontiguousarray(linear[:, :, :3], dtype=np.float16 if half else np.float32)
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with atomic_path(path) as tmp:
+        with OpenEXR.File(header, {"RGB": arr}) as f:
+            f.write(str(tmp))
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def srgb_icc_profile() -> bytes:
+    """The bytes of an sRGB ICC profile (built by LittleCMS through Pillow)."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def to_uint8(srgb: np.ndarray) -> np.ndarray:
+    """sRGB float [0, 1] HxWx3 -> uint8 with rounding."""
+    return (np.clip(srgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_uint16(srgb: np.ndarray) -> np.ndarray:
+    """sRGB float [0, 1] HxWx3 -> uint16 with rounding."""
+    return (np.clip(srgb, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+
+
+def encode_jpeg(srgb: np.ndarray, quality: int = 95, exif: bytes | None = None, icc: bool = True) -> bytes:
+    """Encode sRGB float HxWx3 as JPEG bytes with an embedded sRGB ICC profile and EXIF."""
+    from PIL import Image
+
+    im = Image.fromarray(to_uint8(srgb), "RGB")
+    buf = io.BytesIO()
+    kwargs: dict[str, object] = {"quality": int(quality), "subsampling": 0 if quality >= 90 else 2}
+    if icc:
+        kwargs["icc_profile"] = srgb_icc_profile()
+    if exif:
+        kwargs["exif"] = exif
+    im.save(buf, format="JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def write_jpeg(path: str | Path, srgb: np.ndarray, quality: int = 95, exif: bytes | None = None) -> Path:
+    """Write sRGB float HxWx3 as a JPEG (ICC + optional EXIF bytes), atomically."""
+    data = encode_jpeg(srgb, quality=quality, exif=exif)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_png(path: str | Path, srgb: np.ndarray, bits: int = 8) -> Path:
+    """Write sRGB float HxWx3 (or HxW) as an 8- or 16-bit PNG, atomically."""
+    import cv2
+
+    arr = to_uint16(srgb) if bits == 16 else to_uint8(srgb)
+    if arr.ndim == 3:
+        arr = arr[:, :, ::-1]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr))
+    if not ok:
+        raise InputError("PNG encoding failed", path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return Path(path)
+
+
+def write_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True) -> Path:
+    """Write sRGB float HxWx3 as a 16-bit TIFF with an embedded sRGB profile, atomically."""
+    import tifffile
+
+    extratags = [(34675, "B", None, srgb_icc_profile(), True)] if icc else []
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(str(tmp), to_uint16(srgb), photometric="rgb", compression="zlib",
+                         extratags=extratags)
+    return Path(path)

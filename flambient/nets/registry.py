@@ -1,0 +1,269 @@
+"""Model families: the spec each declares, the common interface, the registry, model files.
+
+Every family is one module in :mod:`flambient.nets` that subclasses :class:`FlambientNet`,
+declares a :class:`ModelSpec` and registers a builder with :func:`register`. The runner
+(`process`), the trainer and the exporter read only the spec, never the family's name.
+
+Interface ("context once, apply everywhere"):
+
+- ``context(low)``: ``low`` is the whole input stack area-resized to
+  ``spec.context_size`` x ``spec.context_size`` (N x 13 x s x s, linear). Returns a compact,
+  resolution-free tensor (a bilateral grid, LUT weights, pooled features ...).
+- ``apply(x, ctx, pos)``: ``x`` is a full-resolution tile of the stack (N x 13 x h x w,
+  linear), ``ctx`` the context of the WHOLE image, ``pos`` a float tensor of shape (4,):
+  ``[y0, x0, H, W]``, the tile's top-left corner and the full image size in pixels. Returns
+  the final for that tile as sRGB signal values in [0, 1], N x 3 x h x w.
+- ``forward(x)``: whole image in one go: ``apply(x, context(downsample(x)), [0, 0, H, W])``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelError
+from ..stack import STACK_CHANNELS
+
+#: Magic value stored in every model file, checked on load.
+MODEL_FORMAT = "flambient-model"
+MODEL_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the runner, trainer and exporter must know about a family.
+
+    Attributes:
+        family: registry name.
+        description: one line for ``flambient models``.
+        in_channels: channels of the input stack (always the fixed stack, 13).
+        size_multiple: tile height and width must be multiples of this (pixels).
+        tileable: whether ``apply`` may run tile by tile.
+        overlap: pixels of overlap between neighbouring tiles the family needs (0 for
+            per-pixel families); blended with a smooth ramp.
+        needs_context: whether ``context`` carries whole-image information (all families do
+            here; kept so a purely local family needs no special case).
+        context_size: side of the square low-resolution copy the context net sees (pixels).
+        half_precision: whether fp16 inference is safe on GPU.
+        tile_exact: whether tiled output equals untiled output within 1/255 (per-pixel apply).
+        exportable: whether :mod:`flambient.export` can write ONNX for it.
+        export_note: why not, when ``exportable`` is False, or what to know.
+    """
+
+    family: str
+    description: str
+    in_channels: int = STACK_CHANNELS
+    size_multiple: int = 1
+    tileable: bool = True
+    overlap: int = 0
+    needs_context: bool = True
+    context_size: int = 256
+    half_precision: bool = True
+    tile_exact: bool = True
+    exportable: bool = True
+    export_note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML- and weights_only-safe)."""
+        return dataclasses.asdict(self)
+
+
+def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Area-resize an N x C x H x W stack to N x C x size x size (the context input)."""
+    return F.adaptive_avg_pool2d(x, (size, size))
+
+
+def encode_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Compress linear light for a network: sRGB curve on [0, 16], so highlights stay visible.
+
+    Shape-preserving; applies to any tensor of linear values (use on RGB channels only).
+    """
+    x = x.clamp(0.0, 16.0)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(1e-8) ** (1.0 / 2.4) - 0.055)
+
+
+def encode_stack(x: torch.Tensor) -> torch.Tensor:
+    """Encode the RGB channels (0-8) of an N x 13 x H x W stack with :func:`encode_rgb`."""
+    return torch.cat([encode_rgb(x[:, :9]), x[:, 9:]], dim=1)
+
+
+def full_pos(x: torch.Tensor) -> torch.Tensor:
+    """The ``pos`` tensor of a whole image: ``[0, 0, H, W]`` (float32, shape (4,))."""
+    return torch.tensor([0.0, 0.0, float(x.shape[-2]), float(x.shape[-1])], device=x.device)
+
+
+class FlambientNet(nn.Module):
+    """Base class of every family: subclasses set ``spec`` and implement context and apply."""
+
+    spec: ModelSpec
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        #: Constructor arguments, stored in model files to rebuild the net.
+        self.config: dict[str, Any] = dict(config)
+
+    def context(self, low: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Whole-image context from the N x 13 x s x s low-resolution stack."""
+        raise NotImplementedError
+
+    def apply(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """Final sRGB (N x 3 x h x w) of the tile ``x`` given the whole-image ``ctx``."""
+        raise NotImplementedError
+
+    def context_of(self, x: torch.Tensor) -> torch.Tensor:
+        """Context of a full-resolution N x 13 x H x W stack."""
+        return self.context(downsample(x, self.spec.context_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Whole-image inference: N x 13 x H x W linear stack -> N x 3 x H x W sRGB."""
+        return self.apply(x, self.context_of(x), full_pos(x))
+
+    def context_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the context branch (what ``finetune --context-only`` trains).
+
+        The default is every parameter; families with a separate context head override it.
+        """
+        return list(self.parameters())
+
+
+Builder = Callable[..., FlambientNet]
+_REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {}
+
+
+def register(spec: ModelSpec) -> Callable[[Builder], Builder]:
+    """Class/function decorator adding a family builder under ``spec.family``."""
+
+    def deco(builder: Builder) -> Builder:
+        _REGISTRY[spec.family] = (spec, builder)
+        return builder
+
+    return deco
+
+
+def _load_families() -> None:
+    """Import every family module so that its ``register`` call runs."""
+    import importlib
+    import pkgutil
+
+    from .. import nets
+
+    for info in pkgutil.iter_modules(nets.__path__):
+        if info.name not in ("registry",) and not info.name.startswith("_"):
+            importlib.import_module(f"{nets.__name__}.{info.name}")
+
+
+def families() -> dict[str, ModelSpec]:
+    """All registered families by name, with their specs."""
+    _load_families()
+    return {name: spec for name, (spec, _) in sorted(_REGISTRY.items())}
+
+
+def create_model(family: str, **config: Any) -> FlambientNet:
+    """Build a fresh (untrained) net of ``family`` with constructor ``config``."""
+    _load_families()
+    if family not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ModelError(f"unknown model family '{family}'", hint=f"known families: {known}")
+    _, builder = _REGISTRY[family]
+    return builder(**config)
+
+
+# ----------------------------------------------------------------------------- model files
+
+
+def model_search_paths() -> list[Path]:
+    """Folders searched for ``models/<name>/``: $FLAMBIENT_MODELS, the repo's models/, ./models."""
+    paths: list[Path] = []
+    env = os.environ.get("FLAMBIENT_MODELS")
+    if env:
+        paths += [Path(p) for p in env.split(os.pathsep) if p]
+    paths.append(Path(__file__).resolve().parents[2] / "models")
+    paths.append(Path.cwd() / "models")
+    return paths
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """Find a model's ``model.pt`` (or ``.onnx``) from a shipped name, a folder or a file path.
+
+    Raises :class:`ModelError` listing the shipped models when nothing matches.
+    """
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for cand in ("model.pt", "model.onnx"):
+            if (p / cand).is_file():
+                return p / cand
+        raise ModelError("folder holds no model.pt or model.onnx", p)
+    if os.sep not in str(name_or_path) and "/" not in str(name_or_path):
+        for base in model_search_paths():
+            cand = base / str(name_or_path) / "model.pt"
+            if cand.is_file():
+                return cand
+    shipped = sorted({d.name for base in model_search_paths() if base.is_dir() for d in base.iterdir()
+                      if (d / "model.pt").is_file()})
+    raise ModelError(f"unknown model '{name_or_path}'",
+                     hint=f"shipped models: {', '.join(shipped) or 'none'}; or give a model folder or file path")
+
+
+def save_model(net: FlambientNet, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``out_dir/model.pt`` (weights, family, spec, config, version), atomically.
+
+    ``extra`` (plain data: str/int/float/list/dict) is stored under ``"meta"``.
+    """
+    from .. import __version__
+    from ..io.atomic import atomic_path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "flambient_version": __version__,
+        "family": net.spec.family,
+        "spec": net.spec.to_dict(),
+        "config": dict(net.config),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+        "meta": dict(extra or {}),
+    }
+    dest = out / "model.pt"
+    with atomic_path(dest) as tmp:
+        torch.save(payload, tmp)
+    return dest
+
+
+def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> tuple[FlambientNet, dict[str, Any]]:
+    """Load a flambient model safely (``weights_only=True``: no code from the file runs).
+
+    Returns ``(net in eval mode, meta dict)``. Raises :class:`ModelError` when the file is
+    not a flambient model, is corrupt, or names an unknown family.
+    """
+    path = resolve_model_path(name_or_path)
+    if path.suffix == ".onnx":
+        raise ModelError("this is an ONNX model; use it with the onnx backend", path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"not a loadable flambient model ({first})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ModelError("not a flambient model file (format marker missing)", path)
+    if int(payload.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+        raise ModelError("model file is from a newer flambient", path, "upgrade flambient")
+    net = create_model(str(payload["family"]), **dict(payload.get("config", {})))
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except Exception as exc:
+        raise ModelError(f"weights do not fit family '{payload['family']}' ({str(exc)[:120]})", path) from None
+    net.eval()
+    meta = dict(payload.get("meta", {}))
+    meta.setdefault("path", str(path))
+    return net, meta
