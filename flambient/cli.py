@@ -66,7 +66,9 @@ _register_commands()
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv:  # click returns typer.Exit's code when not standalone
+            return rv
     except FlambientError as exc:
         if _state["verbose"]:
             console.print_exception()

@@ -203,10 +203,16 @@ def write_exr(path: str | Path, linear: np.ndarray, half: bool = True) -> Path:
 
 
 def srgb_icc_profile() -> bytes:
-    """The bytes of an sRGB ICC profile (built by LittleCMS through Pillow)."""
+    """The bytes of an sRGB ICC profile (built by LittleCMS through Pillow).
+
+    LittleCMS stamps the creation time into the header (bytes 24-35); it is fixed to
+    2000-01-01 so that identical images give byte-identical files (deterministic outputs).
+    """
     from PIL import ImageCms
 
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[24:36] = b"".join(v.to_bytes(2, "big") for v in (2000, 1, 1, 0, 0, 0))
+    return bytes(data)
 
 
 def to_uint8(srgb: np.ndarray) -> np.ndarray:
@@ -266,3 +272,47 @@ def write_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True) -> Path:
         tifffile.imwrite(str(tmp), to_uint16(srgb), photometric="rgb", compression="zlib",
                          extratags=extratags)
     return Path(path)
+
+
+def read_preview(path: str | Path, max_side: int = 512) -> tuple[np.ndarray, tuple[int, int]]:
+    """A small linear float32 HxWx3 preview (long edge <= ``max_side``) and the full (H, W).
+
+    For grouping, labelling and alignment: RAW takes :func:`flambient.io.raw.read_raw_thumbnail`
+    (mosaic binning, camera RGB), JPEG uses the decoder's DCT downscaling (draft mode), other
+    formats decode fully and shrink. Orientation is applied, so (H, W) is the displayed size
+    :func:`read_linear` returns. Raises :class:`InputError` like :func:`read_linear`.
+    """
+    from .raw import read_raw_thumbnail, shrink
+
+    p = Path(path)
+    fmt = sniff_format(p)
+    if fmt == "tiff" and not is_plain_tiff(p):
+        fmt = "raw"
+    if fmt == "raw":
+        return read_raw_thumbnail(p, max_side)
+    if fmt == "jpeg":
+        return _read_jpeg_preview(p, max_side)
+    img = read_linear(p)
+    return shrink(img, max_side), (int(img.shape[0]), int(img.shape[1]))
+
+
+def _read_jpeg_preview(p: Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    from PIL import Image, ImageOps
+
+    from .raw import shrink
+
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            orient = im.getexif().get(0x0112, 1)
+            if orient in (5, 6, 7, 8):
+                w, h = h, w
+            im.draft("RGB", (max(1, w // 8), max(1, h // 8)) if max(w, h) // 8 >= max_side else (w, h))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except Exception as exc:
+        raise InputError(f"corrupt or truncated image ({_reason(exc)})", p) from None
+    return shrink(srgb_to_linear(arr), max_side), (int(h), int(w))

@@ -1,0 +1,51 @@
+"""``flambient eval``: metrics of predictions against reference edits, baselines, HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` command to ``app``."""
+
+    @app.command("eval")
+    def eval_cmd(
+        pred: Path = typer.Argument(..., help="Folder of predicted finals (matched to TRUTH by file stem)."),
+        truth: Path = typer.Argument(..., help="Folder of reference edits."),
+        inputs: Optional[Path] = typer.Option(
+            None, "--inputs", "-i", help="Shoot or dataset folder the predictions were made from (input "
+            "thumbnails, window masks, baselines)."),
+        baselines: bool = typer.Option(
+            False, "--baselines", help="Also score ambient-only, luminosity blend and Mertens fusion (needs --inputs)."),
+        json_path: Optional[Path] = typer.Option(None, "--json", help="Write metrics.json here."),
+        report: Optional[Path] = typer.Option(None, "--report", help="Write the self-contained report.html here."),
+    ) -> None:
+        """Score predictions against reference edits: PSNR, SSIM, MS-SSIM, CIEDE2000, WB, tone, exposure, FLIP."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from ..evaluate import evaluate, summary_table, write_metrics_json
+        from ..log import console
+
+        with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("", total=None)
+
+            def progress(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, total=total, description=name)
+
+            result = evaluate(pred, truth, inputs=inputs, with_baselines=baselines, keep_views=report is not None,
+                              progress=progress)
+        console.print(summary_table(result))
+        for msg in result.missing:
+            console.print(f"[yellow]missing:[/] {msg}", soft_wrap=True)
+        if json_path is not None:
+            console.print(f"metrics: {write_metrics_json(result, json_path)}")
+        if report is not None:
+            from ..report import write_report
+
+            console.print(f"report: {write_report(result, report)}")
+        if result.failed or result.missing:
+            raise typer.Exit(1)

@@ -1,0 +1,36 @@
+"""``flambient finetune``: adapt a trained model to a studio's own pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``finetune`` command to ``app``."""
+
+    @app.command("finetune")
+    def finetune_cmd(
+        pairs: Path = typer.Option(..., "--pairs", "-p", help="Pairs folder (any `ingest --pairs` layout) or a dataset folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
+        base: str = typer.Option("default", "--base", help="Model to start from: a shipped name or a path."),
+        context_only: bool = typer.Option(False, "--context-only", help="Train only the context branch (fewer weights move)."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config YAML (overrides fine-tune defaults)."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Stop after this many optimiser steps."),
+        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 3e-4)."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (default)."),
+    ) -> None:
+        """Fine-tune a model on your own edits; the card records held-out metrics before and after."""
+        from ..finetune import finetune, finetune_config
+        from ..log import console
+
+        cfg = finetune_config(config, steps=steps, max_minutes=max_minutes, seed=seed, lr=lr, device=device,
+                              context_only=context_only or None)
+        res = finetune(pairs, out, base=base, cfg=cfg)
+        console.print(f"fine-tuned {res.steps} steps ({res.seconds / 60:.1f} min): held-out dE2000 "
+                      f"{res.before['delta_e2000']:.3f} -> {res.after['delta_e2000']:.3f}, PSNR "
+                      f"{res.before['psnr']:.2f} -> {res.after['psnr']:.2f} dB; kept {res.kept} -> {res.model_path}")

@@ -1,0 +1,179 @@
+"""Training data: a fixed validation split, an in-memory pair cache, paired random crops.
+
+Everything here keeps the input and the target aligned: the same crop, the same flip, the same
+small rotation is applied to the HxWx13 linear stack and to the HxWx3 sRGB target. Colour is
+never jittered (colour is what the models learn; see ../shared/design/RESEARCH.md).
+
+Shapes: stacks are numpy HxWx13 float32 linear light (layout in :mod:`flambient.stack`),
+targets HxWx3 float32 sRGB in [0, 1]; batches are torch N x 13 x P x P and N x 3 x P x P.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .dataset import PairItem
+from .log import get_logger
+
+log = get_logger("data")
+
+
+def split_items(items: Sequence[PairItem], val_fraction: float, min_val: int = 1) -> tuple[list[PairItem], list[PairItem]]:
+    """Split items into (train, validation) by a hash of each item's name.
+
+    The split depends only on the names, not on the order or the seed, so it stays fixed
+    across runs, resumes and added items. At least ``min_val`` items (and at least one
+    training item) when the dataset has two or more items; a one-item dataset trains and
+    validates on the same item.
+    """
+    items = list(items)
+    if len(items) < 2:
+        return items, items
+    keyed = sorted(items, key=lambda it: hashlib.sha1(it.name.encode()).hexdigest())
+    n_val = max(min_val, int(round(len(items) * val_fraction))) if val_fraction > 0 else 0
+    n_val = min(n_val, len(items) - 1)
+    val_names = {it.name for it in keyed[:n_val]}
+    return [it for it in items if it.name not in val_names], [it for it in items if it.name in val_names]
+
+
+def resize_pair(stack: np.ndarray, target: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-downscale a (stack, target) pair so that its long edge is at most ``max_side`` px.
+
+    Linear channels are averaged in linear light (correct for area resampling); the sRGB
+    target is averaged in its own encoding, which is what an editor's export resize does.
+    """
+    h, w = stack.shape[:2]
+    if max_side <= 0 or max(h, w) <= max_side:
+        return stack, target
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    chans = [cv2.resize(stack[:, :, i : i + 4], size, interpolation=cv2.INTER_AREA) for i in range(0, stack.shape[2], 4)]
+    chans = [c[:, :, None] if c.ndim == 2 else c for c in chans]
+    return np.concatenate(chans, axis=2).astype(np.float32), cv2.resize(target, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+class PairStore:
+    """Loads dataset items once (downscaled to ``max_side``) and keeps them in memory.
+
+    Items are kept as float16 (a 384x256 pair takes ~1.6 MB) while the total stays below
+    ``cache_mb``; beyond it items are re-read from disk each time they are drawn.
+    """
+
+    def __init__(self, items: Sequence[PairItem], max_side: int = 1024, cache_mb: float = 4096.0) -> None:
+        self.items = list(items)
+        self.max_side = max_side
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._used = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(stack HxWx13 linear float32, target HxWx3 sRGB float32) of item ``i``."""
+        hit = self._cache.get(i)
+        if hit is not None:
+            return hit[0].astype(np.float32), hit[1].astype(np.float32)
+        stack, target = resize_pair(*self.items[i].load(), self.max_side)
+        size = stack.size * 2 + target.size * 2
+        if self._used + size <= self.cache_bytes:
+            self._cache[i] = (stack.astype(np.float16), target.astype(np.float16))
+            self._used += size
+        return stack, target
+
+    def min_side(self) -> int:
+        """Smallest image side over all items (loads every item once)."""
+        return min(min(self.get(i)[0].shape[:2]) for i in range(len(self)))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Paired augmentations: random crop, flips, small rotations. No colour changes, ever.
+
+    Attributes:
+        hflip: probability of a left-right flip.
+        vflip: probability of an up-down flip (off by default: interiors have a floor).
+        rotate_deg: maximum absolute rotation in degrees (uniform), with reflected borders.
+    """
+
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rotate_deg: float = 3.0
+
+
+def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augment,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One random ``ph`` x ``pw`` crop (the pair must be at least that large)."""
+    h, w = stack.shape[:2]
+    y = int(rng.integers(0, h - ph + 1))
+    x = int(rng.integers(0, w - pw + 1))
+    s, t = stack[y : y + ph, x : x + pw], target[y : y + ph, x : x + pw]
+    if rng.random() < aug.hflip:
+        s, t = s[:, ::-1], t[:, ::-1]
+    if rng.random() < aug.vflip:
+        s, t = s[::-1], t[::-1]
+    return np.ascontiguousarray(s), np.ascontiguousarray(t)
+
+
+def rotate_batch(x: torch.Tensor, y: torch.Tensor, angles_deg: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate each pair of a batch (N x C x h x w, N x 3 x h x w) about its centre by its angle.
+
+    Bilinear, reflected borders; the same sampling grid for input and target keeps them aligned.
+    (On non-square crops the rotation is in normalised coordinates, a slight shear; harmless
+    for a few degrees, and identical for input and target.)
+    """
+    if not np.any(angles_deg):
+        return x, y
+    th = torch.as_tensor(np.radians(angles_deg), dtype=x.dtype, device=x.device)
+    c, s = torch.cos(th), torch.sin(th)
+    zero = torch.zeros_like(c)
+    mat = torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1)], 1)  # N x 2 x 3
+    grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+    xr = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    yr = F.grid_sample(y, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return xr, yr
+
+
+def sample_batch(store: PairStore, indices: Sequence[int], crop: int, aug: Augment, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch from items ``indices``: (N x 13 x h x w linear, N x 3 x h x w sRGB).
+
+    Crops are ``crop`` x ``crop``, each side reduced to the smallest height / width among the
+    drawn items when they are smaller (so a crop as large as the images trains on whole images).
+    """
+    pairs = [store.get(int(i)) for i in indices]
+    ph = min([crop] + [s.shape[0] for s, _ in pairs])
+    pw = min([crop] + [s.shape[1] for s, _ in pairs])
+    crops = [_crop_one(s, t, ph, pw, aug, rng) for s, t in pairs]
+    x = torch.from_numpy(np.stack([c[0] for c in crops])).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(np.stack([c[1] for c in crops])).permute(0, 3, 1, 2).contiguous()
+    if aug.rotate_deg > 0:
+        x, y = rotate_batch(x, y, rng.uniform(-aug.rotate_deg, aug.rotate_deg, size=len(indices)))
+    return x, y.clamp(0.0, 1.0)
+
+
+def progressive_crop(final_crop: int, progress: float, stages: int = 3, multiple: int = 16) -> int:
+    """Crop side for the training ``progress`` in [0, 1]: grows from half of ``final_crop``.
+
+    With ``stages`` = 3 the crop is 1/2, 3/4 and 1 x ``final_crop`` in thirds of the run
+    (progressive resolution: small, cheap crops first, whole-room crops at the end), rounded to
+    ``multiple``. ``stages`` <= 1 disables it.
+    """
+    if stages <= 1:
+        return final_crop
+    k = min(stages - 1, int(progress * stages))
+    frac = 0.5 + 0.5 * k / (stages - 1)
+    return max(multiple, int(math.ceil(final_crop * frac / multiple)) * multiple)
+
+
+def epoch_order(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """Item indices of one epoch: a seeded permutation, each rank taking every ``world``-th one."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[rank::world] if world > 1 else perm

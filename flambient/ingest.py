@@ -1,0 +1,549 @@
+"""Shoot folder -> bracket sets: the manifest, the frame cache and the model input stacks.
+
+``ingest_shoot(SHOOT)`` reads every image file directly in ``SHOOT`` (content decides the
+format), reads EXIF, makes a small linear preview of each frame in parallel, groups frames
+into bracket sets, labels roles and exposures, registers handheld frames, and writes
+``SHOOT/.flambient/manifest.yaml``. Nothing else in ``SHOOT`` is touched. With ``cache`` it
+also writes the frames each set's model stack uses, exposure-normalised and aligned, as
+half-float OpenEXR under ``SHOOT/.flambient/cache/<set>/``.
+
+Manifest (YAML)::
+
+    format: flambient-manifest
+    version: 1
+    config: {...GroupingConfig...}
+    sets:
+      - name: mariposa-0001          # from the first frame's stem; filesystem-safe, unique
+        reference: 0                 # index of the reference ambient frame
+        handheld: false
+        frames:
+          - {path: mariposa-0001.jpg, role: ambient, ev: 0.0, ev_source: exif, role_source: exif,
+             format: jpeg, width: 1280, height: 852, size: 302337, mtime: 1700000000.0,
+             capture_time: '2025-10-29T12:31:41.070000-07:00', exposure_time: 0.1667,
+             f_number: 7.1, iso: 400, exposure_bias: 1.0, flash_fired: false, make: ...,
+             model: ..., lens: ..., focal_length: 15.0, orientation: 1, align: null}
+    errors:   [{path: bad.nef, error: "truncated RAW file: ...", size: ..., mtime: ...}]
+    warnings: [{path: x.nef, warning: "content is JPEG ..."}]
+
+``path`` is relative to SHOOT; ``ev`` is the frame's exposure relative to the reference
+(normalise with ``frame * 2**-ev``); ``align`` is the registration onto the reference frame
+(matrix in full-resolution pixels, shift, rotation, residual, whether it is applied).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .align import estimate_alignment, warp_to_reference
+from .brackets import Alignment, BracketSet, Frame, GroupingConfig, group_frames, label_set, name_sets
+from .errors import InputError
+from .io.atomic import atomic_write_text
+from .io.exif import ExifInfo, read_exif
+from .io.images import IMAGE_EXTENSIONS, read_exr, read_linear, read_preview, write_exr
+from .io.sniff import sniff_format
+from .log import get_logger
+from .stack import build_stack
+
+log = get_logger("ingest")
+
+MANIFEST_FORMAT = "flambient-manifest"
+MANIFEST_VERSION = 1
+STATE_DIR = ".flambient"
+#: Sub-folders a recursive scan never enters (outputs of ``process`` and hidden folders).
+SKIP_DIRS = frozenset({"final", STATE_DIR})
+_RAW_EXTS = IMAGE_EXTENSIONS - {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".exr"}
+
+
+@dataclass
+class Manifest:
+    """The result of ingesting a shoot: bracket sets plus per-file errors and warnings.
+
+    ``errors``/``warnings`` are dicts ``{path, error|warning, size, mtime}`` with ``path``
+    relative to ``shoot``. ``files`` maps every scanned relative path to ``(size, mtime)``.
+    """
+
+    shoot: Path
+    sets: list[BracketSet]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    config: GroupingConfig = field(default_factory=GroupingConfig)
+    files: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        """Where the manifest lives: ``SHOOT/.flambient/manifest.yaml``."""
+        return manifest_path(self.shoot)
+
+    def set_by_name(self, name: str) -> BracketSet:
+        """The set called ``name`` (KeyError when absent)."""
+        for s in self.sets:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """YAML-safe document (see the module docstring for the layout)."""
+        return {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "config": self.config.to_dict(),
+            "sets": [_set_to_dict(s, self.shoot) for s in self.sets],
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+        }
+
+
+def manifest_path(shoot: str | Path) -> Path:
+    """``SHOOT/.flambient/manifest.yaml``."""
+    return Path(shoot) / STATE_DIR / "manifest.yaml"
+
+
+def cache_dir(shoot: str | Path, set_name: str) -> Path:
+    """``SHOOT/.flambient/cache/<set>/``: the set's normalised frames as half-float EXR."""
+    return Path(shoot) / STATE_DIR / "cache" / set_name
+
+
+# ----------------------------------------------------------------------------- scanning
+
+
+def scan_shoot(shoot: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``shoot`` by extension (content decides the reader later), sorted.
+
+    Hidden files are skipped; a recursive scan skips hidden folders and ``final/``.
+    Raises :class:`InputError` when ``shoot`` is missing, not a folder, or holds no images.
+    """
+    root = Path(shoot)
+    if not root.exists():
+        raise InputError("shoot folder not found", root, "check the path")
+    if not root.is_dir():
+        raise InputError("not a folder", root, "pass the folder that holds the shoot's frames")
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(Path(dirpath) / name)
+        if not recursive:
+            break
+    if not files:
+        hint = "expected RAW, JPEG, PNG, TIFF or EXR frames"
+        if not recursive and any(
+            p.suffix.lower() in IMAGE_EXTENSIONS for p in root.glob("*/*") if not p.parent.name.startswith(".")
+        ):
+            hint = "the images are in sub-folders: ingest each sub-folder, or use --recursive"
+        raise InputError("no images in the shoot folder", root, hint)
+    return files
+
+
+def _rel(p: Path, shoot: Path) -> str:
+    try:
+        return p.relative_to(shoot).as_posix()
+    except ValueError:
+        return str(p)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def analyse_file(path: Path, preview_size: int = 512) -> Frame:
+    """EXIF, format, size and a linear preview of one file (raises :class:`InputError`)."""
+    st = path.stat()
+    fmt = sniff_format(path)
+    preview, (h, w) = read_preview(path, preview_size)
+    exif = read_exif(path)
+    if fmt == "tiff":
+        from .io.images import is_plain_tiff
+
+        fmt = "tiff" if is_plain_tiff(path) else "raw"
+    return Frame(path=path, exif=exif, fmt=fmt, height=h, width=w, size=st.st_size, mtime=st.st_mtime,
+                 preview=preview)
+
+
+def _analyse_safe(path: Path, preview_size: int) -> Frame | InputError:
+    try:
+        return analyse_file(path, preview_size)
+    except InputError as exc:
+        return exc
+    except MemoryError:
+        return InputError("out of memory while reading", path)
+    except Exception as exc:  # a reader bug must not stop the batch; report it per file
+        return InputError(f"cannot read ({type(exc).__name__}: {exc})", path)
+
+
+def _parallel(func: Any, items: list[Any], n_jobs: int | None) -> list[Any]:
+    """Run ``func`` over ``items`` on a thread pool (rawpy, Pillow and OpenCV release the GIL)."""
+    if not items:
+        return []
+    from joblib import Parallel, delayed
+
+    jobs = n_jobs if n_jobs else min(len(items), os.cpu_count() or 1)
+    if jobs == 1 or len(items) == 1:
+        return [func(x) for x in items]
+    return list(Parallel(n_jobs=jobs, prefer="threads")(delayed(func)(x) for x in items))
+
+
+# ----------------------------------------------------------------------------- ingest
+
+
+def ingest_shoot(
+    shoot: str | Path,
+    *,
+    cache: bool = False,
+    config: GroupingConfig | None = None,
+    n_jobs: int | None = None,
+    recursive: bool = False,
+) -> Manifest:
+    """Ingest the shoot folder and write ``SHOOT/.flambient/manifest.yaml``; returns the manifest.
+
+    Every file that cannot be used gets an entry in ``manifest.errors`` (and one log line);
+    all other files are still grouped. Raises :class:`InputError` only for a missing folder or
+    a folder without images. ``n_jobs`` threads decode in parallel (default: all cores).
+    """
+    root = Path(shoot).resolve()
+    cfg = config or GroupingConfig()
+    paths = scan_shoot(root, recursive=recursive)
+    results = _parallel(lambda p: _analyse_safe(p, cfg.preview_size), paths, n_jobs)
+    frames: list[Frame] = []
+    errors: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    files: dict[str, tuple[int, float]] = {}
+    for p, res in zip(paths, results):
+        rel = _rel(p, root)
+        st = p.stat() if p.exists() else None
+        files[rel] = (st.st_size, st.st_mtime) if st else (0, 0.0)
+        if isinstance(res, InputError):
+            errors.append({"path": rel, "error": _short(res), **_stamp(st)})
+            continue
+        frames.append(res)
+        if p.suffix.lower() in _RAW_EXTS and res.fmt != "raw":
+            warnings.append({"path": rel, "warning": f"content is {res.fmt.upper()} though the name says "
+                             f"{p.suffix}; read as {res.fmt.upper()}", **_stamp(st)})
+    frames = _check_cameras(frames, cfg, root, errors, warnings)
+    groups = group_frames(frames, cfg)
+    sets = [BracketSet(name=n, frames=g) for n, g in zip(name_sets(groups), groups)]
+    for bset in sets:
+        bset.reference = label_set(bset.frames, cfg)
+        _align_set(bset, cfg)
+    manifest = Manifest(shoot=root, sets=sets, errors=errors, warnings=warnings, config=cfg, files=files)
+    for e in errors:
+        log.error("%s: %s", e["path"], e["error"])
+    for w in warnings:
+        log.warning("%s: %s", w["path"], w["warning"])
+    write_manifest(manifest)
+    if cache:
+        write_cache(manifest, n_jobs=n_jobs)
+    for f in frames:
+        f.preview = None  # free memory; previews are not part of the manifest
+    log.info("%d frame(s) -> %d set(s), %d error(s): %s", len(frames), len(sets), len(errors), manifest.path)
+    return manifest
+
+
+def _short(exc: InputError) -> str:
+    """The error text without the path (the manifest entry carries the path)."""
+    hint = f" ({exc.hint})" if exc.hint else ""
+    return f"{exc.message}{hint}"
+
+
+def _stamp(st: os.stat_result | None) -> dict[str, Any]:
+    return {"size": int(st.st_size), "mtime": float(st.st_mtime)} if st else {"size": 0, "mtime": 0.0}
+
+
+def _check_cameras(frames: list[Frame], cfg: GroupingConfig, root: Path,
+                   errors: list[dict[str, Any]], warnings: list[dict[str, Any]]) -> list[Frame]:
+    """Frames from another camera than the shoot's main one: error (left out) or warning (split)."""
+    counts: dict[str, int] = {}
+    for f in frames:
+        if f.exif.camera:
+            counts[f.exif.camera] = counts.get(f.exif.camera, 0) + 1
+    if len(counts) < 2:
+        return frames
+    main = max(counts, key=lambda c: counts[c])
+    kept: list[Frame] = []
+    for f in frames:
+        cam = f.exif.camera
+        if cam is None or cam == main:
+            kept.append(f)
+            continue
+        msg = f"taken with {cam}, the rest of the shoot with {main}"
+        stamp = {"size": f.size, "mtime": f.mtime}
+        if cfg.mixed_cameras == "split":
+            warnings.append({"path": _rel(f.path, root), "warning": msg + "; kept in sets of its own", **stamp})
+            kept.append(f)
+        else:
+            errors.append({"path": _rel(f.path, root), "error": msg + " (one shoot folder holds one camera's "
+                           "frames: move it to its own folder, or pass --allow-mixed-cameras)", **stamp})
+    return kept
+
+
+def _align_set(bset: BracketSet, cfg: GroupingConfig) -> None:
+    """Register every frame of ``bset`` onto the reference (on previews); marks handheld sets."""
+    ref = bset.reference_frame
+    bset.handheld = False
+    for f in bset.frames:
+        f.align = None
+        if f is ref or f.preview is None or ref.preview is None or f.preview.shape != ref.preview.shape:
+            continue
+        try:
+            f.align = estimate_alignment(ref.preview, f.preview, (ref.height, ref.width),
+                                         size=cfg.preview_size, tripod_px=cfg.tripod_px)
+        except Exception as exc:  # registration is best effort; an unaligned frame is still usable
+            log.debug("alignment of %s failed: %s", f.path, exc)
+            continue
+    bset.handheld = any(f.align is not None and f.align.applied for f in bset.frames)
+    if not bset.handheld:
+        for f in bset.frames:
+            if f.align is not None:
+                f.align.applied = False
+
+
+# ----------------------------------------------------------------------------- manifest I/O
+
+
+def _frame_to_dict(f: Frame, shoot: Path) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "path": _rel(f.path, shoot),
+        "role": f.role,
+        "ev": round(float(f.ev), 4),
+        "ev_source": f.ev_source,
+        "role_source": f.role_source,
+        "format": f.fmt,
+        "width": int(f.width),
+        "height": int(f.height),
+        "size": int(f.size),
+        "mtime": float(f.mtime),
+    }
+    d.update(f.exif.to_dict())
+    d["align"] = f.align.to_dict() if f.align is not None else None
+    return d
+
+
+def _set_to_dict(s: BracketSet, shoot: Path) -> dict[str, Any]:
+    return {"name": s.name, "reference": int(s.reference), "handheld": bool(s.handheld),
+            "frames": [_frame_to_dict(f, shoot) for f in s.frames]}
+
+
+def write_manifest(manifest: Manifest) -> Path:
+    """Write ``SHOOT/.flambient/manifest.yaml`` atomically; returns its path."""
+    doc = manifest.to_dict()
+    doc["files"] = {k: [v[0], v[1]] for k, v in sorted(manifest.files.items())}
+    return atomic_write_text(manifest.path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def load_manifest(shoot: str | Path) -> Manifest | None:
+    """Read ``SHOOT/.flambient/manifest.yaml``; None when there is none.
+
+    Raises :class:`InputError` when it exists but is malformed (delete it and re-ingest).
+    """
+    root = Path(shoot).resolve()
+    mp = manifest_path(root)
+    if not mp.is_file():
+        return None
+    try:
+        doc = yaml.safe_load(mp.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+            raise ValueError("not a flambient manifest")
+        sets = []
+        for sd in doc.get("sets") or []:
+            frames = [_frame_from_dict(fd, root) for fd in sd["frames"]]
+            sets.append(BracketSet(name=str(sd["name"]), frames=frames, reference=int(sd.get("reference", 0)),
+                                   handheld=bool(sd.get("handheld", False))))
+        files = {str(k): (int(v[0]), float(v[1])) for k, v in (doc.get("files") or {}).items()}
+        return Manifest(shoot=root, sets=sets, errors=list(doc.get("errors") or []),
+                        warnings=list(doc.get("warnings") or []),
+                        config=GroupingConfig.from_dict(doc.get("config")), files=files)
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise InputError(f"malformed manifest ({str(exc).splitlines()[0][:120]})", mp,
+                         "delete it and run `flambient ingest` again") from None
+
+
+def _frame_from_dict(fd: dict[str, Any], root: Path) -> Frame:
+    return Frame(
+        path=root / fd["path"],
+        exif=ExifInfo.from_dict(fd),
+        fmt=str(fd.get("format", "")),
+        height=int(fd.get("height", 0)),
+        width=int(fd.get("width", 0)),
+        size=int(fd.get("size", 0)),
+        mtime=float(fd.get("mtime", 0.0)),
+        role=str(fd.get("role", "ambient")),
+        ev=float(fd.get("ev", 0.0)),
+        ev_source=str(fd.get("ev_source", "")),
+        role_source=str(fd.get("role_source", "")),
+        align=Alignment.from_dict(fd.get("align")),
+    )
+
+
+def manifest_is_fresh(manifest: Manifest, config: GroupingConfig | None = None, recursive: bool = False) -> bool:
+    """True when the shoot's image files (names, sizes, mtimes) are exactly those ingested.
+
+    With ``config``, the manifest must also have been made with the same grouping settings.
+    """
+    if config is not None and config.to_dict() != manifest.config.to_dict():
+        return False
+    try:
+        paths = scan_shoot(manifest.shoot, recursive=recursive)
+    except InputError:
+        return False
+    now: dict[str, tuple[int, float]] = {}
+    for p in paths:
+        st = p.stat()
+        now[_rel(p, manifest.shoot)] = (st.st_size, st.st_mtime)
+    return now == manifest.files
+
+
+def fresh_manifest(shoot: str | Path, config: GroupingConfig | None = None) -> Manifest | None:
+    """The shoot's manifest when it exists and is fresh, else None (for ``process`` reuse)."""
+    m = load_manifest(shoot)
+    if m is not None and manifest_is_fresh(m, config):
+        return m
+    return None
+
+
+def set_input_files(bset: BracketSet) -> list[Path]:
+    """Absolute paths of every file of the set, in capture order (for input hashing)."""
+    return [f.path for f in bset.frames]
+
+
+# ----------------------------------------------------------------------------- frames and stacks
+
+
+def load_frame(frame: Frame) -> np.ndarray:
+    """Decode one frame at full resolution, exposure-normalised (``* 2**-ev``) and aligned.
+
+    Returns linear float32 HxWx3. Raises :class:`InputError` naming the file when it cannot
+    be decoded or no longer matches the size recorded at ingest.
+    """
+    img = read_linear(frame.path)
+    if frame.height and frame.width and img.shape[:2] != (frame.height, frame.width):
+        raise InputError(f"decoded size {img.shape[1]}x{img.shape[0]} differs from the manifest's "
+                         f"{frame.width}x{frame.height}", frame.path, "the file changed: run `flambient ingest` again")
+    if frame.ev:
+        img *= np.float32(2.0 ** -frame.ev)
+    return warp_to_reference(img, frame.align)
+
+
+def _cache_file(shoot: Path, bset: BracketSet, frame: Frame) -> Path:
+    return cache_dir(shoot, bset.name) / f"{frame.role}-{frame.stem}.exr"
+
+
+def _cache_key(frame: Frame) -> dict[str, Any]:
+    return {"size": int(frame.size), "mtime": float(frame.mtime), "ev": round(float(frame.ev), 4),
+            "align": frame.align.to_dict() if frame.align is not None and frame.align.applied else None}
+
+
+def _cache_index(shoot: Path, bset: BracketSet) -> dict[str, Any]:
+    p = cache_dir(shoot, bset.name) / "cache.yaml"
+    if not p.is_file():
+        return {}
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _stack_frames(bset: BracketSet) -> list[Frame]:
+    ref, flashes, window = bset.stack_frames()
+    return [ref, *flashes, *([window] if window is not None else [])]
+
+
+def write_cache(manifest: Manifest, n_jobs: int | None = None) -> list[Path]:
+    """Write each set's stack frames (normalised, aligned) as half-float EXR; returns the files.
+
+    A set whose frame fails to decode gets an error entry in the manifest (rewritten) and no
+    cache; the other sets are still cached.
+    """
+    shoot = manifest.shoot
+    jobs = [(bset, f) for bset in manifest.sets for f in _stack_frames(bset)]
+
+    def one(job: tuple[BracketSet, Frame]) -> Path | InputError:
+        bset, f = job
+        try:
+            img = load_frame(f)
+        except InputError as exc:
+            return exc
+        return write_exr(_cache_file(shoot, bset, f), img, half=True)
+
+    results = _parallel(one, jobs, n_jobs)
+    written: list[Path] = []
+    failed = False
+    for bset in manifest.sets:
+        index: dict[str, Any] = {}
+        for (b, f), res in zip(jobs, results):
+            if b is not bset:
+                continue
+            if isinstance(res, InputError):
+                failed = True
+                rel = _rel(f.path, shoot)
+                manifest.errors.append({"path": rel, "error": _short(res), "size": f.size, "mtime": f.mtime})
+                log.error("%s: %s", rel, _short(res))
+                continue
+            index[res.name] = {"path": _rel(f.path, shoot), **_cache_key(f)}
+            written.append(res)
+        if index:
+            atomic_write_text(cache_dir(shoot, bset.name) / "cache.yaml", yaml.safe_dump(index, sort_keys=True))
+    if failed:
+        write_manifest(manifest)
+    return written
+
+
+def load_set_stack(shoot: str | Path, bset: BracketSet, use_cache: bool = True, n_jobs: int | None = None) -> np.ndarray:
+    """The model input stack of one set: float32 HxWx13 (see :mod:`flambient.stack`).
+
+    Channels hold the reference ambient frame, the mean of the flash frames and the darkest
+    window-pull frame, each linear, exposure-normalised to the reference and aligned when the
+    set is handheld. A one-frame set gives an ambient-only stack. Each needed frame is decoded
+    once (in parallel); with ``use_cache`` fresh EXR frames from ``ingest --cache`` are read
+    instead. Raises :class:`InputError` naming the file when a frame is unreadable.
+    """
+    root = Path(shoot).resolve()
+    ref, flashes, window = bset.stack_frames()
+    needed = _stack_frames(bset)
+    index = _cache_index(root, bset) if use_cache else {}
+
+    def get(f: Frame) -> np.ndarray:
+        cf = _cache_file(root, bset, f)
+        entry = index.get(cf.name)
+        if entry is not None and cf.is_file() and _entry_fresh(entry, f):
+            try:
+                img = read_exr(cf)
+                if img.shape[:2] == (f.height, f.width):
+                    return img
+            except InputError:
+                pass  # a broken cache file is ignored; decode the original instead
+        return load_frame(f)
+
+    imgs = _parallel(get, needed, n_jobs)
+    amb = imgs[0]
+    flash_imgs = imgs[1 : 1 + len(flashes)]
+    for f, img in zip(needed[1:], imgs[1:]):
+        if img.shape[:2] != amb.shape[:2]:
+            raise InputError(f"frame size {img.shape[1]}x{img.shape[0]} differs from the reference "
+                             f"{amb.shape[1]}x{amb.shape[0]} in set '{bset.name}'", f.path)
+    flash = None
+    if flash_imgs:  # mean of the normalised flash frames, accumulated in place
+        flash = flash_imgs[0]
+        for extra in flash_imgs[1:]:
+            flash += extra
+        if len(flash_imgs) > 1:
+            flash *= np.float32(1.0 / len(flash_imgs))
+    win = imgs[-1] if window is not None else None
+    return build_stack(amb, flash, win)
+
+
+def _entry_fresh(entry: dict[str, Any], f: Frame) -> bool:
+    key = _cache_key(f)
+    try:
+        st = f.path.stat()
+        if st.st_size != key["size"] or abs(st.st_mtime - key["mtime"]) > 1e-6:
+            return False  # the source changed since ingest
+        return (int(entry["size"]) == key["size"] and abs(float(entry["mtime"]) - key["mtime"]) < 1e-6
+                and abs(float(entry["ev"]) - key["ev"]) < 1e-6 and entry.get("align") == key["align"])
+    except (KeyError, TypeError, ValueError, OSError):
+        return False

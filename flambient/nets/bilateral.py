@@ -1,0 +1,165 @@
+"""`bilateral` family (the default): an HDRNet-style bilateral grid of affine colour transforms.
+
+After Gharbi et al., "Deep Bilateral Learning for Real-Time Image Enhancement" (SIGGRAPH 2017).
+
+- ``context(low)``: a small CNN on the encoded 256^2 stack predicts a bilateral grid
+  ``N x (D*3*K) x G x G`` (default G=16 spatial cells, D=8 luma bins, K=7 inputs per affine
+  row), fusing local features with a global (whole-image) feature vector.
+- ``apply(x, ctx, pos)``: per pixel, a cheap pointwise MLP (13 -> 16 -> 7) on the encoded stack
+  gives a guide value ``g`` in (0, 1) and six features (encoded ambient and flash RGB plus a
+  learned residual that carries the window pull and mask); the grid is sliced trilinearly at
+  the pixel's ABSOLUTE image coordinates ``((y0+i+0.5)/H, (x0+j+0.5)/W)`` and ``g``, and the
+  resulting 3 x 7 affine matrix maps ``[features, 1]`` to sRGB, clamped to [0, 1].
+
+The slice avoids 5-D ``grid_sample`` (TensorRT cannot convert it): the grid is first
+interpolated along x for the tile's columns (a small ``N x D x C x G x w`` table), then each
+pixel gathers the 4 table rows (bin lo/hi x grid row lo/hi) it needs and blends them with
+tent weights. Everything is per pixel given ``pos``, so tiles equal the whole image up to float
+rounding (``tile_exact``, overlap 0); outside ONNX export ``apply`` works through row chunks so
+that peak memory stays at a few dozen floats per pixel of a chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import LUMA_WEIGHTS, conv_act, grid_interp, pixel_index_grids
+from .registry import FlambientNet, ModelSpec, encode_stack, register
+
+SPEC = ModelSpec(
+    family="bilateral",
+    description="HDRNet-style bilateral grid of affine colour transforms (default; fast, tile-exact)",
+    size_multiple=1,
+    tileable=True,
+    overlap=0,
+    needs_context=True,
+    context_size=256,
+    half_precision=True,
+    tile_exact=True,
+    exportable=True,
+    export_note="context and apply export separately; the slice is written with Gather ops",
+)
+
+#: Pixels handled per chunk by ``apply`` outside export (bounds the gather buffers).
+CHUNK_PIXELS = 1 << 17
+#: Per-pixel affine inputs: encoded ambient RGB, encoded flash RGB (each plus a learned residual), 1.
+N_FEATURES = 7
+
+
+def _in_export() -> bool:
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
+
+
+class BilateralNet(FlambientNet):
+    """Bilateral-grid family; see the module docstring. Config kwargs are stored in model files.
+
+    Args:
+        grid_size: spatial cells of the grid per side (G).
+        luma_bins: guide bins (D, >= 2).
+        width: channels of the context CNN.
+        hidden: hidden units of the per-pixel MLP.
+    """
+
+    spec = SPEC
+
+    def __init__(self, grid_size: int = 16, luma_bins: int = 8, width: int = 64, hidden: int = 16, **extra: Any) -> None:
+        super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, hidden=hidden, **extra)
+        if grid_size < 2 or luma_bins < 2:
+            raise ValueError("grid_size and luma_bins must be at least 2")
+        self.grid_size, self.luma_bins = grid_size, luma_bins
+        self.n_coef = 3 * N_FEATURES
+        c = SPEC.in_channels
+        # --- context (low resolution, whole image)
+        self.splat = nn.Sequential(conv_act(c, 16, 2), conv_act(16, 32, 2), conv_act(32, width, 2), conv_act(width, width, 2))
+        self.local = nn.Sequential(conv_act(width, width), conv_act(width, width, act=False))
+        self.global_conv = nn.Sequential(conv_act(width, width, 2), conv_act(width, width, 2))
+        self.global_fc = nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(0.1), nn.Linear(width, width))
+        self.to_grid = nn.Conv2d(width, luma_bins * self.n_coef, 1)
+        # --- apply (per pixel, full resolution)
+        self.pw1 = nn.Linear(c, hidden)
+        self.pw2 = nn.Linear(hidden, 7)
+        self.guide_scale = nn.Parameter(torch.tensor(4.0))
+        self._init_identity()
+
+    def _init_identity(self) -> None:
+        """Start as "output = encoded ambient": zero residuals, identity affine rows in every cell."""
+        nn.init.normal_(self.to_grid.weight, std=1e-3)
+        bias = torch.zeros(self.luma_bins, 3, N_FEATURES)
+        for ch in range(3):
+            bias[:, ch, ch] = 1.0
+        with torch.no_grad():
+            self.to_grid.bias.copy_(bias.flatten())
+        nn.init.zeros_(self.pw2.weight)
+        nn.init.zeros_(self.pw2.bias)
+
+    # ------------------------------------------------------------------ context
+    def context(self, low: torch.Tensor) -> torch.Tensor:
+        """N x 13 x s x s linear stack -> bilateral grid N x (D*3*K) x G x G (K = 7)."""
+        f = self.splat(encode_stack(low))
+        f = F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))
+        loc = self.local(f)
+        glob = self.global_fc(self.global_conv(f).mean(dim=(2, 3)))
+        fused = F.leaky_relu(loc + glob[:, :, None, None], 0.1)
+        return self.to_grid(fused)
+
+    def context_parameters(self) -> list[nn.Parameter]:
+        mods = (self.splat, self.local, self.global_conv, self.global_fc, self.to_grid)
+        return [p for m in mods for p in m.parameters()]
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Tile N x 13 x h x w (linear) + grid + pos [y0, x0, H, W] -> sRGB N x 3 x h x w in [0, 1]."""
+        n, _, h, w = x.shape
+        d, g = self.luma_bins, self.grid_size
+        pos = pos.float()
+        rows, cols = pixel_index_grids(x, pos)
+        ylo, fy = grid_interp((rows + 0.5) / pos[2] * g - 0.5, g)
+        xlo, fx = grid_interp((cols + 0.5) / pos[3] * g - 0.5, g)
+        # Interpolate the grid along x for this tile's columns: N x D x C x G x w -> table rows.
+        grid = ctx.to(x.dtype).reshape(n, d, self.n_coef, g, g)
+        fx = fx.to(grid.dtype).view(1, 1, 1, 1, -1)
+        gx = grid.index_select(4, xlo) * (1.0 - fx) + grid.index_select(4, xlo + 1) * fx
+        table = gx.permute(0, 1, 3, 4, 2).reshape(-1, self.n_coef)  # ((n*D + b)*G + r)*w + j
+        if _in_export() or n * h * w <= CHUNK_PIXELS:
+            return self._slice_apply(x, table, ylo, fy)
+        step = max(1, CHUNK_PIXELS // max(1, n * w))
+        outs = [self._slice_apply(x[:, :, r : r + step], table, ylo[r : r + step], fy[r : r + step]) for r in range(0, h, step)]
+        return torch.cat(outs, dim=2)
+
+    def _slice_apply(self, x: torch.Tensor, table: torch.Tensor, ylo: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+        """Per-pixel part of :meth:`apply` for rows whose grid-row indices are ``ylo``/``fy`` (h,)."""
+        n, _c, h, w = x.shape
+        d, g = self.luma_bins, self.grid_size
+        enc = encode_stack(x).permute(0, 2, 3, 1)  # N x h x w x 13
+        o = self.pw2(F.relu(self.pw1(enc)))
+        amb, fl = enc[..., 0:3], enc[..., 3:6]
+        feats = torch.cat([amb + o[..., 0:3], fl + o[..., 3:6], torch.ones_like(o[..., :1])], dim=-1)
+        lum = amb[..., 0] * LUMA_WEIGHTS[0] + amb[..., 1] * LUMA_WEIGHTS[1] + amb[..., 2] * LUMA_WEIGHTS[2]
+        guide = torch.sigmoid(self.guide_scale * (lum - 0.5) + o[..., 6])  # N x h x w
+        blo, fb = grid_interp(guide * d - 0.5, d)
+        batch = (torch.ones_like(x[:, 0, 0, 0]).cumsum(0) - 1.0).long().view(-1, 1, 1)
+        col = (torch.ones_like(x[0, 0, 0, :]).cumsum(0) - 1.0).long().view(1, 1, -1)
+        wt = table.shape[0] // (n * d * g)  # width of the table (the tile's full width)
+        base = ((batch * d + blo) * g + ylo.view(1, -1, 1)) * wt + col  # bin lo, row lo
+        fy = fy.view(1, -1, 1)
+        # The 4 corners (bin lo/hi x grid row lo/hi) as one gather: P*4 table rows of 3*K coefs.
+        offs = torch.stack([base, base + wt, base + g * wt, base + (g + 1) * wt], dim=-1)
+        corners = table.index_select(0, offs.reshape(-1)).view(-1, 4, self.n_coef)
+        wgt = torch.stack([(1.0 - fb) * (1.0 - fy), (1.0 - fb) * fy, fb * (1.0 - fy), fb * fy], dim=-1)
+        coef = torch.bmm(wgt.to(corners.dtype).reshape(-1, 1, 4), corners).view(-1, 3, N_FEATURES)  # P x 3 x K
+        out = torch.bmm(coef, feats.reshape(-1, N_FEATURES, 1)).view(n, h, w, 3)
+        return out.permute(0, 3, 1, 2).clamp(0.0, 1.0)
+
+    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """Uniform trainer hook: None = use the standard regression loss on ``forward(x)``."""
+        return None
+
+
+@register(SPEC)
+def build(**config: Any) -> BilateralNet:
+    """Builder registered under ``bilateral``."""
+    return BilateralNet(**config)

@@ -1,0 +1,255 @@
+"""Tile plans, smooth-ramp overlap weights and stitching for full-resolution inference.
+
+A :class:`TilePlan` cuts an ``H x W`` image into a grid of rectangular tiles that
+
+- cover the image exactly (every pixel lies in at least one tile, no tile leaves the image),
+- are evened out (all tiles of one axis have the same size, spread evenly from edge to edge,
+  so there is no thin sliver at the right or bottom border),
+- have heights and widths that are multiples of ``multiple`` (the family's
+  ``spec.size_multiple``) whenever the image side is longer than one tile; when a whole side
+  fits in one tile that tile is the side itself and the runner pads it with
+  :func:`pad_to_multiple` (the same padding an untiled run needs),
+- overlap their neighbours by at least ``overlap`` pixels (the family's ``spec.overlap``).
+
+The plan depends only on ``(H, W, tile, overlap, multiple)``, never on the device, so CPU
+and GPU runs cut the same tiles.
+
+Blending: where tiles overlap, each tile's contribution is weighted by a raised-cosine ramp
+running across the whole overlap (not uniform averaging, which leaves visible seams). The
+1-D weights of every axis are normalised to sum to exactly one at each coordinate, so the 2-D
+weights (outer products) are a partition of unity and a constant image stitches back exactly.
+Tiles that do not overlap get weight 1 and are copied, so per-pixel ("tile-exact") families
+give the same output tiled and untiled up to float rounding inside the net.
+
+Typical use::
+
+    plan = plan_tiles(h, w, tile=1024, overlap=spec.overlap, multiple=spec.size_multiple)
+    out = Stitcher(plan, channels=3)
+    for t in plan:
+        out.add(t, run_model(stack[t.slices]))  # t.h x t.w x 3
+    srgb = out.result()                        # H x W x 3
+
+or, in one call, ``stitch(plan, (run(stack[t.slices]) for t in plan))``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a plan: rows ``y0:y0+h``, columns ``x0:x0+w`` (pixels), grid index (row, col)."""
+
+    y0: int
+    x0: int
+    h: int
+    w: int
+    row: int = 0
+    col: int = 0
+
+    @property
+    def y1(self) -> int:
+        """Exclusive end row."""
+        return self.y0 + self.h
+
+    @property
+    def x1(self) -> int:
+        """Exclusive end column."""
+        return self.x0 + self.w
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices for indexing an HxWxC array: ``img[tile.slices]``."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+
+def axis_spans(length: int, tile: int | None, overlap: int = 0, multiple: int = 1) -> list[tuple[int, int]]:
+    """Evened-out ``(start, size)`` spans covering ``[0, length)`` along one axis.
+
+    ``tile`` is the largest span (rounded down to a multiple of ``multiple``, at least
+    ``multiple``); ``None`` or ``0`` means one span. Neighbouring spans overlap by at least
+    ``overlap`` pixels; all spans have the same size, a multiple of ``multiple`` whenever
+    there is more than one span. Raises ValueError when ``tile`` is too small for ``overlap``.
+    """
+    if length <= 0:
+        raise ValueError(f"axis length must be positive, got {length}")
+    if overlap < 0 or multiple < 1:
+        raise ValueError(f"need overlap >= 0 and multiple >= 1, got {overlap}, {multiple}")
+    if not tile or length <= tile:
+        return [(0, length)]
+    t_max = max(multiple, (int(tile) // multiple) * multiple)
+    if length <= t_max:
+        return [(0, length)]
+    if t_max <= 2 * overlap:
+        raise ValueError(f"tile size {tile} must exceed twice the overlap ({overlap}) "
+                         f"(after rounding down to a multiple of {multiple}: {t_max})")
+    n = max(2, math.ceil((length - overlap) / (t_max - overlap)))
+    while True:
+        size = math.ceil((length + (n - 1) * overlap) / n)
+        size = min(t_max, math.ceil(size / multiple) * multiple)
+        if size >= length:  # rounding up to the multiple made one span enough
+            return [(0, length)]
+        starts = _even_starts(length, size, n, multiple)
+        if all(starts[i] + size - starts[i + 1] >= overlap for i in range(n - 1)):
+            return [(s, size) for s in starts]
+        n += 1
+
+
+def _even_starts(length: int, size: int, n: int, multiple: int) -> list[int]:
+    """``n`` starts from 0 to ``length - size``, evenly spaced; inner ones on a ``multiple`` grid."""
+    last = length - size
+    starts = [0]
+    for i in range(1, n - 1):
+        s = round(i * last / (n - 1))
+        starts.append(min(last, (s // multiple) * multiple))
+    starts.append(last)
+    return starts
+
+
+def ramp(n: int) -> np.ndarray:
+    """Raised-cosine ramp of ``n`` samples rising from ~0 to ~1 (at pixel centres), float64.
+
+    ``ramp(n) + ramp(n)[::-1] == 1`` exactly, so two tiles sharing an overlap sum to one.
+    """
+    t = (np.arange(n, dtype=np.float64) + 0.5) / max(n, 1)
+    return 0.5 - 0.5 * np.cos(np.pi * t)
+
+
+def axis_weights(spans: list[tuple[int, int]], length: int) -> list[np.ndarray]:
+    """Per-span 1-D blend weights (float32, one array of each span's size), normalised.
+
+    A span's weight rises over its overlap with the previous span and falls over its overlap
+    with the next one (raised cosine); the weights of all spans sum to 1 at every coordinate.
+    """
+    raw: list[np.ndarray] = []
+    for i, (s, n) in enumerate(spans):
+        w = np.ones(n, dtype=np.float64)
+        if i > 0:
+            ov = spans[i - 1][0] + spans[i - 1][1] - s
+            if ov > 0:
+                w[:ov] *= ramp(ov)
+        if i + 1 < len(spans):
+            ov = s + n - spans[i + 1][0]
+            if ov > 0:
+                w[n - ov:] *= ramp(ov)[::-1]
+        raw.append(w)
+    total = np.zeros(length, dtype=np.float64)
+    for (s, n), w in zip(spans, raw):
+        total[s:s + n] += w
+    return [(w / total[s:s + n]).astype(np.float32) for (s, n), w in zip(spans, raw)]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tiles covering an ``height x width`` image (row-major order) and their blend weights."""
+
+    height: int
+    width: int
+    tile: int | None
+    overlap: int
+    multiple: int
+    rows: tuple[tuple[int, int], ...]
+    cols: tuple[tuple[int, int], ...]
+    tiles: tuple[Tile, ...] = field(repr=False)
+    _wy: tuple[np.ndarray, ...] = field(repr=False, compare=False)
+    _wx: tuple[np.ndarray, ...] = field(repr=False, compare=False)
+
+    def __iter__(self) -> Iterator[Tile]:
+        return iter(self.tiles)
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    @property
+    def overlapping(self) -> bool:
+        """Whether any two tiles share pixels (False: stitching is a plain copy)."""
+        return _spans_overlap(self.rows) or _spans_overlap(self.cols)
+
+    def weights(self, t: Tile) -> tuple[np.ndarray, np.ndarray]:
+        """1-D blend weights ``(wy (t.h,), wx (t.w,))`` of tile ``t``; the 2-D weight is their outer product."""
+        return self._wy[t.row], self._wx[t.col]
+
+    def max_tile_pixels(self) -> int:
+        """Pixels in the largest tile (what bounds inference memory)."""
+        return max(t.h * t.w for t in self.tiles)
+
+
+def _spans_overlap(spans: tuple[tuple[int, int], ...]) -> bool:
+    return any(spans[i][0] + spans[i][1] > spans[i + 1][0] for i in range(len(spans) - 1))
+
+
+def plan_tiles(h: int, w: int, tile: int | None, overlap: int = 0, multiple: int = 1) -> TilePlan:
+    """Plan tiles of at most ``tile`` x ``tile`` pixels covering an ``h x w`` image.
+
+    ``tile`` None or 0 gives a single tile. ``overlap`` is the least overlap between
+    neighbours (pixels), ``multiple`` the size multiple the model needs. See the module
+    docstring for the guarantees. Raises ValueError for impossible parameters.
+    """
+    rows = axis_spans(h, tile, overlap, multiple)
+    cols = axis_spans(w, tile, overlap, multiple)
+    tiles = tuple(Tile(y0, x0, th, tw, r, c) for r, (y0, th) in enumerate(rows) for c, (x0, tw) in enumerate(cols))
+    return TilePlan(height=h, width=w, tile=tile, overlap=overlap, multiple=multiple,
+                    rows=tuple(rows), cols=tuple(cols), tiles=tiles,
+                    _wy=tuple(axis_weights(rows, h)), _wx=tuple(axis_weights(cols, w)))
+
+
+class Stitcher:
+    """Accumulates tile outputs (``t.h x t.w x C``) into one ``H x W x C`` float32 image.
+
+    Non-overlapping plans copy tiles in place; overlapping plans add each tile times its
+    smooth-ramp weight. Memory: one output image plus one tile.
+    """
+
+    def __init__(self, plan: TilePlan, channels: int = 3) -> None:
+        self.plan = plan
+        self.out = np.zeros((plan.height, plan.width, channels), dtype=np.float32)
+        self._blend = plan.overlapping
+        self._added = 0
+
+    def add(self, t: Tile, pixels: np.ndarray) -> None:
+        """Add the output of tile ``t`` (float, ``t.h x t.w x C``)."""
+        if pixels.shape[:2] != (t.h, t.w):
+            raise ValueError(f"tile output {pixels.shape[:2]} does not match the tile size {(t.h, t.w)}")
+        if not self._blend:
+            self.out[t.slices] = pixels
+        else:
+            wy, wx = self.plan.weights(t)
+            self.out[t.slices] += pixels * (wy[:, None, None] * wx[None, :, None])
+        self._added += 1
+
+    def result(self) -> np.ndarray:
+        """The stitched ``H x W x C`` float32 image (raises if a tile is missing)."""
+        if self._added != len(self.plan):
+            raise ValueError(f"{self._added} of {len(self.plan)} tiles were added")
+        return self.out
+
+
+def stitch(plan: TilePlan, outputs: Iterable[np.ndarray], channels: int = 3) -> np.ndarray:
+    """Stitch per-tile outputs given in plan order into an ``H x W x channels`` float32 image."""
+    st = Stitcher(plan, channels)
+    for t, px in zip(plan, outputs):
+        st.add(t, px)
+    return st.result()
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int, axes: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, tuple[int, int]]:
+    """Reflect-pad ``x`` at the bottom/right so the two ``axes`` are multiples of ``multiple``.
+
+    Returns ``(padded, (h, w))`` with the original sizes, to crop the result back with
+    ``y[:h, :w]`` (or ``y[..., :h, :w]`` for NCHW). Sides shorter than the padding use edge
+    replication instead of reflection.
+    """
+    h, w = x.shape[axes[0]], x.shape[axes[1]]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    pad = [(0, 0)] * x.ndim
+    pad[axes[0]] = (0, ph)
+    pad[axes[1]] = (0, pw)
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(x, pad, mode=mode), (h, w)

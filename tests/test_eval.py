@@ -1,0 +1,233 @@
+"""Tests of flambient.evaluate, flambient.report and the ``eval`` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from flambient import colour, metrics
+from flambient.cli import main
+from flambient.dataset import write_index, write_item
+from flambient.errors import InputError
+from flambient.evaluate import align_to, evaluate, match_pairs, write_metrics_json
+from flambient.io.images import read_srgb, write_png
+from flambient.report import render_report, write_report
+
+from conftest import shared_file
+
+H, W = 48, 64
+
+
+def _scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A tiny flambient set: albedo lit by warm dim ambient, neutral flash, bright window."""
+    albedo = np.clip(gaussian_filter(rng.uniform(0.05, 0.9, (H, W, 3)), (3, 3, 0)), 0.02, 0.95)
+    albedo[:, : W // 3] = albedo[:, : W // 3].mean(axis=-1, keepdims=True)  # neutral wall
+    mask = np.zeros((H, W), np.float32)
+    mask[6:20, 40:58] = 1.0
+    ambient = albedo * np.array([0.25, 0.18, 0.1]) + mask[..., None] * 3.0
+    flash = albedo * 0.8 + mask[..., None] * 3.0
+    window = ambient / 4.0 * 4.0  # exposure-normalised pull: same radiance, highlights kept
+    truth_lin = albedo * 0.6 + mask[..., None] * np.array([0.5, 0.6, 0.8])
+    return {
+        "ambient": ambient.astype(np.float32), "flash": flash.astype(np.float32),
+        "window": window.astype(np.float32), "mask": mask,
+        "truth": colour.linear_to_srgb(truth_lin.astype(np.float32)),
+    }
+
+
+@pytest.fixture()
+def eval_dirs(tmp_path: Path) -> dict[str, Path]:
+    """PRED and TRUTH folders plus a dataset of inputs; one extra prediction without truth,
+    one prediction 2 px narrower than its truth."""
+    rng = np.random.default_rng(0)
+    pred_dir, truth_dir, ds = tmp_path / "pred", tmp_path / "truth", tmp_path / "dataset"
+    pred_dir.mkdir()
+    truth_dir.mkdir()
+    entries = []
+    for i in range(3):
+        sc = _scene(rng)
+        name = f"set{i:02d}"
+        entries.append(write_item(ds, name, sc["ambient"], sc["truth"], flash=sc["flash"], window=sc["window"],
+                                  mask=sc["mask"]))
+        pred = np.clip(sc["truth"] + rng.normal(0, 0.02, sc["truth"].shape), 0, 1).astype(np.float32)
+        if i == 1:
+            pred = pred[:, 1:-1]
+        write_png(truth_dir / f"{name}.png", sc["truth"], bits=16)
+        write_png(pred_dir / f"{name}.png", pred, bits=16)
+    write_index(ds, entries)
+    write_png(pred_dir / "orphan.png", np.zeros((H, W, 3), np.float32))
+    return {"pred": pred_dir, "truth": truth_dir, "dataset": ds}
+
+
+def test_match_pairs_reports_missing(eval_dirs: dict[str, Path]) -> None:
+    pairs, missing = match_pairs(eval_dirs["pred"], eval_dirs["truth"])
+    assert [p[0] for p in pairs] == ["set00", "set01", "set02"]
+    assert len(missing) == 1 and "orphan" in missing[0]
+    with pytest.raises(InputError):
+        match_pairs(eval_dirs["pred"], eval_dirs["dataset"])  # no images in common
+    with pytest.raises(InputError):
+        match_pairs(eval_dirs["pred"] / "nope", eval_dirs["truth"])
+
+
+def test_align_to() -> None:
+    img = np.random.default_rng(1).uniform(0, 1, (40, 60, 3)).astype(np.float32)
+    assert align_to(img[1:-1, 2:], (40, 60)).shape == (40, 60, 3)
+    half = img[::2, ::2]
+    assert align_to(half, (40, 60)).shape == (40, 60, 3)
+    with pytest.raises(InputError):
+        align_to(img[:, :30], (40, 60))
+
+
+def test_evaluate_with_baselines(eval_dirs: dict[str, Path], tmp_path: Path) -> None:
+    res = evaluate(eval_dirs["pred"], eval_dirs["truth"], inputs=eval_dirs["dataset"], with_baselines=True)
+    assert [r.name for r in res.images] == ["set00", "set01", "set02"]
+    assert len(res.missing) == 1 and not res.failed
+    doc = json.loads(write_metrics_json(res, tmp_path / "m.json").read_text())
+    assert set(doc) >= {"aggregate", "images", "baselines"}
+    assert set(metrics.METRIC_KEYS) <= set(doc["aggregate"])
+    assert set(doc["baselines"]) == {"ambient", "luminosity", "mertens"}
+    for agg in doc["baselines"].values():
+        assert set(metrics.METRIC_KEYS) <= set(agg)
+    assert [im["name"] for im in doc["images"]] == ["set00", "set01", "set02"]
+    assert all(im["window_delta_e"] > 0 for im in doc["images"])  # masks exist in the dataset
+    # the aggregate is the mean of the per-image values
+    assert doc["aggregate"]["delta_e2000"] == pytest.approx(np.mean([im["delta_e2000"] for im in doc["images"]]))
+    # a near-perfect prediction beats every classical baseline on colour and structure
+    for agg in doc["baselines"].values():
+        assert doc["aggregate"]["delta_e2000"] < agg["delta_e2000"]
+        assert doc["aggregate"]["psnr"] > agg["psnr"]
+    # the ambient-only baseline is much darker than the truth
+    assert doc["baselines"]["ambient"]["exposure_ev"] < -0.5
+    html = render_report(res)
+    assert html.count("data:image/jpeg;base64,") == 12  # 3 images x input/pred/truth/error
+    assert html.count("<svg") == 2 and "addEventListener('click'" in html
+    assert "orphan" in html and "src=\"http" not in html
+
+
+def test_eval_cli(eval_dirs: dict[str, Path], tmp_path: Path) -> None:
+    out_json, out_html = tmp_path / "metrics.json", tmp_path / "report.html"
+    args = ["eval", str(eval_dirs["pred"]), str(eval_dirs["truth"]), "--json", str(out_json), "--report", str(out_html)]
+    assert main(args) == 1  # one prediction has no truth partner
+    doc = json.loads(out_json.read_text())
+    assert len(doc["images"]) == 3 and "baselines" not in doc and doc["missing"]
+    assert out_html.stat().st_size > 1000
+    (eval_dirs["pred"] / "orphan.png").unlink()
+    assert main(args) == 0
+    assert main(["eval", str(eval_dirs["pred"]), str(eval_dirs["truth"]), "--baselines"]) == 2  # needs --inputs
+    assert main(["eval", str(tmp_path / "missing"), str(eval_dirs["truth"])]) == 2
+
+
+def test_eval_identical_folders(eval_dirs: dict[str, Path]) -> None:
+    res = evaluate(eval_dirs["truth"], eval_dirs["truth"], keep_views=False)
+    agg = res.model.aggregate()
+    assert agg["psnr"] == metrics.PSNR_MAX_DB
+    assert agg["delta_e2000"] == 0.0 and agg["ssim"] == pytest.approx(1.0)
+    assert agg["flip"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_eval_real_fivek_pairs(tmp_path: Path) -> None:
+    """Real retouching pairs (MIT-Adobe FiveK input vs expert C), sizes 1-2 px apart."""
+    pred_dir, truth_dir = tmp_path / "pred", tmp_path / "truth"
+    pred_dir.mkdir()
+    truth_dir.mkdir()
+    for stem in ("a4514", "a4521"):
+        shutil.copy(shared_file("fivek-pairs-deeplpf", f"{stem}_input.png"), pred_dir / f"{stem}.png")
+        shutil.copy(shared_file("fivek-pairs-deeplpf", f"{stem}_expertC.png"), truth_dir / f"{stem}.png")
+    res = evaluate(pred_dir, truth_dir, keep_views=False)
+    assert len(res.images) == 2 and not res.failed
+    for r in res.images:
+        m = r.metrics
+        assert 10 < m["psnr"] < 40 and 0 < m["ssim"] < 1 and m["delta_e2000"] > 1
+    # the expert's edit is not the input: PSNR against the input itself is the cap
+    same = evaluate(truth_dir, truth_dir, keep_views=False).model.aggregate()
+    assert same["psnr"] == metrics.PSNR_MAX_DB
+
+
+def _chromium() -> str | None:
+    for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if Path(p).exists():
+            return p
+    return None
+
+
+@pytest.mark.slow
+def test_report_renders_in_chromium(eval_dirs: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    res = evaluate(eval_dirs["pred"], eval_dirs["truth"], inputs=eval_dirs["dataset"], with_baselines=True)
+    page = write_report(res, tmp_path / "report.html")
+    shot = tmp_path / "shot.png"
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run",
+           f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={shot}", "--window-size=1200,900",
+           "--hide-scrollbars", page.resolve().as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+    assert shot.is_file(), "chromium wrote no screenshot"
+    img = read_srgb(shot)
+    assert img.shape[0] >= 800 and img.shape[1] >= 1100
+    # not blank: many distinct colours, a real share of non-background pixels, thumbnails present
+    q = (img * 255).astype(np.uint8).reshape(-1, 3)
+    assert len(np.unique(q, axis=0)) > 200
+    background = np.all(np.abs(img - img[5, 5]) < 0.02, axis=-1).mean()
+    assert background < 0.97
+
+
+@pytest.mark.slow
+def test_report_sorts_in_chromium(eval_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The inline sorting script runs: ``#sort=-delta_e2000`` opens the rows worst first."""
+    import re
+    import subprocess
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    res = evaluate(eval_dirs["pred"], eval_dirs["truth"], keep_views=False)
+    page = write_report(res, tmp_path / "report.html")
+    expected = [r.name for r in sorted(res.images, key=lambda r: -r.metrics["delta_e2000"])]
+    for frag, order in (("#sort=-delta_e2000", expected), ("#sort=delta_e2000", expected[::-1])):
+        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run",
+               f"--user-data-dir={tmp_path / 'chrome'}", "--dump-dom", page.resolve().as_uri() + frag]
+        dom = subprocess.run(cmd, capture_output=True, timeout=60, check=False, text=True).stdout
+        body = dom.split('<table id="images">', 1)[1]
+        names = re.findall(r'<td class="name" data-v="([^"]+)"', body)
+        assert names == order, (frag, names)
+
+
+def test_truth_window_masks_are_used_not_paired(eval_dirs: dict[str, Path]) -> None:
+    mask = np.zeros((H, W, 3), np.float32)
+    mask[10:20, 10:30] = 1.0
+    write_png(eval_dirs["truth"] / "set00_window.png", mask)
+    pairs, missing = match_pairs(eval_dirs["pred"], eval_dirs["truth"])
+    assert [p[0] for p in pairs] == ["set00", "set01", "set02"] and not any("set00_window" in m for m in missing)
+    res = evaluate(eval_dirs["pred"], eval_dirs["truth"], keep_views=False)
+    by_name = {r.name: r.metrics for r in res.images}
+    assert by_name["set00"]["window_delta_e"] > 0 and "window_delta_e" not in by_name["set01"]
+
+
+@pytest.mark.slow
+def test_eval_synthetic_shoot_with_baselines(tmp_path: Path) -> None:
+    """A synthetic shoot as --inputs (ingested by eval), its truth finals as TRUTH."""
+    from flambient.synth import synth_shoot
+
+    shoot, pred = tmp_path / "shoot", tmp_path / "pred"
+    synth_shoot(shoot, sets=2, size=(96, 64), seed=3, fmt="jpg", workers=1)
+    pred.mkdir()
+    truths = sorted(p for p in (shoot / "truth").glob("*.jpg"))
+    for t in truths:  # a prediction: the truth slightly brightened
+        write_png(pred / f"{t.stem}.png", np.clip(read_srgb(t) * 1.05, 0, 1))
+    res = evaluate(pred, shoot / "truth", inputs=shoot, with_baselines=True)
+    assert not res.missing and not res.failed and len(res.images) == len(truths)
+    assert all("input" in r.views and "window_delta_e" in r.metrics for r in res.images)
+    model = res.model.aggregate()
+    for name, ms in res.baselines.items():
+        assert len(ms.images) == len(truths), name
+        assert model["delta_e2000"] < ms.aggregate()["delta_e2000"], name

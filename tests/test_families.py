@@ -1,0 +1,308 @@
+"""One test set over every registered model family (timm-style): a new family is tested automatically.
+
+Per family: forward shape/range on odd sizes, backward, one optimiser step, tiled versus whole
+agreement, save/load round trip and ONNX export parity (for exportable families).
+Images are tiny generated stacks, so the whole file runs in well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from flambient.colour import linear_to_srgb
+from flambient.errors import ModelError
+from flambient.nets.layers import coordinate_noise
+from flambient.nets.registry import (
+    FlambientNet,
+    create_model,
+    downsample,
+    families,
+    full_pos,
+    load_model,
+    save_model,
+)
+from flambient.stack import HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS
+
+FAMILIES = sorted(families())
+
+
+def _round_up(v: int, m: int) -> int:
+    return int(math.ceil(v / m) * m)
+
+
+def make_stack(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """N x 13 x h x w linear stack: smooth scene + noise; item 0 has flash+window, item 1 ambient only."""
+    g = torch.Generator().manual_seed(seed)
+    yy = torch.linspace(0, 1, h).view(1, 1, h, 1)
+    xx = torch.linspace(0, 1, w).view(1, 1, 1, w)
+    base = 0.05 + 0.3 * (0.5 + 0.5 * torch.sin(6 * xx + 3 * yy + torch.rand(n, 3, 1, 1, generator=g) * 6))
+    amb = base * (0.5 + torch.rand(n, 3, h, w, generator=g) * 0.5)
+    x = torch.zeros(n, STACK_CHANNELS, h, w)
+    x[:, 0:3] = amb
+    x[0, 3:6] = amb[0] * 2.0 + 0.05
+    x[0, 6:9] = amb[0] * 0.3
+    x[0, MASK] = (xx[0, 0] > 0.7).float().expand(h, w)
+    x[0, HAS_FLASH] = 1.0
+    x[0, HAS_WINDOW] = 1.0
+    x[0, HAS_MASK] = 1.0
+    x[:, 0:3, : h // 6, : w // 6] *= 12.0  # a blown window above 1
+    return x
+
+
+def target_of(x: torch.Tensor) -> torch.Tensor:
+    """A fixed sRGB target: mean of ambient and (where present) flash, through the sRGB curve."""
+    lin = torch.where(x[:, HAS_FLASH : HAS_FLASH + 1] > 0.5, 0.5 * (x[:, 0:3] + x[:, 3:6]), x[:, 0:3])
+    return linear_to_srgb(lin.clamp(0, 1)).float().clamp(0, 1)
+
+
+def perturbed(family: str, seed: int = 0, scale: float = 0.05) -> FlambientNet:
+    """A net of ``family`` whose parameters are moved off their (often zero) initial values."""
+    torch.manual_seed(seed)
+    net = create_model(family)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return net.eval()
+
+
+def loss_of(net: FlambientNet, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The family's own training loss when it has one, else L1 on forward."""
+    special = net.training_loss(x, target)
+    return special if special is not None else (net(x) - target).abs().mean()
+
+
+def odd_size(spec_multiple: int) -> tuple[int, int]:
+    return _round_up(37, spec_multiple), _round_up(45, spec_multiple)
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_registry_has_the_four_families() -> None:
+    assert {"bilateral", "lut", "nafnet", "diffusion"} <= set(FAMILIES)
+
+
+def test_spec_is_consistent(family: str) -> None:
+    net = create_model(family)
+    spec = net.spec
+    assert spec.family == family and spec.in_channels == STACK_CHANNELS
+    assert spec.size_multiple >= 1 and spec.overlap % spec.size_multiple == 0
+    if spec.tile_exact:
+        assert spec.overlap == 0
+    if not spec.exportable:
+        assert spec.export_note
+    assert family == "diffusion" or net.training_loss(make_stack(1, 8, 8), torch.zeros(1, 3, 8, 8)) is None
+    ctx_params = {id(p) for p in net.context_parameters()}
+    assert ctx_params and ctx_params <= {id(p) for p in net.parameters()}
+
+
+def test_forward_shape_and_range(family: str) -> None:
+    net = perturbed(family)
+    h, w = odd_size(net.spec.size_multiple)
+    with torch.no_grad():
+        y = net(make_stack(2, h, w))
+    assert y.shape == (2, 3, h, w) and y.dtype == torch.float32
+    assert torch.isfinite(y).all()
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    assert y.std() > 1e-3  # not a constant image
+
+
+def test_backward_reaches_context_and_apply(family: str) -> None:
+    net = perturbed(family).train()
+    h, w = odd_size(net.spec.size_multiple)
+    x = make_stack(2, h, w)
+    loss_of(net, x, target_of(x)).backward()
+    grads = {id(p): p.grad for p in net.parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    nonzero = {k for k, g in grads.items() if g is not None and g.abs().sum() > 0}
+    ctx_ids = {id(p) for p in net.context_parameters()}
+    assert nonzero & ctx_ids, "no gradient reaches the context branch"
+    apply_ids = set(grads) - ctx_ids
+    if apply_ids:
+        assert nonzero & apply_ids, "no gradient reaches the apply branch"
+    assert len(nonzero) >= 0.9 * len(grads), f"only {len(nonzero)}/{len(grads)} parameters get gradients"
+
+
+def test_one_optimiser_step_reduces_loss(family: str) -> None:
+    net = perturbed(family, scale=0.01).train()
+    h, w = odd_size(net.spec.size_multiple)
+    x = make_stack(2, h, w, seed=3)
+    t = target_of(x)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def fixed_loss() -> torch.Tensor:
+        torch.manual_seed(123)  # same noise/gamma draw for stochastic losses
+        return loss_of(net, x, t)
+
+    before = fixed_loss()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = fixed_loss()
+    assert after.item() < before.item()
+
+
+def tiled_apply(net: FlambientNet, x: torch.Tensor) -> torch.Tensor:
+    """2x2 tiles with the family's overlap: context once on the whole image, apply per tile, crop and paste."""
+    spec = net.spec
+    n, _, big_h, big_w = x.shape
+    ctx = net.context_of(x)
+    m, ov = spec.size_multiple, spec.overlap
+    cy, cx = _round_up(big_h // 2, m), _round_up(big_w // 2, m)
+    out = torch.zeros(n, 3, big_h, big_w)
+    for y0, y1 in ((0, cy), (cy, big_h)):
+        for x0, x1 in ((0, cx), (cx, big_w)):
+            ty0, ty1 = max(0, y0 - ov), min(big_h, y1 + ov)
+            tx0, tx1 = max(0, x0 - ov), min(big_w, x1 + ov)
+            pos = torch.tensor([float(ty0), float(tx0), float(big_h), float(big_w)])
+            tile = net.apply(x[:, :, ty0:ty1, tx0:tx1], ctx, pos)
+            out[:, :, y0:y1, x0:x1] = tile[:, :, y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
+    return out
+
+
+def test_tiled_matches_whole(family: str) -> None:
+    net = perturbed(family)
+    spec = net.spec
+    m = spec.size_multiple
+    h, w = _round_up(2 * spec.overlap + 41, m) + m, _round_up(2 * spec.overlap + 47, m)
+    x = make_stack(1, h, w, seed=5)
+    with torch.no_grad():
+        whole = net(x)
+        tiled = tiled_apply(net, x)
+    diff = (whole - tiled).abs().max().item()
+    bound = 1.0 / 255.0 if spec.tile_exact else float(getattr(net, "tile_tolerance"))
+    assert diff < bound, f"{family}: tiled differs from whole by {diff:.2e} (bound {bound:.2e})"
+
+
+def test_save_load_round_trip(family: str, tmp_path) -> None:
+    net = perturbed(family)
+    h, w = odd_size(net.spec.size_multiple)
+    x = make_stack(1, h, w)
+    save_model(net, tmp_path / "m", extra={"note": "test"})
+    loaded, meta = load_model(tmp_path / "m")
+    assert type(loaded) is type(net) and loaded.config == net.config and meta["note"] == "test"
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded(x))
+
+
+def test_load_rejects_wrong_weights(family: str, tmp_path) -> None:
+    net = create_model(family)
+    save_model(net, tmp_path / "m")
+    payload = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    key = next(k for k, v in payload["state_dict"].items() if v.ndim >= 2)
+    payload["state_dict"][key] = torch.zeros(3, 1)
+    torch.save(payload, tmp_path / "m" / "model.pt")
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "m")
+
+
+class _Context(torch.nn.Module):
+    def __init__(self, net: FlambientNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, low: torch.Tensor) -> torch.Tensor:
+        return self.net.context(low)
+
+
+class _Apply(torch.nn.Module):
+    def __init__(self, net: FlambientNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return self.net.apply(x, ctx, pos)
+
+
+def _export(module: torch.nn.Module, args: tuple, names: list[str], dyn: dict) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, buf, dynamo=False, opset_version=17, input_names=names,
+                          output_names=["out"], dynamic_axes=dyn)
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_onnx_export_matches_torch(family: str) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    net = perturbed(family)
+    spec = net.spec
+    if not spec.exportable:
+        pytest.skip(f"{family} is not exportable: {spec.export_note}")
+    m = spec.size_multiple
+    x = make_stack(1, _round_up(21, m), _round_up(27, m))
+    low = downsample(x, spec.context_size)
+    with torch.no_grad():
+        ctx = net.context(low)
+    pos = torch.tensor([8.0, 16.0, 120.0, 100.0])
+    ctx_onnx = _export(_Context(net), (low,), ["low"], {"low": {0: "n"}})
+    app_onnx = _export(_Apply(net), (x, ctx, pos), ["x", "ctx", "pos"], {"x": {0: "n", 2: "h", 3: "w"}, "ctx": {0: "n"}})
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    s_ctx = ort.InferenceSession(ctx_onnx, so, providers=["CPUExecutionProvider"])
+    s_app = ort.InferenceSession(app_onnx, so, providers=["CPUExecutionProvider"])
+    # Another batch size and tile size than the traced ones: the axes must really be dynamic.
+    x2 = make_stack(2, _round_up(33, m), _round_up(19, m), seed=9)
+    low2 = downsample(x2, spec.context_size)
+    pos2 = torch.tensor([m * 2.0, m * 3.0, 200.0, 150.0])
+    with torch.no_grad():
+        ctx2 = net.context(low2)
+        y2 = net.apply(x2, ctx2, pos2)
+    ctx2_ort = s_ctx.run(None, {"low": low2.numpy()})[0]
+    np.testing.assert_allclose(ctx2_ort, ctx2.numpy(), atol=1e-4, rtol=0)
+    feeds = {"x": x2.numpy(), "ctx": ctx2.numpy(), "pos": pos2.numpy()}
+    wanted = {i.name for i in s_app.get_inputs()}  # the tracer drops inputs a family never reads
+    y2_ort = s_app.run(None, {k: v for k, v in feeds.items() if k in wanted})[0]
+    np.testing.assert_allclose(y2_ort, y2.numpy(), atol=1e-4, rtol=0)
+
+
+def test_bilateral_starts_as_encoded_ambient() -> None:
+    """Identity initialisation: an untrained bilateral net outputs the sRGB-encoded ambient frame."""
+    from flambient.nets.registry import encode_rgb
+
+    net = create_model("bilateral").eval()
+    x = make_stack(1, 23, 31)
+    with torch.no_grad():
+        y = net(x)
+    expect = encode_rgb(x[:, 0:3]).clamp(0, 1)
+    assert (y - expect).abs().max() < 0.02
+
+
+def test_coordinate_noise_depends_on_absolute_position() -> None:
+    x = torch.zeros(1, 13, 40, 50)
+    full = coordinate_noise(x, full_pos(x), channels=3, seed=7)
+    tile = coordinate_noise(x[:, :, 10:30, 20:50], torch.tensor([10.0, 20.0, 40.0, 50.0]), channels=3, seed=7)
+    assert torch.equal(full[:, :, 10:30, 20:50], tile)
+    other = coordinate_noise(x, full_pos(x), channels=3, seed=8)
+    assert not torch.allclose(full, other)
+    assert abs(full.mean().item()) < 0.1 and abs(full.std().item() - 1.0) < 0.1
+    # neighbouring pixels and channels are uncorrelated
+    assert abs(torch.corrcoef(torch.stack([full[0, 0, :, :-1].flatten(), full[0, 0, :, 1:].flatten()]))[0, 1]) < 0.1
+    assert abs(torch.corrcoef(torch.stack([full[0, 0].flatten(), full[0, 1].flatten()]))[0, 1]) < 0.1
+
+
+def test_lut_regulariser_penalises_rough_and_falling_luts() -> None:
+    net = create_model("lut")
+    base = net.regulariser()
+    assert base.ndim == 0 and torch.isfinite(base)
+    with torch.no_grad():
+        net.luts[0] = net.luts[0].flip(2)  # red output now falls as red input rises
+    falling = net.regulariser()
+    with torch.no_grad():
+        net.luts[0] = net.luts[0].flip(2) + torch.randn_like(net.luts[0]) * 0.2
+    rough = net.regulariser()
+    assert falling > base and rough > base
+    ctx = net.context(torch.rand(2, 13, 256, 256))
+    reg = net.regulariser(ctx)
+    reg.backward()
+    assert net.luts.grad is not None and net.luts.grad.abs().sum() > 0
