@@ -6,7 +6,7 @@ Speed (median of ``--repeat`` runs, ``--workers`` threads):
   frames and truth written, peak resident memory of the process;
 - training pairs (``synth_pairs``) at 384x256 on one thread: seconds per pair.
 
-Realism (``--realism``): renders ``--realism-sets`` DNG sets at 24 MP, decodes every frame with
+Realism (``--realism``): renders ``--realism-sets`` (6) DNG sets at 24 MP, decodes every frame with
 rawpy, exports it like a camera JPEG at 1280x852 (the size of the real shoot) and compares
 with the real shoot in ``../shared/data/flambient-brackets-small-davepeloso-prophoto``:
 flash/ambient median brightness ratio, colour temperature of ambient and flash frames (and
@@ -52,15 +52,18 @@ def three_frame_plan(aspect: float):  # type: ignore[no-untyped-def]
 def bench_set(mp: float, workers: int, repeat: int) -> dict:
     w, h = parse_size(None, mp)
     plan = three_frame_plan(w / h)
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as d:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             render_set(plan, Path(d), ["A.dng", "B.dng", "C.dng"], (w, h), "dng", "studio", workers=workers)
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"width": w, "height": h, "megapixels": round(w * h / 1e6, 2), "frames": 3, "workers": workers,
             "seconds_median": round(statistics.median(times), 3), "seconds_all": [round(x, 3) for x in times],
+            "cpu_seconds_median": round(statistics.median(cpu), 3),
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
             "peak_rss_mb": round(peak_mb, 1)}
 
 
@@ -142,7 +145,9 @@ def synthetic_sets(n: int, workers: int) -> list[dict]:
 
 
 def summarise(rows: list[dict]) -> dict:
-    return {k: [round(min(r[k] for r in rows), 4), round(max(r[k] for r in rows), 4)] for k in rows[0]}
+    """Per metric: [min, median, max] over sets."""
+    return {k: [round(float(np.min([r[k] for r in rows])), 4), round(float(np.median([r[k] for r in rows])), 4),
+                round(float(np.max([r[k] for r in rows])), 4)] for k in rows[0]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--realism", action="store_true")
-    ap.add_argument("--realism-sets", type=int, default=3)
+    ap.add_argument("--realism-sets", type=int, default=6)
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "synth.json")
     args = ap.parse_args(argv)
     from rich.table import Table
@@ -162,13 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     res["set"] = bench_set(args.megapixels, args.workers, args.repeat)
     res["pairs"] = bench_pairs(args.pairs)
     t = Table(title="synth speed")
-    for c in ("what", "size", "threads", "seconds", "peak RSS MB"):
+    for c in ("what", "size", "threads", "seconds", "CPU seconds", "peak RSS MB"):
         t.add_column(c)
     s = res["set"]
     t.add_row("3-frame DNG set + truth", f"{s['width']}x{s['height']} ({s['megapixels']} MP)", str(s["workers"]),
-              f"{s['seconds_median']:.2f} (median of {len(s['seconds_all'])})", f"{s['peak_rss_mb']:.0f}")
+              f"{s['seconds_median']:.2f} (median of {len(s['seconds_all'])})", f"{s['cpu_seconds_median']:.2f}",
+              f"{s['peak_rss_mb']:.0f}")
     p = res["pairs"]
-    t.add_row("training pair", "384x256", "1", f"{p['seconds_per_pair']:.3f} per pair", "")
+    t.add_row("training pair", "384x256", "1", f"{p['seconds_per_pair']:.3f} per pair", "", "")
     console.print(t)
     if args.realism:
         if not REAL.is_dir():
@@ -177,12 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             real, syn = real_sets(), synthetic_sets(args.realism_sets, args.workers)
             res["realism"] = {"real": summarise(real), "synthetic": summarise(syn), "real_sets": real,
                               "synthetic_sets": syn}
-            t = Table(title="realism: real shoot vs synthetic (min..max over sets)")
+            t = Table(title="realism: real shoot vs synthetic (min / median / max over sets)")
             for c in ("metric", "real", "synthetic"):
                 t.add_column(c)
             for k in real[0]:
                 r, y = res["realism"]["real"][k], res["realism"]["synthetic"][k]
-                t.add_row(k, f"{r[0]:.4g} .. {r[1]:.4g}", f"{y[0]:.4g} .. {y[1]:.4g}")
+                t.add_row(k, " / ".join(f"{v:.3g}" for v in r), " / ".join(f"{v:.3g}" for v in y))
             console.print(t)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(res, indent=2))

@@ -154,13 +154,18 @@ def random_stack(n: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray
     return x
 
 
-def parity_sizes(spec: ModelSpec) -> list[tuple[int, int, int]]:
-    """(batch, height, width) of the parity inputs: odd-shaped tiles, rounded up to ``size_multiple``."""
+def parity_sizes(spec: ModelSpec, small: bool = False) -> list[tuple[int, int, int]]:
+    """(batch, height, width) of the parity inputs: odd-shaped tiles, rounded up to ``size_multiple``.
+
+    ``small``: three smaller tiles (still one with batch 2), for quick checks in tests.
+    """
     m = max(1, spec.size_multiple)
 
     def up(v: int) -> int:
         return -(-v // m) * m
 
+    if small:
+        return [(1, up(23), up(41)), (2, up(16), up(24)), (1, up(52), up(37))]
     return [(1, up(40), up(72)), (1, up(97), up(61)), (2, up(64), up(48)), (1, up(160), up(136))]
 
 

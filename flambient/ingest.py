@@ -46,9 +46,10 @@ from .errors import InputError
 from .io.atomic import atomic_write_text
 from .io.exif import ExifInfo, read_exif
 from .io.images import IMAGE_EXTENSIONS, read_exr, read_linear, read_preview, write_exr
+from .io.raw import decode_raw_u16
 from .io.sniff import sniff_format
 from .log import get_logger
-from .stack import build_stack
+from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS, WINDOW
 
 log = get_logger("ingest")
 
@@ -494,47 +495,105 @@ def write_cache(manifest: Manifest, n_jobs: int | None = None) -> list[Path]:
 
 
 def load_set_stack(shoot: str | Path, bset: BracketSet, use_cache: bool = True, n_jobs: int | None = None) -> np.ndarray:
-    """The model input stack of one set: float32 HxWx13 (see :mod:`flambient.stack`).
+    """The model input stack of one set: float32 HxWx13 (layout of :mod:`flambient.stack`).
 
     Channels hold the reference ambient frame, the mean of the flash frames and the darkest
-    window-pull frame, each linear, exposure-normalised to the reference and aligned when the
-    set is handheld. A one-frame set gives an ambient-only stack. Each needed frame is decoded
-    once (in parallel); with ``use_cache`` fresh EXR frames from ``ingest --cache`` are read
-    instead. Raises :class:`InputError` naming the file when a frame is unreadable.
+    window-pull frame, each linear, exposure-normalised to the reference (``* 2**-ev``) and
+    aligned when the set is handheld: the same array ``build_stack(ambient, mean(flash),
+    window)`` gives. A one-frame set gives an ambient-only stack. Each needed frame is decoded
+    once, in parallel; RAW frames stay 16-bit until they are scaled straight into the stack
+    (one pass over memory instead of three). With ``use_cache``, fresh EXR frames written by
+    ``ingest --cache`` are read instead of decoding. Raises :class:`InputError` naming the
+    file when a frame is unreadable.
+    """
+    return assemble_stack(*load_set_parts(shoot, bset, use_cache=use_cache, n_jobs=n_jobs))
+
+
+def load_set_parts(shoot: str | Path, bset: BracketSet, use_cache: bool = True, n_jobs: int | None = None,
+                   ) -> tuple[tuple[np.ndarray, float], list[tuple[np.ndarray, float]], tuple[np.ndarray, float] | None]:
+    """The decoded frames of one set before stacking: ``(ambient, flashes, window)`` parts.
+
+    Each part is ``(pixels HxWx3, factor)`` as :func:`assemble_stack` takes them (RAW frames
+    stay uint16); ``assemble_stack(*parts)`` is :func:`load_set_stack`. ``process`` keeps the
+    parts and assembles the stack tile by tile, so memory stays bounded by the frames.
     """
     root = Path(shoot).resolve()
-    ref, flashes, window = bset.stack_frames()
+    _ref, flashes, window = bset.stack_frames()
     needed = _stack_frames(bset)
     index = _cache_index(root, bset) if use_cache else {}
 
-    def get(f: Frame) -> np.ndarray:
+    def get(f: Frame) -> tuple[np.ndarray, float]:
         cf = _cache_file(root, bset, f)
         entry = index.get(cf.name)
         if entry is not None and cf.is_file() and _entry_fresh(entry, f):
             try:
                 img = read_exr(cf)
                 if img.shape[:2] == (f.height, f.width):
-                    return img
+                    return img, 1.0
             except InputError:
                 pass  # a broken cache file is ignored; decode the original instead
-        return load_frame(f)
+        return _decode_for_stack(f)
 
-    imgs = _parallel(get, needed, n_jobs)
-    amb = imgs[0]
-    flash_imgs = imgs[1 : 1 + len(flashes)]
-    for f, img in zip(needed[1:], imgs[1:]):
-        if img.shape[:2] != amb.shape[:2]:
+    parts = _parallel(get, needed, n_jobs)
+    h, w = parts[0][0].shape[:2]
+    for f, (img, _s) in zip(needed[1:], parts[1:]):
+        if img.shape[:2] != (h, w):
             raise InputError(f"frame size {img.shape[1]}x{img.shape[0]} differs from the reference "
-                             f"{amb.shape[1]}x{amb.shape[0]} in set '{bset.name}'", f.path)
-    flash = None
-    if flash_imgs:  # mean of the normalised flash frames, accumulated in place
-        flash = flash_imgs[0]
-        for extra in flash_imgs[1:]:
-            flash += extra
-        if len(flash_imgs) > 1:
-            flash *= np.float32(1.0 / len(flash_imgs))
-    win = imgs[-1] if window is not None else None
-    return build_stack(amb, flash, win)
+                             f"{w}x{h} in set '{bset.name}'", f.path)
+    return parts[0], parts[1 : 1 + len(flashes)], (parts[-1] if window is not None else None)
+
+
+def _decode_for_stack(f: Frame) -> tuple[np.ndarray, float]:
+    """``(pixels, factor)``: ``pixels * factor`` is the frame normalised and aligned.
+
+    Unaligned RAW frames stay uint16 (factor ``2**-ev / 65535``); others are float32 from
+    :func:`load_frame` (factor 1).
+    """
+    if f.fmt == "raw" and (f.align is None or not f.align.applied):
+        u16 = decode_raw_u16(f.path)
+        if f.height and f.width and u16.shape[:2] != (f.height, f.width):
+            raise InputError(f"decoded size {u16.shape[1]}x{u16.shape[0]} differs from the manifest's "
+                             f"{f.width}x{f.height}", f.path, "the file changed: run `flambient ingest` again")
+        return u16, float(2.0 ** -f.ev) / 65535.0
+    return load_frame(f), 1.0
+
+
+def assemble_stack(
+    ambient: tuple[np.ndarray, float],
+    flashes: list[tuple[np.ndarray, float]],
+    window: tuple[np.ndarray, float] | None,
+    band_bytes: int = 4 << 20,
+) -> np.ndarray:
+    """Build the HxWx13 float32 stack from ``(pixels, factor)`` pairs in one pass over memory.
+
+    Equivalent to ``build_stack(a * fa, mean(f_i * ff_i), w * fw)`` without the intermediate
+    float frames: rows are filled in bands of about ``band_bytes`` so each band of the stack is
+    written once while it is in cache (a 24 MP stack is 1.25 GB).
+    """
+    h, w = ambient[0].shape[:2]
+    out = np.empty((h, w, STACK_CHANNELS), dtype=np.float32)
+    rows = max(1, band_bytes // (w * STACK_CHANNELS * 4))
+    nf = len(flashes)
+    for y0 in range(0, h, rows):
+        sl = slice(y0, min(h, y0 + rows))
+        o = out[sl]
+        np.multiply(ambient[0][sl, :, :3], np.float32(ambient[1]), out=o[:, :, AMBIENT], casting="unsafe")
+        if nf:
+            fo = o[:, :, FLASH]
+            np.multiply(flashes[0][0][sl, :, :3], np.float32(flashes[0][1] / nf), out=fo, casting="unsafe")
+            for arr, fac in flashes[1:]:
+                fo += arr[sl, :, :3] * np.float32(fac / nf)
+        else:
+            o[:, :, FLASH] = 0.0
+        if window is not None:
+            np.multiply(window[0][sl, :, :3], np.float32(window[1]), out=o[:, :, WINDOW], casting="unsafe")
+        else:
+            o[:, :, WINDOW] = 0.0
+        o[:, :, MASK] = 0.0
+        o[:, :, HAS_FLASH] = 1.0 if nf else 0.0
+        o[:, :, HAS_WINDOW] = 1.0 if window is not None else 0.0
+        o[:, :, HAS_MASK] = 0.0
+    return out
 
 
 def _entry_fresh(entry: dict[str, Any], f: Frame) -> bool:

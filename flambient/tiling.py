@@ -94,21 +94,16 @@ def axis_spans(length: int, tile: int | None, overlap: int = 0, multiple: int = 
         size = min(t_max, math.ceil(size / multiple) * multiple)
         if size >= length:  # rounding up to the multiple made one span enough
             return [(0, length)]
-        starts = _even_starts(length, size, n, multiple)
-        if all(starts[i] + size - starts[i + 1] >= overlap for i in range(n - 1)):
+        starts = _even_starts(length, size, n)
+        if n >= length or all(starts[i] + size - starts[i + 1] >= overlap for i in range(n - 1)):
             return [(s, size) for s in starts]
         n += 1
 
 
-def _even_starts(length: int, size: int, n: int, multiple: int) -> list[int]:
-    """``n`` starts from 0 to ``length - size``, evenly spaced; inner ones on a ``multiple`` grid."""
+def _even_starts(length: int, size: int, n: int) -> list[int]:
+    """``n`` integer starts from 0 to ``length - size``, evenly spaced (rounded)."""
     last = length - size
-    starts = [0]
-    for i in range(1, n - 1):
-        s = round(i * last / (n - 1))
-        starts.append(min(last, (s // multiple) * multiple))
-    starts.append(last)
-    return starts
+    return [round(i * last / (n - 1)) for i in range(n)]
 
 
 def ramp(n: int) -> np.ndarray:

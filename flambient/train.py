@@ -68,6 +68,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     batch: int = 8
     crop: int = 256
+    whole_context: bool = True
     progressive_stages: int = 3
     max_side: int = 1024
     lr: float = 1e-3
@@ -257,7 +258,13 @@ def lr_at(progress: float, cfg: TrainConfig) -> float:
 
 
 class _LossModule(nn.Module):
-    """Wraps a net so that one ``forward(x, y)`` returns the training loss (what DDP wraps)."""
+    """Wraps a net so that one ``forward`` returns the training loss (what DDP wraps).
+
+    With ``box`` = (y0, x0, h, w) the net works as at inference on a large image: the context
+    comes from the WHOLE (augmented) image ``x`` and ``apply`` runs on the crop ``box`` only,
+    with the crop's position; the loss is taken on that crop. Without ``box`` the whole image
+    goes through ``forward``. A family's own ``training_loss(x, y)`` (diffusion) gets the crop.
+    """
 
     def __init__(self, net: FlambientNet, weights: LossWeights) -> None:
         super().__init__()
@@ -265,11 +272,20 @@ class _LossModule(nn.Module):
         self.weights = weights
         self.parts: dict[str, float] = {}
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         hook = getattr(self.net, "training_loss", None)
-        loss = hook(x, y) if callable(hook) else None
+        xc, yc = x, y
+        if box is not None:
+            y0, x0, h, w = box
+            xc, yc = x[:, :, y0 : y0 + h, x0 : x0 + w], y[:, :, y0 : y0 + h, x0 : x0 + w]
+        loss = hook(xc, yc) if callable(hook) else None
         if loss is None:
-            loss, self.parts = blend_loss(self.net(x), y, self.weights)
+            if box is None:
+                pred = self.net(x)
+            else:
+                pos = torch.tensor([float(box[0]), float(box[1]), float(x.shape[-2]), float(x.shape[-1])], device=x.device)
+                pred = self.net.apply(xc, self.net.context_of(x), pos)
+            loss, self.parts = blend_loss(pred, yc, self.weights)
         else:
             self.parts = {"l1": float("nan"), "ssim": float("nan"), "lab": float("nan")}
         reg = getattr(self.net, "regulariser", None)
@@ -540,13 +556,22 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
             rng = np.random.default_rng([cfg.seed, d.rank, step])
             progress = progress_of(step, elapsed)
             crop = progressive_crop(cfg.crop, progress, cfg.progressive_stages, max(1, net.spec.size_multiple))
-            x, y = sample_batch(store, idx, crop, aug, rng)
+            box = None
+            if cfg.whole_context and net.spec.tileable:
+                # Whole images (common size of the batch) for the context, the loss on a crop.
+                x, y = sample_batch(store, idx, 1 << 30, aug, rng)
+                ch, cw = min(crop, x.shape[-2]), min(crop, x.shape[-1])
+                m = max(1, net.spec.size_multiple)
+                ch, cw = max(m, ch // m * m), max(m, cw // m * m)
+                box = (int(rng.integers(0, x.shape[-2] - ch + 1)), int(rng.integers(0, x.shape[-1] - cw + 1)), ch, cw)
+            else:
+                x, y = sample_batch(store, idx, crop, aug, rng)
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
             for g in opt.param_groups:
                 g["lr"] = lr_at(progress, cfg)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss = model(x, y)
+                loss = model(x, y, box)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {float(loss)} at step {step}")
             loss.backward()

@@ -13,8 +13,8 @@ from torch import nn
 
 from flambient.cli import main
 from flambient.errors import ConfigError, DeviceError, ModelError
-from flambient.export import (FP16_TOLERANCE, FP32_TOLERANCE, check_parity, export_model, random_stack,
-                              trace_graphs)
+from flambient.export import (FP16_TOLERANCE, FP32_TOLERANCE, check_parity, export_model, parity_sizes,
+                              random_stack, trace_graphs)
 from flambient.nets import registry
 from flambient.nets.registry import FlambientNet, ModelSpec, create_model, encode_stack, families, save_model
 from flambient.onnx_backend import (CPU, OnnxBackend, ProviderProbe, choose_providers, context_path_for,
@@ -112,7 +112,7 @@ def test_every_registered_family_exports_or_says_why(family: str, tmp_path: Path
         with pytest.raises(ModelError, match="cannot be exported"):
             export_model(tmp_path / family)
         return
-    res = export_model(tmp_path / family, seed=0)
+    res = export_model(tmp_path / family, seed=0, sizes=parity_sizes(spec, small=True))
     assert res.onnx_path.is_file() and res.context_path.is_file()
     assert res.parity.ok and res.parity.max_abs <= FP32_TOLERANCE
     assert len(res.parity.cases) >= 3
@@ -268,6 +268,20 @@ def test_provider_choice_falls_back_to_cpu_and_names_it() -> None:
             choose_providers("cuda:0")
     with pytest.raises(DeviceError, match="unknown device"):
         choose_providers("tpu")
+
+
+def test_onnx_backend_matches_torch_backend_through_infer_image(probe_model: Path) -> None:
+    inference = pytest.importorskip("flambient.inference")
+    export_model(probe_model, seed=9)
+    torch_b = inference.load_backend(probe_model, "torch", "cpu")
+    onnx_b = inference.load_backend(probe_model, "onnx", "cpu")
+    assert isinstance(onnx_b, OnnxBackend) and onnx_b.provider == CPU
+    assert isinstance(inference.load_backend(probe_model / "model.onnx", "torch", "cpu"), OnnxBackend)
+    stack = random_stack(1, 90, 131, np.random.default_rng(10))[0].transpose(1, 2, 0).copy()
+    ref = inference.infer_image(torch_b, stack, tile=48)
+    out = inference.infer_image(onnx_b, stack, tile=48)
+    assert out.shape == ref.shape == (90, 131, 3)
+    assert np.abs(out - ref).max() <= FP32_TOLERANCE
 
 
 # ----------------------------------------------------------------------------- TensorRT refusal

@@ -183,6 +183,7 @@ def test_cache_freshness_and_reuse(tmp_path, monkeypatch):
         raise AssertionError("decoded although the cache is fresh")
 
     monkeypatch.setattr(ing, "read_linear", boom)
+    monkeypatch.setattr(ing, "decode_raw_u16", boom)
     from_cache = load_set_stack(shoot, m2.sets[0])
     np.testing.assert_allclose(from_cache, direct, rtol=2e-3, atol=2e-4)  # half-float EXR
     monkeypatch.undo()
@@ -190,6 +191,21 @@ def test_cache_freshness_and_reuse(tmp_path, monkeypatch):
     f = m2.sets[0].frames[0].path
     os.utime(f, (f.stat().st_atime, f.stat().st_mtime + 10))
     assert not manifest_is_fresh(load_manifest(shoot)) and fresh_manifest(shoot) is None
+
+
+def test_assemble_stack_matches_build_stack():
+    from flambient.ingest import assemble_stack
+    from flambient.stack import build_stack
+
+    rng = np.random.default_rng(1)
+    amb = rng.integers(0, 65535, (37, 23, 3), dtype=np.uint16)
+    f1, f2 = rng.random((37, 23, 3), dtype=np.float32), rng.integers(0, 65535, (37, 23, 3), dtype=np.uint16)
+    win = rng.random((37, 23, 3), dtype=np.float32)
+    got = assemble_stack((amb, 2 / 65535), [(f1, 8.0), (f2, 16 / 65535)], (win, 4.0), band_bytes=4000)
+    want = build_stack(amb * np.float32(2 / 65535), (f1 * 8 + f2 * np.float32(16 / 65535)) / 2, win * 4)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    solo = assemble_stack((win, 1.0), [], None)
+    np.testing.assert_array_equal(solo, build_stack(win))
 
 
 def test_unreadable_frame_at_load_names_the_file(tmp_path):

@@ -131,3 +131,19 @@ def test_sniffing_by_content(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"this is not an image at all, just text" * 3)
     with pytest.raises(InputError, match="not an image"):
         sniff_format(tmp_path / "x.jpg")
+
+
+def test_previews_of_every_format_match_full_decode(tmp_path):
+    from flambient.colour import linear_to_srgb
+    from flambient.io.images import write_exr, write_jpeg, write_png, write_tiff16
+
+    lin = np.random.default_rng(0).uniform(0.05, 0.9, (48, 64, 3)).astype(np.float32)
+    lin[:, :32] = 0.2
+    write_png(tmp_path / "a.png", linear_to_srgb(lin), bits=16)
+    write_tiff16(tmp_path / "a.tif", linear_to_srgb(lin))
+    write_exr(tmp_path / "a.exr", lin)
+    write_jpeg(tmp_path / "a.jpg", linear_to_srgb(lin), quality=98)
+    for name in ("a.png", "a.tif", "a.exr", "a.jpg"):
+        prev, hw = read_preview(tmp_path / name, 32)
+        assert hw == (48, 64) and prev.shape == (24, 32, 3) and prev.dtype == np.float32, name
+        np.testing.assert_allclose(prev[4:-4, 2:14].mean(), 0.2, atol=0.01, err_msg=name)

@@ -23,7 +23,7 @@ SIZE = (320, 214)
 @pytest.fixture(scope="module")
 def shoot(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shoot")
-    synth_shoot(out, sets=4, size=SIZE, seed=11, fmt="dng", style="studio")
+    synth_shoot(out, sets=6, size=SIZE, seed=11, fmt="dng", style="studio")
     return out
 
 
@@ -33,7 +33,7 @@ def _truth(out: Path) -> dict:
 
 def test_layout_and_truth_document(shoot):
     doc = _truth(shoot)
-    assert doc["format"] == "flambient-synth-truth" and len(doc["sets"]) == 4
+    assert doc["format"] == "flambient-synth-truth" and len(doc["sets"]) == 6
     files = [f["file"] for s in doc["sets"] for f in s["frames"]]
     assert files == [f"SYN_{i:04d}.dng" for i in range(1, len(files) + 1)]  # capture order
     assert sorted(p.name for p in shoot.glob("*.dng")) == files
@@ -55,7 +55,7 @@ def test_layout_and_truth_document(shoot):
 
 def test_same_seed_same_bytes_other_seed_differs(shoot, tmp_path):
     again = tmp_path / "again"
-    synth_shoot(again, sets=4, size=SIZE, seed=11, fmt="dng", style="studio", workers=1)
+    synth_shoot(again, sets=6, size=SIZE, seed=11, fmt="dng", style="studio", workers=1)
     for p in sorted(shoot.rglob("*.*")):
         rel = p.relative_to(shoot)
         if rel.parts[0].startswith("."):

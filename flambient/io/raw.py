@@ -67,20 +67,18 @@ def _tiff_model(p: Path) -> str:
     return read_exif(p).camera or "unknown device"
 
 
-def read_raw_linear(path: str | Path, half_size: bool = False) -> np.ndarray:
-    """Demosaic a RAW file to linear sRGB-primaries float32, HxWx3, 1.0 = sensor white level.
+def decode_raw_u16(path: str | Path, half_size: bool = False) -> np.ndarray:
+    """Demosaic a RAW file to linear sRGB-primaries uint16 HxWx3 (65535 = sensor white level).
 
-    Camera white balance (as shot) is applied; no auto-brightening, no gamma, and LibRaw's
-    maximum rescaling is off (``adjust_maximum_thr=0``), so pixel values stay proportional
-    to scene light. ``half_size`` uses LibRaw's fast half-size mode (each side halved).
-    Raises :class:`InputError` for truncated, unsupported or film-scanner files.
+    The integer form of :func:`read_raw_linear`, for callers that scale the data into a
+    larger float array themselves (one pass instead of three on a 24 MP frame).
     """
     import rawpy
 
     p = Path(path)
     try:
         with _open(p) as raw:
-            rgb = raw.postprocess(
+            return raw.postprocess(
                 gamma=(1.0, 1.0),
                 no_auto_bright=True,
                 output_bps=16,
@@ -101,6 +99,17 @@ def read_raw_linear(path: str | Path, half_size: bool = False) -> np.ndarray:
         raise InputError(f"RAW decoding failed ({type(exc).__name__}: {exc})", p) from None
     except MemoryError:
         raise InputError("RAW decoding ran out of memory", p) from None
+
+
+def read_raw_linear(path: str | Path, half_size: bool = False) -> np.ndarray:
+    """Demosaic a RAW file to linear sRGB-primaries float32, HxWx3, 1.0 = sensor white level.
+
+    Camera white balance (as shot) is applied; no auto-brightening, no gamma, and LibRaw's
+    maximum rescaling is off (``adjust_maximum_thr=0``), so pixel values stay proportional
+    to scene light. ``half_size`` uses LibRaw's fast half-size mode (each side halved).
+    Raises :class:`InputError` for truncated, unsupported or film-scanner files.
+    """
+    rgb = decode_raw_u16(path, half_size=half_size)
     out = rgb.astype(np.float32)
     out *= np.float32(1.0 / 65535.0)  # in place: one pass over a 24 MP frame instead of two
     return out
@@ -154,6 +163,7 @@ def read_raw_thumbnail(path: str | Path, max_side: int = 512) -> tuple[np.ndarra
         h2, w2 = mosaic.shape[0] // 2, mosaic.shape[1] // 2
         scale = min(1.0, max_side / max(h2, w2))
         out_wh = (max(1, round(w2 * scale)), max(1, round(h2 * scale)))
+        step = max(1, int(min(h2 / out_wh[1], w2 / out_wh[0]) // 2))
         acc = np.zeros((out_wh[1], out_wh[0], 3), np.float32)
         cnt = np.zeros(3, np.float32)
         if not np.all(wb[:3] > 0):
@@ -164,7 +174,8 @@ def read_raw_thumbnail(path: str | Path, max_side: int = 512) -> tuple[np.ndarra
             for j in range(2):
                 ci = int(pattern[i, j])
                 rgb = {"R": 0, "G": 1, "B": 2}.get(desc[ci] if ci < len(desc) else "G", 1)
-                plane = mosaic[i : i + 2 * h2 : 2, j : j + 2 * w2 : 2].astype(np.float32)
+                # every ``step``-th quad, then an area resize: touches 1/step**2 of the mosaic
+                plane = mosaic[i : i + 2 * h2 : 2 * step, j : j + 2 * w2 : 2 * step].astype(np.float32)
                 plane = cv2.resize(plane, out_wh, interpolation=cv2.INTER_AREA)
                 plane = (plane - black[ci]) / max(white - black[ci], 1.0) * (wb[ci] / wb[1])
                 acc[:, :, rgb] += plane

@@ -21,6 +21,7 @@ that peak memory stays at a few dozen floats per pixel of a chunk.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -44,8 +45,10 @@ SPEC = ModelSpec(
     export_note="context and apply export separately; the slice is written with Gather ops",
 )
 
-#: Pixels handled per chunk by ``apply`` outside export (bounds the gather buffers).
-CHUNK_PIXELS = 1 << 17
+#: Pixels per chunk of ``apply`` at inference (cache-sized; 8K px x 84 gathered floats = 2.7 MB).
+CHUNK_PIXELS = 1 << 13
+#: Pixels per chunk when gradients are on (training crops; bounds autograd buffers).
+TRAIN_CHUNK_PIXELS = 1 << 18
 #: Per-pixel affine inputs: encoded ambient RGB, encoded flash RGB (each plus a learned residual), 1.
 N_FEATURES = 7
 
@@ -114,26 +117,59 @@ class BilateralNet(FlambientNet):
     def apply(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Tile N x 13 x h x w (linear) + grid + pos [y0, x0, H, W] -> sRGB N x 3 x h x w in [0, 1]."""
         n, _, h, w = x.shape
-        d, g = self.luma_bins, self.grid_size
+        g = self.grid_size
         pos = pos.float()
         rows, cols = pixel_index_grids(x, pos)
         ylo, fy = grid_interp((rows + 0.5) / pos[2] * g - 0.5, g)
         xlo, fx = grid_interp((cols + 0.5) / pos[3] * g - 0.5, g)
-        # Interpolate the grid along x for this tile's columns: N x D x C x G x w -> table rows.
-        grid = ctx.to(x.dtype).reshape(n, d, self.n_coef, g, g)
-        fx = fx.to(grid.dtype).view(1, 1, 1, 1, -1)
-        gx = grid.index_select(4, xlo) * (1.0 - fx) + grid.index_select(4, xlo + 1) * fx
-        table = gx.permute(0, 1, 3, 4, 2).reshape(-1, self.n_coef)  # ((n*D + b)*G + r)*w + j
-        if _in_export() or n * h * w <= CHUNK_PIXELS:
+        table = self._corner_table(ctx.to(x.dtype), xlo, fx)
+        if _in_export():
             return self._slice_apply(x, table, ylo, fy)
+        if torch.is_grad_enabled():  # training: few big chunks (autograd overhead per op)
+            step = max(1, TRAIN_CHUNK_PIXELS // max(1, n * w))
+            return torch.cat([self._slice_apply(x[:, :, r : r + step], table, ylo[r : r + step], fy[r : r + step])
+                              for r in range(0, h, step)], dim=2)
+        # Inference: cache-sized row chunks, spread over torch's intra-op threads.
         step = max(1, CHUNK_PIXELS // max(1, n * w))
-        outs = [self._slice_apply(x[:, :, r : r + step], table, ylo[r : r + step], fy[r : r + step]) for r in range(0, h, step)]
-        return torch.cat(outs, dim=2)
+        out = torch.empty(n, 3, h, w, dtype=x.dtype, device=x.device)
+
+        inference = torch.is_inference_mode_enabled()
+
+        def run(r: int) -> None:  # grad mode is thread-local: restore the caller's
+            with torch.inference_mode(inference), torch.no_grad():
+                out[:, :, r : r + step] = self._slice_apply(x[:, :, r : r + step], table, ylo[r : r + step], fy[r : r + step])
+
+        starts = range(0, h, step)
+        workers = min(torch.get_num_threads(), len(starts))
+        if workers <= 1 or x.device.type != "cpu":
+            for r in starts:
+                run(r)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, starts))
+        return out
+
+    def _corner_table(self, ctx: torch.Tensor, xlo: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        """Pack the grid for a tile's columns: one row of 84 values per (n, bin, grid row, column).
+
+        ``ctx``: N x (D*3*K) x G x G; ``xlo``/``fx``: the (w,) x-interpolation of the tile's
+        columns. Row ``((n*(D-1) + b)*(G-1) + r)*w + j`` holds, ordered (out channel c, corner q,
+        input k), the x-interpolated coefficients of the 4 corners q = (b, r), (b, r+1),
+        (b+1, r), (b+1, r+1), so a pixel needs ONE contiguous gather.
+        """
+        n = ctx.shape[0]
+        d, g, k = self.luma_bins, self.grid_size, N_FEATURES
+        grid = ctx.reshape(n, d, 3, k, g, g)
+        fx = fx.to(grid.dtype).view(1, 1, 1, 1, 1, -1)
+        gx = grid.index_select(5, xlo) * (1.0 - fx) + grid.index_select(5, xlo + 1) * fx  # N x D x 3 x K x G x w
+        corners = [gx[:, db : db + d - 1, :, :, dr : dr + g - 1] for db in (0, 1) for dr in (0, 1)]
+        packed = torch.stack(corners, dim=-1)  # N x (D-1) x 3 x K x (G-1) x w x 4
+        return packed.permute(0, 1, 4, 5, 2, 6, 3).reshape(-1, 3 * 4 * k)
 
     def _slice_apply(self, x: torch.Tensor, table: torch.Tensor, ylo: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
         """Per-pixel part of :meth:`apply` for rows whose grid-row indices are ``ylo``/``fy`` (h,)."""
         n, _c, h, w = x.shape
-        d, g = self.luma_bins, self.grid_size
+        d, g, k = self.luma_bins, self.grid_size, N_FEATURES
         enc = encode_stack(x).permute(0, 2, 3, 1)  # N x h x w x 13
         o = self.pw2(F.relu(self.pw1(enc)))
         amb, fl = enc[..., 0:3], enc[..., 3:6]
@@ -143,15 +179,13 @@ class BilateralNet(FlambientNet):
         blo, fb = grid_interp(guide * d - 0.5, d)
         batch = (torch.ones_like(x[:, 0, 0, 0]).cumsum(0) - 1.0).long().view(-1, 1, 1)
         col = (torch.ones_like(x[0, 0, 0, :]).cumsum(0) - 1.0).long().view(1, 1, -1)
-        wt = table.shape[0] // (n * d * g)  # width of the table (the tile's full width)
-        base = ((batch * d + blo) * g + ylo.view(1, -1, 1)) * wt + col  # bin lo, row lo
-        fy = fy.view(1, -1, 1)
-        # The 4 corners (bin lo/hi x grid row lo/hi) as one gather: P*4 table rows of 3*K coefs.
-        offs = torch.stack([base, base + wt, base + g * wt, base + (g + 1) * wt], dim=-1)
-        corners = table.index_select(0, offs.reshape(-1)).view(-1, 4, self.n_coef)
-        wgt = torch.stack([(1.0 - fb) * (1.0 - fy), (1.0 - fb) * fy, fb * (1.0 - fy), fb * fy], dim=-1)
-        coef = torch.bmm(wgt.to(corners.dtype).reshape(-1, 1, 4), corners).view(-1, 3, N_FEATURES)  # P x 3 x K
-        out = torch.bmm(coef, feats.reshape(-1, N_FEATURES, 1)).view(n, h, w, 3)
+        wt = table.shape[0] // (n * (d - 1) * (g - 1))  # the tile's full width
+        idx = ((batch * (d - 1) + blo) * (g - 1) + ylo.view(1, -1, 1)) * wt + col
+        cells = table.index_select(0, idx.reshape(-1)).view(-1, 3, 4 * k)  # P x 3 x (4 corners * K)
+        fy = fy.to(fb.dtype).view(1, -1, 1)
+        wq = torch.stack([(1.0 - fb) * (1.0 - fy), (1.0 - fb) * fy, fb * (1.0 - fy), fb * fy], dim=-1)
+        wf = (wq.unsqueeze(-1) * feats.unsqueeze(-2)).reshape(-1, 4 * k, 1)  # trilinear weight x feature
+        out = torch.bmm(cells, wf.to(cells.dtype)).view(n, h, w, 3)
         return out.permute(0, 3, 1, 2).clamp(0.0, 1.0)
 
     def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:

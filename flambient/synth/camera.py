@@ -33,7 +33,7 @@ FULL_WELL = 40000.0
 WB_KELVIN = 5500.0
 _wb = cct_to_linear_rgb(WB_KELVIN)
 #: Per-channel gain from scene linear sRGB to decoded linear sRGB (flash light -> neutral).
-WB_GAIN = (_wb[1] / _wb).astype(np.float32)
+WB_GAIN = (_wb[1] / _wb).astype(np.float32, copy=False)
 #: ColorMatrix1 (XYZ D65 -> camera RGB) written into the DNGs.
 COLOR_MATRIX = (np.diag(SENSITIVITY.astype(np.float64)) @ XYZ_TO_RGB)
 #: AsShotNeutral: camera RGB of the white-balance light, max 1.
@@ -94,7 +94,8 @@ def plan_set(rng: np.random.Generator, start: datetime, n_flash: int, window: bo
     +2/3..+4/3 EV) is metered so its interior median lands at ``0.18 * 2**bias``; that fixes
     ``C``. Flash frames: 1/100-1/160 s, ISO 100-250, f/8, flash-lit interior median 0.4-2.3 EV
     under the ambient frame (``flash_to_ambient`` is the flash/ambient scene-light ratio that
-    achieves it). Window pull: ISO 100, f/8, no flash, exterior median near 0.3.
+    achieves it). Window pull: ISO 100, f/8, no flash, exterior median near 0.45 within 2.3-4.7 EV under the
+    ambient frame.
     """
     focal = focal_length(fov)
     bias = float(rng.choice([2 / 3, 1.0, 1.0, 4 / 3]))
@@ -114,7 +115,10 @@ def plan_set(rng: np.random.Generator, start: datetime, n_flash: int, window: bo
             flash_to_ambient = 2**f_under * amb.exposure / fp.exposure
     if window and exterior_median > 0:
         t = t + timedelta(seconds=float(rng.uniform(4, 20)))
-        tw = snap_shutter(0.3 / (exterior_median * c) * 8.0**2)  # H = t at ISO 100, f/8 over 64
+        # exterior median near 0.45, but a pull 2.3-4.7 EV under the ambient frame, as shot in practice
+        tw = 0.45 / (exterior_median * c) * 8.0**2  # H = t * 100/100 / 8**2
+        rel = math.log2(tw / 64.0 / amb.exposure)
+        tw = snap_shutter(tw * 2 ** (float(np.clip(rel, -4.7, -2.3)) - rel))
         wp = FramePlan("window", tw, 100, 8.0, 0.0, -1, t, focal)
         rel = math.log2(wp.exposure / amb.exposure)
         wp.bias = float(np.clip(round((rel + bias) * 3) / 3, -5.0, 0.0))
@@ -128,7 +132,7 @@ def shot_noise_sigma(value: np.ndarray, iso: int) -> np.ndarray:
     """Noise standard deviation (fraction of white) of sensor ``value`` at ``iso``."""
     gain = (iso / 100.0) / FULL_WELL
     read = 2.5e-4 * (iso / 100.0) ** 0.7
-    return np.sqrt(np.maximum(value, 0) * gain + read * read).astype(np.float32)
+    return np.sqrt(np.maximum(value, 0) * gain + read * read).astype(np.float32, copy=False)
 
 
 def expose(scene_rgb: np.ndarray, scale: float, iso: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -141,7 +145,7 @@ def expose(scene_rgb: np.ndarray, scale: float, iso: int, rng: np.random.Generat
     if rng is not None:
         cam = cam + rng.standard_normal(cam.shape, dtype=np.float32) * shot_noise_sigma(cam, iso)
     cam = np.clip(cam, 0.0, 1.0)
-    return (cam / SENSITIVITY * WB_GAIN).astype(np.float32)
+    return (cam / SENSITIVITY * WB_GAIN).astype(np.float32, copy=False)
 
 
 def mosaic(scene_rgb: np.ndarray, scale: float, iso: int, rng: np.random.Generator) -> np.ndarray:

@@ -39,6 +39,7 @@ from .scene import (
     Scene,
     box_entry,
     in_opening,
+    inverse,
     trace,
     value_noise,
 )
@@ -140,7 +141,7 @@ def exterior(scene: Scene, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray) -> np
     Uses the view direction only (the outside is far away), so parallax between windows is right.
     """
     s = scene.seed
-    az = np.arctan2(dx, dz).astype(np.float32)
+    az = np.arctan2(dx, dz).astype(np.float32, copy=False)
     el = dy - np.float32(scene.horizon)
     sun = scene.sky * cct_to_linear_rgb(5600)
     zen = scene.sky * np.array([0.55, 0.75, 1.25], np.float32)
@@ -149,7 +150,7 @@ def exterior(scene: Scene, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray) -> np
     sky = hor * (1 - k) + zen * k
     cloud = np.clip(value_noise(az * 4, el * 10, s + 20, 3) * 1.8 - 0.8, 0, 1)[:, None]
     sky = sky * (1 - cloud) + cloud * scene.sky * 1.3
-    out = sky.astype(np.float32)
+    out = sky.astype(np.float32, copy=False)
     # buildings: a few blocks in azimuth
     bh = 0.06 + 0.25 * value_noise(np.floor(az * 6), np.float32(0.5), s + 21)
     has_b = value_noise(np.floor(az * 6) * 1.7, np.float32(3.3), s + 22) > 0.55
@@ -157,17 +158,17 @@ def exterior(scene: Scene, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray) -> np
     if bmask.any():
         wins = (np.sin(az[bmask] * 220) > 0.3) & (np.sin(el[bmask] * 150) > 0.2)
         col = np.where(wins[:, None], np.array([0.25, 0.28, 0.33]), np.array([0.75, 0.68, 0.6]))
-        out[bmask] = (col * sun * 2.5).astype(np.float32)
+        out[bmask] = (col * sun * 2.5).astype(np.float32, copy=False)
     # tree line with ragged top
-    th = 0.03 + 0.18 * value_noise(az * 9, np.float32(0.0), s + 23, 3)
+    th = -0.03 + 0.13 * value_noise(az * 9, np.float32(0.0), s + 23, 3)
     tmask = (el < th) & (el > -0.05)
     if tmask.any():
         leaf = 0.5 + value_noise(az[tmask] * 90, el[tmask] * 90, s + 24, 2)
-        out[tmask] = (np.array([0.09, 0.17, 0.05]) * leaf[:, None] * sun * 3.5).astype(np.float32)
+        out[tmask] = (np.array([0.09, 0.17, 0.05]) * leaf[:, None] * sun * 3.5).astype(np.float32, copy=False)
     ground = el <= -0.05
     if ground.any():
         g = 0.7 + 0.6 * value_noise(az[ground] * 40, el[ground] * 60, s + 25, 2)
-        out[ground] = (np.array([0.12, 0.2, 0.07]) * g[:, None] * sun * 3.0).astype(np.float32)
+        out[ground] = (np.array([0.12, 0.2, 0.07]) * g[:, None] * sun * 3.0).astype(np.float32, copy=False)
     # the view out is sunlit: brighter than the diffuse sky light that reaches the interior
     return out * np.float32(2.0)
 
@@ -175,9 +176,12 @@ def exterior(scene: Scene, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray) -> np
 def _occluded(scene: Scene, px, py, pz, lx, ly, lz) -> np.ndarray:  # type: ignore[no-untyped-def]
     """True where a furniture block blocks the segment from the points to a light."""
     occ = np.zeros(px.shape, bool)
+    if not scene.boxes:
+        return occ
     dx, dy, dz = lx - px, ly - py, lz - pz
+    inv = inverse(dx, dy, dz)
     for b in scene.boxes:
-        tn, tf, _ = box_entry(b, px, py, pz, dx, dy, dz)
+        tn, tf, _ = box_entry(b, px, py, pz, dx, dy, dz, inv)
         occ |= (tn <= tf) & (tn > 1e-3) & (tn < 1.0)
     return occ
 
@@ -198,7 +202,7 @@ def _ao(scene: Scene, h: Hits) -> np.ndarray:
     # distance to the nearest other room surface (the corner the hit point sits in)
     second = np.where(h.sid == FLOOR, np.minimum.reduce([np.abs(h.px - scene.left), np.abs(h.px - scene.right),
                                                          np.abs(h.pz - scene.depth)]), edge)
-    return ao * (1 - 0.25 * np.exp(-second / 0.25)).astype(np.float32)
+    return ao * (1 - 0.25 * np.exp(-second / 0.25)).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -246,7 +250,8 @@ def render_components(scene: Scene, width: int, height: int, y0: int = 0, y1: in
                 else:
                     sx, sy, sz = (scene.left if o.wall == LEFT else scene.right), b, a
                 lx, ly, lz = sx - px, sy - py, sz - pz
-                d2 = lx * lx + ly * ly + lz * lz + 0.05
+                # softened by the sample patch's area: irradiance stays bounded next to the glass
+                d2 = lx * lx + ly * ly + lz * lz + np.float32(0.05 + area / 6)
                 inv = 1.0 / np.sqrt(d2)
                 cs = np.maximum(0, (nx * lx + ny * ly + nz * lz) * inv)
                 cw = np.maximum(0, -(wn[0] * lx + wn[1] * ly + wn[2] * lz) * inv)
@@ -268,7 +273,7 @@ def render_components(scene: Scene, width: int, height: int, y0: int = 0, y1: in
         e_t += cs * cone / d2
     for lx0, ly0, lz0 in scene.lamps:
         lx, ly, lz = lx0 - px, ly0 - py, lz0 - pz
-        d2 = lx * lx + ly * ly + lz * lz + 0.05
+        d2 = lx * lx + ly * ly + lz * lz + 0.3  # a lamp shade is a broad, diffuse source
         inv = 1.0 / np.sqrt(d2)
         cs = np.maximum(0, (nx * lx + ny * ly + nz * lz) * inv)
         e_t += 0.7 * cs / d2 * np.where(_occluded(scene, ox, oy, oz, lx0, ly0, lz0), np.float32(0.3), np.float32(1.0))
@@ -279,9 +284,10 @@ def render_components(scene: Scene, width: int, height: int, y0: int = 0, y1: in
     emit = np.zeros(n, np.float32)
     for cx, cz in scene.cans:
         r2 = (px - cx) ** 2 + (pz - cz) ** 2
-        emit += np.where((h.sid == CEILING) & (r2 < 0.07**2), 40.0, 0.0).astype(np.float32)
-        emit += np.where((h.sid == CEILING) & (r2 < 0.3**2), 0.4 * np.exp(-r2 / 0.02), 0.0).astype(np.float32)
-    emit += np.where(h.sid == LAMP, 6.0, 0.0).astype(np.float32)
+        on_ceiling = h.sid == CEILING
+        emit += np.where(on_ceiling & (r2 < 0.07**2), np.float32(40.0), np.float32(0.0))
+        emit += np.where(on_ceiling & (r2 < 0.3**2), np.float32(0.4) * np.exp(-r2 / np.float32(0.02)), 0)
+    emit += np.where(h.sid == LAMP, np.float32(6.0), np.float32(0.0))
 
     # --- flash: bounced source above/behind the camera; soft shadows from furniture
     flashes = []
@@ -292,15 +298,15 @@ def render_components(scene: Scene, width: int, height: int, y0: int = 0, y1: in
         d2 = lx * lx + ly * ly + lz * lz + 0.3
         inv = 1.0 / np.sqrt(d2)
         cs = 0.75 * np.maximum(0, (nx * lx + ny * ly + nz * lz) * inv) + 0.25  # bounce softens
-        shadow = np.where(_occluded(scene, ox, oy, oz, fx, fy, fz), 0.35, 1.0).astype(np.float32)
+        shadow = np.where(_occluded(scene, ox, oy, oz, fx, fy, fz), np.float32(0.35), np.float32(1.0))
         e_f = cs * shadow / d2 * (0.85 + 0.15 * ao)
-        flashes.append(((alb * INV_PI) * e_f[:, None] * f_rgb).reshape(rows, width, 3).astype(np.float32))
+        flashes.append(((alb * INV_PI) * e_f[:, None] * f_rgb).reshape(rows, width, 3).astype(np.float32, copy=False))
 
     interior = ~win & (h.sid != LAMP)
     rad = alb * INV_PI
-    day = np.where(interior[:, None], rad * e_day[:, None] * day_rgb, 0).astype(np.float32)
-    tung = np.where(interior[:, None], rad * e_t[:, None] * t_rgb, 0).astype(np.float32)
-    emit_rgb = (emit[:, None] * t_rgb).astype(np.float32)
+    day = np.where(interior[:, None], rad * e_day[:, None] * day_rgb, 0).astype(np.float32, copy=False)
+    tung = np.where(interior[:, None], rad * e_t[:, None] * t_rgb, 0).astype(np.float32, copy=False)
+    emit_rgb = (emit[:, None] * t_rgb).astype(np.float32, copy=False)
     ext = np.zeros((n, 3), np.float32)
     if win.any():
         ext[win] = exterior(scene, h.dx[win], h.dy[win], h.dz[win])
@@ -309,7 +315,7 @@ def render_components(scene: Scene, width: int, height: int, y0: int = 0, y1: in
     return Components(
         day=day.reshape(rows, width, 3), tung=tung.reshape(rows, width, 3),
         emit=emit_rgb.reshape(rows, width, 3), ext=ext.reshape(rows, width, 3), flash=flashes,
-        mask=win.reshape(rows, width).astype(np.float32),
+        mask=win.reshape(rows, width).astype(np.float32, copy=False),
     )
 
 

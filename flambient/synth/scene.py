@@ -114,17 +114,17 @@ def random_scene(seed: int, n_flash: int | None = None) -> Scene:
         ceiling_albedo=tuple(np.array([0.82, 0.81, 0.78]) * _u(rng, 0.9, 1.05)),
         floor_kind=floor_kind, floor_albedo=tuple(np.clip(floor, 0.02, 0.9)),
         daylight_k=_u(rng, 6000, 7800), tungsten_k=_u(rng, 2700, 3200), flash_k=_u(rng, 5300, 5800),
-        sky=_u(rng, 0.7, 1.6), tungsten_share=_u(rng, 0.1, 0.8), horizon=_u(rng, -0.02, 0.12),
+        sky=_u(rng, 0.7, 1.6), tungsten_share=_u(rng, 0.1, 0.6), horizon=_u(rng, -0.02, 0.12),
     )
     # windows: 1-3, mostly on the back or side walls; some rooms have none
-    n_win = int(rng.choice([0, 1, 2, 3], p=[0.12, 0.4, 0.33, 0.15]))
+    n_win = int(rng.choice([0, 1, 2, 3], p=[0.08, 0.47, 0.33, 0.12]))
     for _ in range(n_win):
         wall = int(rng.choice([LEFT, RIGHT, BACK], p=[0.3, 0.3, 0.4]))
         span = (left + 0.3, right - 0.3) if wall == BACK else (0.8, depth - 0.3)
-        w = min(_u(rng, 0.8, 2.4), span[1] - span[0] - 0.1)
+        w = min(_u(rng, 0.7, 1.8), span[1] - span[0] - 0.1)
         a0 = _u(rng, span[0], span[1] - w)
         b0 = _u(rng, 0.3, 1.0)
-        b1 = min(ceiling - 0.15, b0 + _u(rng, 1.0, 2.0))
+        b1 = min(ceiling - 0.15, b0 + _u(rng, 0.9, 1.7))
         if not any(o.wall == wall and o.a0 < a0 + w + 0.2 and a0 < o.a1 + 0.2 for o in sc.windows):
             sc.windows.append(Opening(wall, a0, a0 + w, b0, b1, mullions=int(rng.integers(0, 3))))
     for _ in range(int(rng.integers(0, 3))):
@@ -172,7 +172,7 @@ def _hash(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
     h = h & 0xFFFFFFFF
     h = (h ^ (h >> 13)) * 1274126177 & 0xFFFFFFFF
     h = h ^ (h >> 16)
-    return (h & 0xFFFFFF).astype(np.float32) / np.float32(1 << 24)
+    return (h & 0xFFFFFF).astype(np.float32, copy=False) / np.float32(1 << 24)
 
 
 def value_noise(x: np.ndarray, y: np.ndarray, seed: int, octaves: int = 1) -> np.ndarray:
@@ -182,7 +182,7 @@ def value_noise(x: np.ndarray, y: np.ndarray, seed: int, octaves: int = 1) -> np
     for o in range(octaves):
         xs, ys = x * f, y * f
         ix, iy = np.floor(xs), np.floor(ys)
-        fx, fy = (xs - ix).astype(np.float32), (ys - iy).astype(np.float32)
+        fx, fy = (xs - ix).astype(np.float32, copy=False), (ys - iy).astype(np.float32, copy=False)
         fx = fx * fx * (3 - 2 * fx)
         fy = fy * fy * (3 - 2 * fy)
         s = seed + 101 * o
@@ -239,9 +239,17 @@ def _safe(d: np.ndarray) -> np.ndarray:
     return np.where(np.abs(d) < 1e-7, np.float32(1e-7), d)
 
 
-def box_entry(box: Box, ox, oy, oz, dx, dy, dz):  # type: ignore[no-untyped-def]
-    """Slab test: (t_near, t_far, axis of entry 0/1/2) for rays against ``box``."""
-    ix, iy, iz = 1.0 / _safe(dx), 1.0 / _safe(dy), 1.0 / _safe(dz)
+def inverse(dx, dy, dz):  # type: ignore[no-untyped-def]
+    """Reciprocals of ray direction components (zeros nudged), for repeated slab tests."""
+    return 1.0 / _safe(dx), 1.0 / _safe(dy), 1.0 / _safe(dz)
+
+
+def box_entry(box: Box, ox, oy, oz, dx, dy, dz, inv=None):  # type: ignore[no-untyped-def]
+    """Slab test: (t_near, t_far, axis of entry 0/1/2) for rays against ``box``.
+
+    ``inv`` may carry :func:`inverse` of the directions, computed once for many boxes.
+    """
+    ix, iy, iz = inv if inv is not None else inverse(dx, dy, dz)
     ax0, ax1 = (box.x0 - ox) * ix, (box.x1 - ox) * ix
     ay0, ay1 = (0.0 - oy) * iy, (box.height - oy) * iy
     az0, az1 = (box.z0 - oz) * iz, (box.z1 - oz) * iz
@@ -267,7 +275,7 @@ def trace(scene: Scene, width: int, height: int, y0: int, y1: int) -> Hits:
         (scene.left, dx, ox, LEFT, dx < 0), (scene.right, dx, ox, RIGHT, dx > 0),
         (scene.depth, dz, oz, BACK, dz > 0),
     ):
-        tp = np.where(cond, (plane - o) / _safe(d), big).astype(np.float32)
+        tp = np.where(cond, (plane - o) / _safe(d), big).astype(np.float32, copy=False)
         closer = tp < t
         t = np.where(closer, tp, t)
         sid[closer] = s
@@ -280,8 +288,9 @@ def trace(scene: Scene, width: int, height: int, y0: int, y1: int) -> Hits:
     nx[sid == RIGHT] = -1
     nz[sid == BACK] = -1
     boxi = np.full(n, -1, np.int16)
+    inv = inverse(dx, dy, dz) if scene.boxes else None
     for i, b in enumerate(scene.boxes):
-        tn, tf, axis = box_entry(b, ox, oy, oz, dx, dy, dz)
+        tn, tf, axis = box_entry(b, ox, oy, oz, dx, dy, dz, inv)
         hit = (tn <= tf) & (tn > 0) & (tn < t)
         if not hit.any():
             continue
@@ -305,8 +314,8 @@ def trace(scene: Scene, width: int, height: int, y0: int, y1: int) -> Hits:
         t = np.where(hit, tl, t)
         sid[hit] = LAMP
     px, py, pz = ox + dx * t, oy + dy * t, oz + dz * t
-    return Hits(ox, oy, oz, dx, dy, dz, t, sid, px.astype(np.float32), py.astype(np.float32),
-                pz.astype(np.float32), nx, ny, nz, boxi)
+    return Hits(ox, oy, oz, dx, dy, dz, t, sid, px.astype(np.float32, copy=False), py.astype(np.float32, copy=False),
+                pz.astype(np.float32, copy=False), nx, ny, nz, boxi)
 
 
 def wall_coords(h: Hits, wall: int) -> tuple[np.ndarray, np.ndarray]:

@@ -107,7 +107,7 @@ def _normalised(comps: Components, plan_cal: Calibration, norm: float) -> tuple[
     g = np.float32(norm) * camera.WB_GAIN
     amb = comps.ambient(plan_cal.tung_gain) * g
     fl = np.mean(comps.flash, axis=0) * np.float32(plan_cal.flash_gain) * g
-    return amb.astype(np.float32), fl.astype(np.float32)
+    return amb.astype(np.float32, copy=False), fl.astype(np.float32, copy=False)
 
 
 def plan_set(seed: int, index: int, start: datetime, aspect: float, n_flash: int | None = None,
@@ -204,7 +204,7 @@ def render_set(plan: SetPlan, out: Path, names: list[str], size: tuple[int, int]
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
     name = Path(names[0]).stem
     _write_jpeg_u8(out / "truth" / f"{name}.jpg", final, quality=95, exif=None)
-    write_png(out / "truth" / f"{name}_window.png", mask.astype(np.float32) / 255.0)
+    write_png(out / "truth" / f"{name}_window.png", mask.astype(np.float32, copy=False) / 255.0)
 
 
 def _write_jpeg_u8(path: Path, rgb: np.ndarray, quality: int, exif: bytes | None) -> Path:
@@ -316,7 +316,7 @@ def expose_pair(comps: Components, cal: Calibration, frames: list[camera.FramePl
             flashes.append(dec)
         elif out[f.role] is None:
             out[f.role] = dec
-    out["flash"] = np.mean(flashes, axis=0).astype(np.float32) if flashes else None
+    out["flash"] = np.mean(flashes, axis=0).astype(np.float32, copy=False) if flashes else None
     out["mask"] = comps.mask if comps.mask.any() else None
     return out
 

@@ -100,7 +100,7 @@ def _gains(style: Style, stats: StyleStats) -> tuple[np.ndarray, np.ndarray]:
     wb_gain = float(luminance(grey)) / grey
     tint = cct_to_linear_rgb(style.white_k) / cct_to_linear_rgb(5500.0)
     tint = tint / float(luminance(tint))
-    return (wb_gain ** style.wb).astype(np.float32), tint.astype(np.float32)
+    return (wb_gain ** style.wb).astype(np.float32, copy=False), tint.astype(np.float32, copy=False)
 
 
 def apply_style(style: Style | str, ambient: np.ndarray, flash: np.ndarray, mask: np.ndarray,
@@ -115,10 +115,10 @@ def apply_style(style: Style | str, ambient: np.ndarray, flash: np.ndarray, mask
     f = flash * np.float32(1.0 / stats.flash_median)
     interior = np.float32(st.key) * (np.float32(st.w_flash) * f + np.float32(1 - st.w_flash) * a)
     ext = ambient * np.float32(st.ext_key / stats.exterior_median)
-    m = mask[:, :, None].astype(np.float32)
+    m = mask[:, :, None].astype(np.float32, copy=False)
     lin = (interior * (1 - m) + ext * m) * tint
     x = np.maximum(lin, 0)
     x = x * (1 + x / np.float32(st.white**2)) / (1 + x)
     y = linear_to_srgb(np.clip(x, 0, 1))
     y = y + np.float32(st.contrast) * y * (1 - y) * (2 * y - 1)
-    return np.clip(y, 0, 1).astype(np.float32)
+    return np.clip(y, 0, 1).astype(np.float32, copy=False)

@@ -1,0 +1,335 @@
+"""Model backends and full-resolution tiled inference ("context once, apply everywhere").
+
+A :class:`Backend` runs one model on numpy float32 NCHW arrays:
+
+- ``spec``: the family's :class:`~flambient.nets.registry.ModelSpec`;
+- ``context(low)``: ``low`` is the whole stack area-resized to N x 13 x s x s
+  (s = ``spec.context_size``, linear light) -> the whole-image context array;
+- ``apply(x, ctx, pos)``: ``x`` a N x 13 x h x w tile (linear), ``ctx`` the context,
+  ``pos`` = ``[y0, x0, H, W]`` (float32, pixels) -> N x 3 x h x w sRGB signal values in [0, 1].
+
+:class:`TorchBackend` runs a :class:`~flambient.nets.registry.FlambientNet` on a torch device
+(fp16 on CUDA when ``spec.half_precision``); :class:`flambient.onnx_backend.OnnxBackend` runs an
+exported model through onnxruntime. :func:`load_backend` picks one from a model name or path.
+
+:func:`infer_image` turns one stack into the final: it computes the context ONCE from an area
+downsample of the whole stack (exactly :func:`flambient.nets.registry.downsample`, done band by
+band so a 60 MP stack never becomes one tensor), then applies the model tile by tile
+(:mod:`flambient.tiling`) with every tile sharing that context, and stitches the tiles with
+smooth-ramp overlaps. The stack may be a numpy HxWx13 array or a :class:`StackSource` that
+builds tiles on demand (:class:`PartsStack`: from the decoded frames of a bracket set), so
+memory is bounded by the frames plus one tile, not by a 13-channel float copy of the image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ConfigError, ModelError
+from .log import get_logger
+from .nets.registry import FlambientNet, ModelSpec
+from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS, WINDOW
+from .tiling import Stitcher, Tile, pad_to_multiple, plan_tiles
+
+log = get_logger("inference")
+
+#: Default tile side (pixels) when neither the preset nor the command line sets one.
+DEFAULT_TILE = 1024
+#: Smallest tile side the out-of-memory retry halves down to.
+MIN_TILE = 128
+BACKENDS = ("torch", "onnx")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What :func:`infer_image` needs from a model runtime (numpy float32 NCHW in and out)."""
+
+    spec: ModelSpec
+
+    def context(self, low: np.ndarray) -> np.ndarray:
+        """Whole-image context from the N x 13 x s x s low-resolution stack."""
+        ...
+
+    def apply(self, x: np.ndarray, ctx: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """sRGB N x 3 x h x w of the N x 13 x h x w tile ``x`` at ``pos`` = [y0, x0, H, W]."""
+        ...
+
+    def describe(self) -> str:
+        """One line for logs."""
+        ...
+
+
+class TorchBackend:
+    """A :class:`FlambientNet` on one torch device.
+
+    Args:
+        net: the model (moved to ``device``, put in eval mode).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        half: fp16 inference; ``None`` = on CUDA when ``net.spec.half_precision``.
+        meta: the model file's metadata (``path`` is where it came from).
+    """
+
+    name = "torch"
+
+    def __init__(self, net: FlambientNet, device: str = "cpu", half: bool | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self.spec: ModelSpec = net.spec
+        cuda = self.device.type == "cuda"
+        self.half = bool(cuda and net.spec.half_precision) if half is None else bool(half and cuda)
+        self.dtype = torch.float16 if self.half else torch.float32
+        self.net = net.to(self.device).eval()
+        if self.half:
+            self.net = self.net.half()
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.path: Path | None = Path(self.meta["path"]) if self.meta.get("path") else None
+        self._ctx_key: int | None = None
+        self._ctx_dev: Any = None
+
+    def _to_dev(self, a: np.ndarray) -> Any:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device, self.dtype)
+
+    def context(self, low: np.ndarray) -> np.ndarray:
+        """N x 13 x s x s linear -> context (float32 numpy)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.net.context(self._to_dev(low)).float().cpu().numpy()
+
+    def apply(self, x: np.ndarray, ctx: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """N x 13 x h x w linear tile -> N x 3 x h x w sRGB (float32 numpy)."""
+        import torch
+
+        with torch.inference_mode():
+            if self._ctx_key != id(ctx):  # keep the (small) context on the device between tiles
+                self._ctx_dev, self._ctx_key = self._to_dev(ctx), id(ctx)
+            p = torch.as_tensor(np.asarray(pos, dtype=np.float32).reshape(4), device=self.device)
+            y = self.net.apply(self._to_dev(x), self._ctx_dev, p)
+            return y.float().cpu().numpy()
+
+    def describe(self) -> str:
+        """One line for logs: model, family, device and precision."""
+        where = self.path.parent.name if self.path is not None else "in-memory model"
+        return f"{where} ({self.spec.family}, torch {self.device}{' fp16' if self.half else ''})"
+
+
+def load_backend(model: str | Path | FlambientNet, backend: str = "torch", device: str = "cpu",
+                 half: bool | None = None) -> Backend:
+    """Open ``model`` (a shipped name, a model folder, a ``model.pt`` or an exported ``.onnx``).
+
+    ``backend`` is ``"torch"`` or ``"onnx"`` (an ``.onnx`` path always uses onnx); ``device``
+    is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Raises :class:`ModelError` for unknown or broken
+    models and :class:`ConfigError` for an unknown backend.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend '{backend}'", hint=f"use one of: {', '.join(BACKENDS)}")
+    if isinstance(model, FlambientNet):
+        if backend != "torch":
+            raise ModelError("an in-memory model runs only on the torch backend")
+        return TorchBackend(model, device, half)
+    if backend == "onnx" or str(model).lower().endswith(".onnx"):
+        from .onnx_backend import OnnxBackend, onnx_model_path
+
+        return OnnxBackend(onnx_model_path(model), device)
+    from .nets.registry import load_model
+
+    net, meta = load_model(model)
+    return TorchBackend(net, device, half, meta)
+
+
+# ----------------------------------------------------------------------------- stack sources
+
+
+def area_downsample(img: np.ndarray, size: int, scale: float = 1.0) -> np.ndarray:
+    """Area-resize an HxWxC array (any numeric dtype) to ``size x size x C`` float32, times ``scale``.
+
+    Uses the bins of ``torch.nn.functional.adaptive_avg_pool2d`` (bin ``i`` spans
+    ``floor(i*H/s) .. ceil((i+1)*H/s)``), so it equals :func:`flambient.nets.registry.downsample`
+    up to float rounding, but works one band of rows at a time (no full-size float copy).
+    """
+    h, w = img.shape[:2]
+    c = img.shape[2] if img.ndim == 3 else 1
+    x = img.reshape(h, w, c)
+    y0 = (np.arange(size) * h) // size
+    y1 = -((-(np.arange(size) + 1) * h) // size)
+    x0 = (np.arange(size) * w) // size
+    x1 = -((-(np.arange(size) + 1) * w) // size)
+    out = np.empty((size, size, c), dtype=np.float64)
+    for i in range(size):
+        band = x[y0[i]:y1[i]].sum(axis=0, dtype=np.float64) / (y1[i] - y0[i])  # W x C
+        cs = np.concatenate([np.zeros((1, c)), np.cumsum(band, axis=0)], axis=0)
+        out[i] = (cs[x1] - cs[x0]) / (x1 - x0)[:, None]
+    return (out * scale).astype(np.float32)
+
+
+@runtime_checkable
+class StackSource(Protocol):
+    """A model input stack that yields tiles on demand (linear float32, stack layout)."""
+
+    height: int
+    width: int
+
+    def tile(self, t: Tile) -> np.ndarray:
+        """The ``t.h x t.w x 13`` float32 stack of tile ``t``."""
+        ...
+
+    def low(self, size: int) -> np.ndarray:
+        """The whole stack area-resized to ``1 x 13 x size x size`` (the context input)."""
+        ...
+
+    def ambient(self, t: Tile) -> np.ndarray:
+        """The tile's linear ambient RGB, ``t.h x t.w x 3`` float32."""
+        ...
+
+
+class ArrayStack:
+    """:class:`StackSource` over an HxWx13 float32 array held in memory."""
+
+    def __init__(self, stack: np.ndarray) -> None:
+        if stack.ndim != 3 or stack.shape[2] != STACK_CHANNELS:
+            raise ValueError(f"stack must be H x W x {STACK_CHANNELS}, got {stack.shape}")
+        self.stack = stack
+        self.height, self.width = int(stack.shape[0]), int(stack.shape[1])
+
+    def tile(self, t: Tile) -> np.ndarray:
+        return np.asarray(self.stack[t.slices], dtype=np.float32)
+
+    def low(self, size: int) -> np.ndarray:
+        return area_downsample(self.stack, size).transpose(2, 0, 1)[None].copy()
+
+    def ambient(self, t: Tile) -> np.ndarray:
+        return np.asarray(self.stack[t.slices][:, :, AMBIENT], dtype=np.float32)
+
+
+Part = tuple[np.ndarray, float]
+
+
+class PartsStack:
+    """:class:`StackSource` over a set's decoded frames, ``(pixels HxWx3, factor)`` parts.
+
+    The stack of a tile is ``build_stack(a * fa, mean(f_i * ff_i), w * fw)`` restricted to the
+    tile (see :func:`flambient.ingest.load_set_parts`); 16-bit RAW frames stay 16-bit, so a
+    three-frame 60 MP set holds about 1.1 GB instead of a 3.1 GB float stack.
+    """
+
+    def __init__(self, ambient: Part, flashes: list[Part], window: Part | None) -> None:
+        self.parts = (ambient, list(flashes), window)
+        self.height, self.width = int(ambient[0].shape[0]), int(ambient[0].shape[1])
+
+    def tile(self, t: Tile) -> np.ndarray:
+        from .ingest import assemble_stack
+
+        amb, fls, win = self.parts
+        sl = t.slices
+        return assemble_stack((amb[0][sl], amb[1]), [(a[sl], f) for a, f in fls],
+                              (win[0][sl], win[1]) if win is not None else None)
+
+    def low(self, size: int) -> np.ndarray:
+        amb, fls, win = self.parts
+        out = np.zeros((size, size, STACK_CHANNELS), dtype=np.float32)
+        out[:, :, AMBIENT] = area_downsample(amb[0][:, :, :3], size, amb[1])
+        if fls:
+            out[:, :, FLASH] = np.mean([area_downsample(a[:, :, :3], size, f) for a, f in fls], axis=0)
+            out[:, :, HAS_FLASH] = 1.0
+        if win is not None:
+            out[:, :, WINDOW] = area_downsample(win[0][:, :, :3], size, win[1])
+            out[:, :, HAS_WINDOW] = 1.0
+        out[:, :, MASK] = 0.0
+        out[:, :, HAS_MASK] = 0.0
+        return out.transpose(2, 0, 1)[None].copy()
+
+    def ambient(self, t: Tile) -> np.ndarray:
+        a, f = self.parts[0]
+        return a[t.slices][:, :, :3].astype(np.float32) * np.float32(f)
+
+
+def as_source(stack: np.ndarray | StackSource) -> StackSource:
+    """Wrap an HxWx13 array as :class:`ArrayStack`; pass a :class:`StackSource` through."""
+    return ArrayStack(stack) if isinstance(stack, np.ndarray) else stack
+
+
+# ----------------------------------------------------------------------------- inference
+
+#: ``post(tile, srgb_tile h x w x 3, source) -> h x w x 3``: per-pixel edits applied before stitching.
+TilePost = Callable[[Tile, np.ndarray, StackSource], np.ndarray]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | None = DEFAULT_TILE,
+                overlap: int | None = None, *, post: TilePost | None = None,
+                timings: dict[str, float] | None = None) -> np.ndarray:
+    """Run ``backend`` on one whole stack; returns the final as sRGB float32 HxWx3 in [0, 1].
+
+    Args:
+        backend: the model runtime.
+        stack: HxWx13 float32 linear stack, or a :class:`StackSource`.
+        tile: largest tile side in pixels (None/0: one tile); ignored (one tile) for families
+            whose spec is not ``tileable``. Halved and retried on out-of-memory errors.
+        overlap: overlap between tiles (pixels); default ``spec.overlap``.
+        post: optional per-tile output transform (see :data:`TilePost`), applied before stitching.
+        timings: when given, ``context`` and ``apply`` seconds are added to it.
+    """
+    spec = backend.spec
+    src = as_source(stack)
+    t0 = time.perf_counter()
+    ctx = backend.context(src.low(spec.context_size))
+    t1 = time.perf_counter()
+    ov = spec.overlap if overlap is None else int(overlap)
+    tile_px = tile if spec.tileable else None
+    while True:
+        try:
+            out = _apply_tiles(backend, src, ctx, tile_px, ov, post)
+            break
+        except Exception as exc:
+            if not _is_oom(exc) or not tile_px or tile_px <= MIN_TILE:
+                raise
+            tile_px = max(MIN_TILE, tile_px // 2)
+            log.warning("out of memory on %s; retrying with %d px tiles", backend.describe(), tile_px)
+            _free_device_memory()
+    t2 = time.perf_counter()
+    if timings is not None:
+        timings["context"] = timings.get("context", 0.0) + (t1 - t0)
+        timings["apply"] = timings.get("apply", 0.0) + (t2 - t1)
+    return out
+
+
+def _apply_tiles(backend: Backend, src: StackSource, ctx: np.ndarray, tile: int | None, overlap: int,
+                 post: TilePost | None) -> np.ndarray:
+    spec = backend.spec
+    h, w = src.height, src.width
+    plan = plan_tiles(h, w, tile, overlap if tile else 0, spec.size_multiple)
+    stitcher = Stitcher(plan, channels=3)
+    for t in plan:
+        x = src.tile(t).transpose(2, 0, 1)[None]  # 1 x 13 x h x w
+        x, (th, tw) = pad_to_multiple(x, spec.size_multiple, axes=(2, 3))
+        pos = np.array([t.y0, t.x0, h, w], dtype=np.float32)
+        y = backend.apply(np.ascontiguousarray(x), ctx, pos)
+        if y.ndim != 4 or y.shape[1] != 3:
+            raise ModelError(f"model returned shape {y.shape}, expected 1 x 3 x h x w")
+        rgb = y[0, :, :th, :tw].transpose(1, 2, 0)
+        if post is not None:
+            rgb = post(t, rgb, src)
+        stitcher.add(t, rgb)
+    return stitcher.result()
+
+
+def _free_device_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort
+        pass

@@ -1,0 +1,179 @@
+"""The output transform of a preset, the final's metadata, and writing finals and sidecars.
+
+Per pixel, applied to every tile before stitching (:func:`edit_post`), in this order:
+
+1. strength ``s``: ``final = base + s * (edit - base)`` in sRGB, where ``base`` is the neutral
+   rendering of the set (its reference ambient frame, linear -> sRGB, no edit);
+2. exposure bias: linear light times ``2**ev``;
+3. white-balance target: linear light times the RGB of a ``K`` kelvin light relative to D65
+   (luminance-normalised), so values below 6500 K warm the final and above cool it.
+
+Then on the whole image (:func:`finish`): resize so the long edge is at most ``long_edge``
+(area filter), and unsharp-mask sharpening (amount, Gaussian sigma in output pixels), done in
+bands of rows so a 60 MP final needs no second full-size copy.
+
+Metadata: EXIF from the set's reference frame (camera, lens, exposure, capture time;
+Orientation reset to 1 because the pixels are already upright) and an embedded sRGB ICC
+profile; a JSON sidecar ``<final>.json`` records model, preset, input files with sha256, and
+timings, plus the fingerprint ``process`` compares to skip unchanged sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .colour import cct_to_linear_rgb, linear_to_srgb, srgb_to_linear
+from .config import EditSettings, OutputSettings
+from .inference import StackSource, TilePost
+from .io.atomic import atomic_write_text
+from .io.exif import ExifInfo
+from .tiling import Tile
+
+#: Colour temperature of the D65 white (K), the "no change" white-balance target.
+D65_KELVIN = 6504.0
+
+
+def wb_gains(kelvin: float | None) -> np.ndarray:
+    """Linear RGB gains (3,) moving the D65 white to a ``kelvin`` light, luminance kept."""
+    if kelvin is None:
+        return np.ones(3, dtype=np.float32)
+    return (cct_to_linear_rgb(float(kelvin)) / cct_to_linear_rgb(D65_KELVIN)).astype(np.float32)
+
+
+def edit_post(edit: EditSettings) -> TilePost | None:
+    """The per-tile part of the output transform (None when the preset changes nothing)."""
+    gain = wb_gains(edit.white_balance) * np.float32(2.0 ** edit.exposure_bias)
+    linear_gain = not np.allclose(gain, 1.0)
+    if edit.strength >= 1.0 and not linear_gain:
+        return None
+
+    def post(t: Tile, srgb: np.ndarray, src: StackSource) -> np.ndarray:
+        out = srgb
+        if edit.strength < 1.0:
+            base = linear_to_srgb(src.ambient(t))
+            out = base + np.float32(edit.strength) * (out - base)
+        if linear_gain:
+            out = linear_to_srgb(srgb_to_linear(out) * gain)
+        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+    return post
+
+
+def resize_long_edge(srgb: np.ndarray, long_edge: int | None) -> np.ndarray:
+    """Area-downscale HxWx3 so that max(H, W) <= ``long_edge`` (never upscales)."""
+    h, w = srgb.shape[:2]
+    if not long_edge or max(h, w) <= long_edge:
+        return srgb
+    import cv2
+
+    s = long_edge / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(srgb, size, interpolation=cv2.INTER_AREA)
+
+
+def sharpen_inplace(srgb: np.ndarray, amount: float, sigma: float, band: int = 512) -> np.ndarray:
+    """Unsharp mask ``x + amount * (x - gauss(x, sigma))``, clipped to [0, 1], in place.
+
+    Works on bands of rows with a margin of ``4 sigma`` so the result equals a whole-image
+    blur while only one band is copied at a time. Returns ``srgb``.
+    """
+    if amount <= 0:
+        return srgb
+    import cv2
+
+    h = srgb.shape[0]
+    m = int(math.ceil(4 * sigma)) + 1
+    saved: np.ndarray | None = None  # original rows just above the current band
+    for y in range(0, h, band):
+        lo, hi = max(0, y - m), min(h, y + band + m)
+        chunk = np.array(srgb[lo:hi], dtype=np.float32)
+        if saved is not None:
+            chunk[: y - lo] = saved
+        blur = cv2.GaussianBlur(chunk, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+        ye = min(h, y + band)
+        saved = chunk[max(y, ye - m) - lo: ye - lo].copy()
+        core = slice(y - lo, ye - lo)
+        srgb[y:ye] = np.clip(chunk[core] + np.float32(amount) * (chunk[core] - blur[core]), 0.0, 1.0)
+    return srgb
+
+
+def finish(srgb: np.ndarray, out: OutputSettings) -> np.ndarray:
+    """Whole-image finishing: long-edge resize, then output sharpening (may work in place)."""
+    img = resize_long_edge(srgb, out.long_edge)
+    return sharpen_inplace(img, out.sharpen, out.sharpen_radius)
+
+
+def exif_bytes(info: ExifInfo | None) -> bytes:
+    """EXIF APP1 payload of a final from its reference frame's :class:`ExifInfo` (Orientation 1)."""
+    from .io.exif_write import build_exif_bytes
+
+    info = info or ExifInfo()
+    fields: dict[str, Any] = {}
+    if info.exposure_time and info.exposure_time > 0:
+        fields["ExposureTime"] = info.exposure_time
+    if info.f_number:
+        fields["FNumber"] = info.f_number
+    if info.iso:
+        fields["ISO"] = info.iso
+    if info.capture_time is not None:
+        fields["DateTimeOriginal"] = info.capture_time
+    if info.flash_fired is not None:
+        fields["Flash"] = bool(info.flash_fired)
+    if info.focal_length:
+        fields["FocalLength"] = info.focal_length
+    if info.exposure_bias is not None:
+        fields["ExposureBiasValue"] = info.exposure_bias
+    if info.lens:
+        fields["LensModel"] = info.lens
+    from . import __version__
+
+    return build_exif_bytes(fields, make=info.make or "", model=info.model or "", orientation=1,
+                            software=f"flambient {__version__}")
+
+
+def write_final(path: str | Path, srgb: np.ndarray, out: OutputSettings, exif: bytes | None) -> Path:
+    """Write the finished sRGB HxWx3 image atomically as JPEG (ICC + EXIF) or 16-bit TIFF (ICC)."""
+    from .io.images import write_jpeg, write_tiff16
+
+    if out.format == "jpeg":
+        return write_jpeg(path, srgb, quality=out.quality, exif=exif)
+    return write_tiff16(path, srgb, icc=True)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            b = fh.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def sidecar_path(final: str | Path) -> Path:
+    """``<final>.json`` beside the final (``room.jpg`` -> ``room.jpg.json``)."""
+    p = Path(final)
+    return p.with_name(p.name + ".json")
+
+
+def read_sidecar(final: str | Path) -> dict[str, Any] | None:
+    """The sidecar of a final, or None when absent or unreadable."""
+    p = sidecar_path(final)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def write_sidecar(final: str | Path, doc: dict[str, Any]) -> Path:
+    """Write ``<final>.json`` atomically (pretty JSON)."""
+    return atomic_write_text(sidecar_path(final), json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,0 +1,501 @@
+"""The batch runner behind ``flambient process``: idempotent, resumable, cron-safe.
+
+For a shoot folder: reuse the fresh manifest (or ingest on the fly), pick this shard's sets,
+and for each set decide ``skip`` (its final exists and its sidecar's fingerprint of inputs,
+model and preset matches) or ``process``. Sets to process are claimed with a per-set lock
+(:mod:`flambient.locks`), decoded by a background thread (the next set decodes while the
+devices compute; at most ``devices + 1`` sets are in memory), run by one worker per device
+(:func:`flambient.inference.infer_image`, tiles assembled on demand from the decoded frames),
+then finished, encoded and written atomically (final, then sidecar) by an encode pool.
+
+A failing set is recorded (``failed`` with its error) and the batch goes on; files that ingest
+could not read are reported as failed items too. ``OUT/flambient-summary.json`` lists every
+item with its status and timings; ``OUT/flambient-process.log`` gets one line per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .brackets import BracketSet
+from .config import Preset
+from .devices import Device, resolve_devices
+from .errors import ConfigError, FlambientError, InputError
+from .inference import Backend, PartsStack, infer_image, load_backend
+from .io.atomic import atomic_write_text
+from .locks import DEFAULT_STALE_AFTER, SetLock
+from .log import get_logger
+from .output import edit_post, exif_bytes, finish, read_sidecar, sha256_file, write_final, write_sidecar
+
+log = get_logger("process")
+
+SUMMARY_NAME = "flambient-summary.json"
+LOG_NAME = "flambient-process.log"
+LOCK_DIR = ".flambient-locks"
+#: Bumped when the output of an unchanged set would differ (invalidates every fingerprint).
+PIPELINE_VERSION = 1
+
+
+@dataclass
+class ProcessOptions:
+    """Everything ``process`` needs besides the shoot folder.
+
+    ``model`` None = the preset's model; ``tile``/``overlap`` None = the preset's; ``shard``
+    is ``(i, n)`` with 1 <= i <= n; ``decode_jobs`` threads decode the frames of one set.
+    """
+
+    preset: Preset
+    model: str | None = None
+    backend: str = "torch"
+    devices: str = "auto"
+    out: Path | None = None
+    force: bool = False
+    dry_run: bool = False
+    shard: tuple[int, int] | None = None
+    tile: int | None = None
+    overlap: int | None = None
+    use_cache: bool = True
+    quiet: bool = False
+    decode_jobs: int | None = None
+    stale_after: float = DEFAULT_STALE_AFTER
+
+
+@dataclass
+class SetResult:
+    """The outcome of one item: ``status`` is done, skipped, failed (or would-process in a dry run)."""
+
+    name: str
+    status: str
+    final: str | None = None
+    error: str | None = None
+    note: str | None = None
+    device: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BatchSummary:
+    """All results of a run, in set order, plus where the finals went."""
+
+    shoot: Path
+    out: Path
+    results: list[SetResult]
+    model: str
+    preset: str
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every item is done or skipped, 1 when any failed."""
+        return 1 if any(r.status == "failed" for r in self.results) else 0
+
+    def counts(self) -> dict[str, int]:
+        """Number of items per status."""
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/3"`` -> ``(2, 3)``; raises :class:`ConfigError` unless 1 <= i <= n."""
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise ConfigError(f"bad --shard value '{text}'", hint="use i/n with 1 <= i <= n, e.g. 1/3") from None
+    if not 1 <= i <= n:
+        raise ConfigError(f"bad --shard value '{text}'", hint="use i/n with 1 <= i <= n, e.g. 1/3")
+    return i, n
+
+
+def shard_sets(sets: list[BracketSet], shard: tuple[int, int] | None) -> list[BracketSet]:
+    """This shard's sets: the ``i``-th of every ``n`` in name order (deterministic everywhere)."""
+    ordered = sorted(sets, key=lambda s: s.name)
+    if shard is None:
+        return ordered
+    i, n = shard
+    return [s for k, s in enumerate(ordered) if k % n == i - 1]
+
+
+def _model_files(backend: Backend) -> list[Path]:
+    path = getattr(backend, "path", None)
+    if path is None:
+        return []
+    files = [Path(path)]
+    ctx = getattr(backend, "context_path", None)
+    if ctx is not None:
+        files.append(Path(ctx))
+    return files
+
+
+def model_fingerprint(backend: Backend) -> str:
+    """sha256 over the model's files (weights; context graph for ONNX), or its weights in memory."""
+    h = hashlib.sha256()
+    files = _model_files(backend)
+    if files:
+        for f in files:
+            h.update(sha256_file(f).encode())
+    else:
+        net = getattr(backend, "net", None)
+        if net is None:
+            return "unknown"
+        for k, v in sorted(net.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def input_hashes(bset: BracketSet, shoot: Path, previous: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """``[{path, size, mtime, sha256}]`` of the set's files; hashes reused when size and mtime match."""
+    old = {d.get("path"): d for d in (previous or {}).get("inputs", []) if isinstance(d, dict)}
+    out: list[dict[str, Any]] = []
+    for f in bset.frames:
+        st = f.path.stat()
+        try:
+            rel = f.path.relative_to(shoot).as_posix()
+        except ValueError:
+            rel = str(f.path)
+        prev = old.get(rel)
+        if prev and prev.get("size") == st.st_size and prev.get("mtime") == st.st_mtime and prev.get("sha256"):
+            digest = str(prev["sha256"])
+        else:
+            digest = sha256_file(f.path)
+        out.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime, "sha256": digest})
+    return out
+
+
+def fingerprint(inputs: list[dict[str, Any]], model_sha: str, preset: dict[str, Any], tile: Any, overlap: Any) -> str:
+    """sha256 of what decides a final: input hashes, model hash, preset settings, tiling."""
+    doc = {"pipeline": PIPELINE_VERSION, "inputs": [(d["path"], d["sha256"]) for d in inputs],
+           "model": model_sha, "preset": preset, "tile": tile, "overlap": overlap}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class _Job:
+    bset: BracketSet
+    final: Path
+    lock: SetLock
+    inputs: list[dict[str, Any]]
+    fp: str
+    timings: dict[str, float] = field(default_factory=dict)
+    parts: Any = None
+    srgb: np.ndarray | None = None
+
+
+class _Runner:
+    """One ``process`` run (see :func:`process_shoot`)."""
+
+    def __init__(self, shoot: Path, opts: ProcessOptions, progress: Callable[[SetResult], None] | None) -> None:
+        self.shoot = shoot
+        self.opts = opts
+        self.preset = opts.preset
+        self.out = Path(opts.out) if opts.out else shoot / "final"
+        self.model_name = opts.model or self.preset.model
+        self.tile = opts.tile if opts.tile is not None else self.preset.tiling.tile
+        self.overlap = opts.overlap if opts.overlap is not None else self.preset.tiling.overlap
+        self.progress = progress
+        self.results: dict[str, SetResult] = {}
+        self._lock = threading.Lock()
+        self.post = edit_post(self.preset.edit)
+
+    def record(self, res: SetResult) -> None:
+        with self._lock:
+            self.results[res.name] = res
+        level = logging.ERROR if res.status == "failed" else logging.INFO
+        extra = f": {res.error}" if res.error else (f" ({res.note})" if res.note else "")
+        log.log(level, "%s %s%s", res.name, res.status, extra)
+        if self.progress is not None:
+            self.progress(res)
+
+    def final_for(self, bset: BracketSet) -> Path:
+        return self.out / self.preset.final_name(bset.name, Path(self.model_name).name or self.model_name)
+
+    # ------------------------------------------------------------------ planning
+    def up_to_date(self, bset: BracketSet, final: Path, model_sha: str) -> tuple[bool, list[dict[str, Any]], str]:
+        side = read_sidecar(final) if final.is_file() else None
+        inputs = input_hashes(bset, self.shoot, side)
+        fp = fingerprint(inputs, model_sha, self.preset.to_dict(), self.tile, self.overlap)
+        fresh = side is not None and side.get("fingerprint") == fp and final.is_file()
+        return fresh, inputs, fp
+
+    # ------------------------------------------------------------------ stages
+    def decode(self, job: _Job) -> None:
+        from .ingest import load_set_parts
+
+        t0 = time.perf_counter()
+        job.parts = load_set_parts(self.shoot, job.bset, use_cache=self.opts.use_cache, n_jobs=self.opts.decode_jobs)
+        job.timings["decode"] = time.perf_counter() - t0
+
+    def compute(self, job: _Job, backend: Backend) -> None:
+        src = PartsStack(*job.parts)
+        job.srgb = infer_image(backend, src, tile=self.tile, overlap=self.overlap, post=self.post,
+                               timings=job.timings)
+        job.parts = None  # free the frames before finishing
+
+    def encode(self, job: _Job, device: str, model_sha: str, backend: Backend) -> SetResult:
+        t0 = time.perf_counter()
+        assert job.srgb is not None
+        img = finish(job.srgb, self.preset.output)
+        job.srgb = None
+        ref = job.bset.reference_frame
+        if not job.lock.still_held():
+            return SetResult(job.bset.name, "skipped", note="lock was taken over by another process; result discarded")
+        for stale in self.out.glob(f".{job.final.stem}.*.partial*"):
+            stale.unlink(missing_ok=True)  # left by a killed run of this set (we hold its lock)
+        write_final(job.final, img, self.preset.output, exif_bytes(ref.exif))
+        job.timings["encode"] = time.perf_counter() - t0
+        job.timings = {k: round(v, 4) for k, v in job.timings.items()}
+        job.timings["total"] = round(sum(job.timings.values()), 4)
+        write_sidecar(job.final, {
+            "flambient_version": __version__,
+            "set": job.bset.name,
+            "final": job.final.name,
+            "size": [int(img.shape[1]), int(img.shape[0])],
+            "model": {"name": self.model_name, "family": backend.spec.family, "sha256": model_sha,
+                      "backend": getattr(backend, "name", "torch")},
+            "preset": self.preset.to_dict(),
+            "tiling": {"tile": self.tile, "overlap": self.overlap},
+            "inputs": job.inputs,
+            "reference": job.bset.reference_frame.path.name,
+            "device": device,
+            "host": socket.gethostname(),
+            "timings": job.timings,
+            "fingerprint": job.fp,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+        return SetResult(job.bset.name, "done", final=str(job.final), device=device, timings=job.timings)
+
+    # ------------------------------------------------------------------ run
+    def run(self, sets: list[BracketSet], ingest_errors: list[dict[str, Any]]) -> BatchSummary:
+        t_start = time.perf_counter()
+        for e in ingest_errors:
+            self.record(SetResult(str(e.get("path")), "failed", error=str(e.get("error"))))
+        devices = [Device("cpu", "CPU")] if self.opts.dry_run else resolve_devices(self.opts.devices)
+        backends = [load_backend(self.model_name, self.opts.backend, d.name) for d in devices]
+        model_sha = model_fingerprint(backends[0])
+        log.info("model %s; %d set(s); output %s", backends[0].describe(), len(sets), self.out)
+        todo: list[tuple[BracketSet, list[dict[str, Any]], str]] = []
+        for bset in sets:
+            final = self.final_for(bset)
+            try:
+                fresh, inputs, fp = self.up_to_date(bset, final, model_sha)
+            except OSError as exc:
+                self.record(SetResult(bset.name, "failed", error=f"cannot read input ({exc})"))
+                continue
+            if fresh and not self.opts.force:
+                self.record(SetResult(bset.name, "skipped", final=str(final), note="up to date"))
+            elif self.opts.dry_run:
+                self.record(SetResult(bset.name, "would-process", final=str(final),
+                                      note="forced" if fresh else ("changed" if final.exists() else "new")))
+            else:
+                todo.append((bset, inputs, fp))
+        if todo:
+            self._pipeline(todo, devices, backends, model_sha)
+        order = {s.name: k for k, s in enumerate(sets)}
+        results = sorted(self.results.values(), key=lambda r: (order.get(r.name, -1), r.name))
+        return BatchSummary(self.shoot, self.out, results, self.model_name, self.preset.name,
+                            time.perf_counter() - t_start)
+
+    def _claim(self, bset: BracketSet, inputs: list[dict[str, Any]], fp: str, model_sha: str) -> _Job | None:
+        final = self.final_for(bset)
+        lock = SetLock(self.out / LOCK_DIR / f"{bset.name}.lock", self.opts.stale_after)
+        if not lock.acquire():
+            owner = lock.owner() or {}
+            self.record(SetResult(bset.name, "skipped", final=str(final),
+                                  note=f"being processed by {owner.get('host', '?')} pid {owner.get('pid', '?')}"))
+            return None
+        if not self.opts.force:
+            fresh, _, _ = self.up_to_date(bset, final, model_sha)
+            if fresh:  # another process finished it between our check and our lock
+                lock.release()
+                self.record(SetResult(bset.name, "skipped", final=str(final), note="done by another process"))
+                return None
+        return _Job(bset, final, lock, inputs, fp)
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        job.lock.release()
+        job.parts = job.srgb = None
+        msg = str(exc) if isinstance(exc, FlambientError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError):
+            msg = "out of memory (use a smaller --tile, or fewer devices)"
+        log.debug("set %s failed", job.bset.name, exc_info=exc)
+        self.record(SetResult(job.bset.name, "failed", error=msg, timings=job.timings))
+
+    def _pipeline(self, todo: list[tuple[BracketSet, list[dict[str, Any]], str]], devices: list[Device],
+                  backends: list[Backend], model_sha: str) -> None:
+        """Decode thread -> bounded queue -> one worker per device -> encode pool."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        slots = threading.Semaphore(len(devices) + 1)  # sets in memory at once
+        ready: queue.Queue[_Job | None] = queue.Queue()
+        encoder = ThreadPoolExecutor(max_workers=max(1, min(2, len(devices))), thread_name_prefix="encode")
+
+        def producer() -> None:
+            try:
+                for bset, inputs, fp in todo:
+                    slots.acquire()
+                    job = None
+                    try:
+                        job = self._claim(bset, inputs, fp, model_sha)
+                        if job is None:
+                            slots.release()
+                            continue
+                        self.decode(job)
+                        ready.put(job)
+                    except BaseException as exc:  # one bad set fails alone
+                        slots.release()
+                        if job is not None:
+                            self._fail(job, exc)
+                        else:
+                            self.record(SetResult(bset.name, "failed", error=str(exc)))
+            finally:
+                for _ in devices:
+                    ready.put(None)
+
+        def finish_job(job: _Job, device: str, backend: Backend) -> None:
+            try:
+                self.record(self.encode(job, device, model_sha, backend))
+                job.lock.release()
+            except BaseException as exc:
+                self._fail(job, exc)
+            finally:
+                slots.release()
+
+        def worker(device: Device, backend: Backend) -> None:
+            while True:
+                job = ready.get()
+                if job is None:
+                    return
+                try:
+                    self.compute(job, backend)
+                except BaseException as exc:
+                    self._fail(job, exc)
+                    slots.release()
+                    continue
+                encoder.submit(finish_job, job, device.name, backend)
+
+        threads = [threading.Thread(target=producer, name="decode", daemon=True)]
+        threads += [threading.Thread(target=worker, args=(d, b), name=f"device-{d.name}", daemon=True)
+                    for d, b in zip(devices, backends)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        encoder.shutdown(wait=True)
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
+    """The shoot's sets and ingest errors: the fresh manifest, or a new ingest when stale/absent."""
+    from .ingest import fresh_manifest, ingest_shoot, load_manifest
+
+    if (shoot / ".flambient" / "manifest.yaml").is_file():
+        m = fresh_manifest(shoot)
+        if m is not None:
+            log.info("reusing the manifest of %s", shoot)
+            return m.sets, m.errors
+        log.info("the shoot changed since ingest; ingesting again")
+    m = ingest_shoot(shoot)
+    return m.sets, m.errors
+
+
+def write_summary(summary: BatchSummary) -> Path:
+    """Write ``OUT/flambient-summary.json`` atomically; returns its path."""
+    doc = {
+        "flambient_version": __version__,
+        "shoot": str(summary.shoot),
+        "out": str(summary.out),
+        "model": summary.model,
+        "preset": summary.preset,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(summary.seconds, 3),
+        "counts": summary.counts(),
+        "exit_code": summary.exit_code,
+        "sets": [asdict(r) for r in summary.results],
+    }
+    return atomic_write_text(summary.out / SUMMARY_NAME, json.dumps(doc, indent=2) + "\n")
+
+
+class _LogFile:
+    """Appends the run's log lines to ``OUT/flambient-process.log`` (host and pid on every line)."""
+
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(out / LOG_NAME, encoding="utf-8")
+        fmt = f"%(asctime)s {socket.gethostname()}[{os.getpid()}] %(levelname)s %(name)s: %(message)s"
+        self.handler.setFormatter(logging.Formatter(fmt))
+        self.handler.setLevel(logging.INFO)
+        self.logger = get_logger()
+        if self.logger.level == logging.NOTSET or self.logger.level > logging.INFO:
+            self._old_level: int | None = self.logger.level
+            self.logger.setLevel(logging.INFO)
+            for h in self.logger.handlers:  # keep the terminal as quiet as it was
+                if h.level == logging.NOTSET:
+                    h.setLevel(self._old_level or logging.WARNING)
+        else:
+            self._old_level = None
+        self.logger.addHandler(self.handler)
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+        if self._old_level is not None:
+            self.logger.setLevel(self._old_level)
+
+
+def process_shoot(shoot: str | Path, opts: ProcessOptions,
+                  progress: Callable[[SetResult], None] | None = None,
+                  on_plan: Callable[[int], None] | None = None) -> BatchSummary:
+    """Process every set of ``shoot`` (this shard's) with ``opts``; returns the summary.
+
+    Writes finals, sidecars, ``flambient-summary.json`` and the log file into the output
+    folder (not in a dry run). ``progress`` is called once per finished item; ``on_plan``
+    with the number of items before work starts. Raises :class:`InputError` /
+    :class:`ConfigError` / :class:`~flambient.errors.ModelError` for problems that stop the
+    whole run (missing folder, bad model); per-set problems end up in the summary.
+    """
+    root = Path(shoot).resolve()
+    if not root.is_dir():
+        raise InputError("shoot folder not found" if not root.exists() else "not a folder", root)
+    runner = _Runner(root, opts, progress)
+    logfile = None if opts.dry_run else _LogFile(runner.out)
+    try:
+        sets, errors = load_sets(root)
+        sets = shard_sets(sets, opts.shard)
+        if opts.shard is not None:
+            errors = [e for k, e in enumerate(sorted(errors, key=lambda e: str(e.get("path"))))
+                      if k % opts.shard[1] == opts.shard[0] - 1]
+        if on_plan is not None:
+            on_plan(len(sets) + len(errors))
+        summary = runner.run(sets, errors)
+        if not opts.dry_run:
+            write_summary(summary)
+        return summary
+    finally:
+        if logfile is not None:
+            logfile.close()

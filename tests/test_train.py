@@ -1,0 +1,163 @@
+"""End-to-end tests of `flambient train` on tiny generated data: train, resume, config errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from flambient.cli import app, main
+from flambient.data import Augment, PairStore, progressive_crop, sample_batch, split_items
+from flambient.dataset import load_dataset
+from flambient.errors import ConfigError, InputError
+from flambient.losses import blend_loss, lab_distance, ssim
+from flambient.nets.registry import load_model
+from flambient.train import lr_at, make_config, train_dataset
+
+from test_train_helpers import make_dataset
+
+TINY = {"width": 8, "hidden": 8, "grid_size": 4, "luma_bins": 4}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("ds"), n=6)
+
+
+def _cfg(**kw):
+    base = dict(batch=2, crop=32, val_every=2, model_config=TINY, previews=1, log_every=1, val_max_side=64)
+    base.update(kw)
+    return make_config(None, **base)
+
+
+def test_split_is_fixed_and_disjoint(dataset: Path) -> None:
+    items = load_dataset(dataset)
+    tr, va = split_items(items, 0.34)
+    tr2, va2 = split_items(list(reversed(items)), 0.34)
+    assert {i.name for i in va} == {i.name for i in va2}
+    assert len(va) == 2 and not ({i.name for i in tr} & {i.name for i in va})
+    assert len(tr) + len(va) == len(items)
+
+
+def test_paired_augmentation_keeps_alignment(dataset: Path) -> None:
+    """Flips/crops/rotations move input and target together; colours are never changed."""
+    store = PairStore(load_dataset(dataset))
+    rng = np.random.default_rng(0)
+    x, y = sample_batch(store, [0, 1, 2], 32, Augment(hflip=0.5, vflip=0.5, rotate_deg=0.0), rng)
+    assert x.shape == (3, 13, 32, 32) and y.shape == (3, 3, 32, 32)
+    # The helper's final is a per-pixel function of the inputs: recompute it from the crop.
+    from test_train_helpers import style_final
+
+    amb = x[:, 0:3].permute(0, 2, 3, 1).numpy()
+    fl = x[:, 3:6].permute(0, 2, 3, 1).numpy()
+    expect = np.stack([style_final(a, f, 0.7, 0.0) for a, f in zip(amb, fl)])
+    # EXR half floats and 16-bit PNG quantisation leave ~1e-3 of difference.
+    assert np.abs(expect - y.permute(0, 2, 3, 1).numpy()).max() < 0.01
+    xr, yr = sample_batch(store, [0], 32, Augment(rotate_deg=3.0), np.random.default_rng(1))
+    assert xr.shape == (1, 13, 32, 32) and torch.isfinite(xr).all()
+
+
+def test_progressive_crop_and_schedule() -> None:
+    assert [progressive_crop(256, p) for p in (0.0, 0.4, 0.9)] == [128, 192, 256]
+    assert progressive_crop(256, 0.1, stages=1) == 256
+    cfg = make_config(None, lr=1e-3, warmup=0.1, min_lr_ratio=0.0)
+    assert lr_at(0.05, cfg) == pytest.approx(5e-4)
+    assert lr_at(0.1, cfg) == pytest.approx(1e-3)
+    assert lr_at(1.0, cfg) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_losses_are_zero_for_identical_and_grow_with_colour_shift() -> None:
+    y = torch.rand(2, 3, 24, 24)
+    loss, parts = blend_loss(y.clone(), y)
+    assert loss.item() == pytest.approx(0.0, abs=2e-3)
+    assert ssim(y, y).item() == pytest.approx(1.0, abs=1e-5)
+    shifted = (y * torch.tensor([1.1, 1.0, 0.9]).view(1, 3, 1, 1)).clamp(0, 1)
+    assert lab_distance(shifted, y).item() > 1.0
+    p = y.clone().requires_grad_(True)
+    blend_loss(p, (y + 0.05).clamp(0, 1))[0].backward()
+    assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_train_end_to_end_then_resume(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = train_dataset(dataset, _cfg(steps=4), out, command="flambient train test")
+    assert res.steps == 4
+    for name in ("model.pt", "model.yaml", "log.csv", "curves.png", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    assert list((out / "previews").glob("step_*.jpg"))
+    net, meta = load_model(out)
+    assert meta["steps"] == 4 and meta["train_config"]["model_config"] == TINY
+    card = yaml.safe_load((out / "model.yaml").read_text())
+    assert card["family"] == "bilateral" and card["commands"] == ["flambient train test"]
+    assert card["validation"]["delta_e2000"] > 0 and card["training"]["images_per_s"] > 0
+    x = torch.rand(1, 13, 20, 30)
+    assert net(x).shape == (1, 3, 20, 30)
+
+    with pytest.raises(InputError, match="already holds a training run"):
+        train_dataset(dataset, _cfg(steps=4), out)
+    res2 = train_dataset(dataset, _cfg(steps=6), out, resume=True)
+    assert res2.steps == 6
+    with open(out / "log.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["loss"]]
+    steps = [int(r["step"]) for r in rows]
+    assert steps == [1, 2, 3, 4, 5, 6]  # continued at 5, nothing redone or skipped
+    assert load_model(out)[1]["steps"] == 6
+
+
+def test_training_reduces_the_error(tmp_path: Path) -> None:
+    """A few dozen steps on a tiny dataset must lower the validation dE2000 clearly."""
+    ds = make_dataset(tmp_path / "ds", n=4, h=32, w=32, seed=3)
+    cfg = make_config(None, steps=40, batch=3, crop=32, val_every=40, model_config=TINY, previews=0,
+                      lr=3e-3, warmup=0.0, rotate_deg=0.0, progressive_stages=1, val_fraction=0.25, ema_decay=0.5)
+    res = train_dataset(ds, cfg, tmp_path / "run", command="t")
+    from flambient.train import evaluate, load_val_pairs
+    from flambient.nets.registry import create_model
+
+    torch.manual_seed(0)
+    fresh = create_model("bilateral", **TINY)
+    _, val = split_items(load_dataset(ds), 0.25)
+    before, _ = evaluate(fresh, load_val_pairs(val, 64), torch.device("cpu"))
+    assert res.metrics["delta_e2000"] < 0.7 * before["delta_e2000"]
+
+
+def test_bad_config_errors_clearly(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.001\nlearning_rate: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key.*learning_rate"):
+        make_config(bad)
+    bad.write_text("batch: [1, 2\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        make_config(bad)
+    bad.write_text("batch: eight\n")
+    with pytest.raises(ConfigError, match="batch"):
+        make_config(bad)
+    bad.write_text("crop: 4\n")
+    with pytest.raises(ConfigError, match="crop"):
+        make_config(bad)
+    bad.write_text("lr: 0.001\nlearning_rate: 3\n")
+    capsys.readouterr()
+    assert main(["train", str(dataset), "--out", str(tmp_path / "o"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "Traceback" not in err
+    assert main(["train", str(dataset), "--out", str(tmp_path / "o2"), "--model", "nosuch", "--steps", "1"]) == 2
+    assert "unknown model family" in capsys.readouterr().err
+
+
+def test_cli_train_runs(dataset: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"model_config": TINY, "val_every": 2, "previews": 0, "val_max_side": 48}))
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(app, ["train", str(dataset), "--model", "bilateral", "--config", str(cfg), "--out", str(out),
+                                 "--steps", "2", "--batch", "2", "--crop", "32", "--seed", "3", "--device", "cpu",
+                                 "--data-command", "flambient synth X --pairs"])
+    assert r.exit_code == 0, r.output
+    card = yaml.safe_load((out / "model.yaml").read_text())
+    assert card["commands"][0] == "flambient synth X --pairs"
+    assert card["commands"][1].startswith("flambient train") or "train" in card["commands"][1]
+    assert card["training"]["seed"] == 3
