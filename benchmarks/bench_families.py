@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -90,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(r["family"], f"{r['params']:,}", f"{r['context_params']:,}", f"{r['context_ms_median']:.0f}",
                       f"{r['apply_s_per_mp_min']:.3f}", f"{r['apply_s_per_mp_median']:.3f}")
     console.print(table)
+    console.print(f"load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     payload = {
         "threads": args.threads,
         "tile": args.tile,
         "repeat": args.repeat,
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
+        "load_average_1min_at_end": os.getloadavg()[0],  # other processes share the cores
         "python": sys.version.split()[0],
         "results": rows,
     }

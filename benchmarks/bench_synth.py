@@ -10,7 +10,8 @@ Realism (``--realism``): renders ``--realism-sets`` (6) DNG sets at 24 MP, decod
 rawpy, exports it like a camera JPEG at 1280x852 (the size of the real shoot) and compares
 with the real shoot in ``../shared/data/flambient-brackets-small-davepeloso-prophoto``:
 flash/ambient median brightness ratio, colour temperature of ambient and flash frames (and
-their gap), share of clipped pixels, noise (Immerkaer's estimator, 8-bit levels).
+their gap), share of clipped pixels, noise (Immerkaer's estimator in 8-bit levels, over the
+whole frame, where texture dominates, and in the flattest 16x16 blocks).
 
 Prints rich tables and writes JSON (``--json``, default benchmarks/results/synth.json).
 Usage: ``python benchmarks/bench_synth.py [--megapixels 24] [--workers 2] [--realism]``
@@ -88,13 +89,25 @@ def noise_level(srgb: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2) * np.abs(r).mean() / 6.0)
 
 
+def flat_noise_level(srgb: np.ndarray, block: int = 16, q: float = 10.0) -> float:
+    """Noise in flat regions: Immerkaer's estimate per 16x16 block, 10th percentile over blocks."""
+    import cv2
+
+    g = luminance(srgb).astype(np.float64) * 255.0
+    m = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], float)
+    r = np.abs(cv2.filter2D(g, -1, m))[1:-1, 1:-1]
+    h, w = r.shape
+    r = r[: h // block * block, : w // block * block].reshape(h // block, block, w // block, block).mean(axis=(1, 3))
+    return float(np.sqrt(np.pi / 2) * np.percentile(r, q) / 6.0)
+
+
 def frame_stats(srgb: np.ndarray) -> dict:
     lin = srgb_to_linear(srgb)
     lum = luminance(lin)
     ok = (srgb.max(axis=-1) < 0.97) & (lum > 0.01)
     return {"median": float(np.median(lum)), "clipped": float((srgb.max(axis=-1) >= 0.98).mean()),
             "cct": float(linear_rgb_to_cct(lin[ok].mean(axis=0))) if ok.any() else float("nan"),
-            "noise": noise_level(srgb)}
+            "noise": noise_level(srgb), "flat_noise": flat_noise_level(srgb)}
 
 
 def set_stats(ambient: np.ndarray, flashes: list[np.ndarray]) -> dict:
@@ -106,6 +119,7 @@ def set_stats(ambient: np.ndarray, flashes: list[np.ndarray]) -> dict:
         "ambient_cct": a["cct"], "flash_cct": f_cct, "cct_gap": f_cct - a["cct"],
         "ambient_clipped": a["clipped"], "flash_clipped": float(np.mean([f["clipped"] for f in fs])),
         "ambient_noise": a["noise"], "flash_noise": float(np.mean([f["noise"] for f in fs])),
+        "ambient_flat_noise": a["flat_noise"], "flash_flat_noise": float(np.mean([f["flat_noise"] for f in fs])),
     }
 
 

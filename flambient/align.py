@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .brackets import Alignment, _structure, luminance_thumb
+from .brackets import Alignment, log_gradient, luminance_thumb
 from .log import get_logger
 
 log = get_logger("align")
@@ -22,11 +22,12 @@ log = get_logger("align")
 
 def _gradient_image(preview: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     y = luminance_thumb(preview, size)
-    mag, valid = _structure(y)
+    mag, valid = log_gradient(y)
     return mag.astype(np.float32), valid
 
 
-def _ncc(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
+def masked_ncc(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
+    """Normalised cross-correlation of two HxW images over the weights ``w`` (0 when too few)."""
     n = float(w.sum())
     if n < 16:
         return 0.0
@@ -68,7 +69,7 @@ def estimate_alignment(
     # Residual: 1 - NCC of the gradient images after warping the frame onto the reference.
     warped = cv2.warpAffine(gb, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     wv = cv2.warpAffine(vb, warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
-    residual = 1.0 - _ncc(ga, warped, va * wv)
+    residual = 1.0 - masked_ncc(ga, warped, va * wv)
     full = to_full_resolution(warp, (h, w), full_hw)
     shift = _max_corner_motion(full, full_hw)
     rot = math.degrees(math.atan2(float(full[1, 0]), float(full[0, 0])))

@@ -126,7 +126,7 @@ class Frame:
     ``path`` is absolute; ``height``/``width`` the full decoded size (as displayed);
     ``size``/``mtime`` identify the file's version; ``ev`` is log2 of the light this frame
     gathered relative to the set's reference frame (normalise with ``frame * 2**-ev``);
-    ``preview`` is a small linear HxWx3 float32 image (not stored in the manifest).
+    ``preview`` is a small linear HxWx3 image, float16 or float32 (not stored in the manifest).
     """
 
     path: Path
@@ -193,8 +193,13 @@ def luminance_thumb(preview: np.ndarray, size: int = 64) -> np.ndarray:
     return y
 
 
-def _structure(thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient magnitude of log-luminance, and a mask of pixels neither clipped nor black."""
+def log_gradient(thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(magnitude, valid)`` HxW float32 for a linear luminance thumbnail.
+
+    ``magnitude`` is the (lightly blurred) Sobel gradient magnitude of log-luminance: an
+    exposure change is an additive offset in log space and drops out. ``valid`` marks pixels
+    neither clipped nor black (eroded by one pixel), where that holds.
+    """
     import cv2
 
     valid = ((thumb > 2e-3) & (thumb < 0.95)).astype(np.float32)
@@ -215,8 +220,8 @@ def thumb_similarity(a: np.ndarray, b: np.ndarray, max_shift: int = 2) -> float:
     """
     if a.shape != b.shape:
         return -1.0
-    ga, va = _structure(a)
-    gb, vb = _structure(b)
+    ga, va = log_gradient(a)
+    gb, vb = log_gradient(b)
     h, w = a.shape
     best = -1.0
     m = max_shift

@@ -277,7 +277,9 @@ def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | N
         stack: HxWx13 float32 linear stack, or a :class:`StackSource`.
         tile: largest tile side in pixels (None/0: one tile); ignored (one tile) for families
             whose spec is not ``tileable``. Halved and retried on out-of-memory errors.
-        overlap: overlap between tiles (pixels); default ``spec.overlap``.
+        overlap: the model's margin at tile borders (pixels; default ``spec.overlap``): pixels
+            this close to a tile's inner border get no weight; neighbouring tiles overlap by
+            :func:`plan_overlap` of it.
         post: optional per-tile output transform (see :data:`TilePost`), applied before stitching.
         timings: when given, ``context`` and ``apply`` seconds are added to it.
     """
@@ -309,7 +311,7 @@ def _apply_tiles(backend: Backend, src: StackSource, ctx: np.ndarray, tile: int 
                  post: TilePost | None) -> np.ndarray:
     spec = backend.spec
     h, w = src.height, src.width
-    plan = plan_tiles(h, w, tile, overlap if tile else 0, spec.size_multiple)
+    plan = plan_tiles(h, w, tile, plan_overlap(overlap) if tile else 0, spec.size_multiple, margin=overlap)
     stitcher = Stitcher(plan, channels=3)
     for t in plan:
         x = src.tile(t).transpose(2, 0, 1)[None]  # 1 x 13 x h x w
@@ -323,6 +325,14 @@ def _apply_tiles(backend: Backend, src: StackSource, ctx: np.ndarray, tile: int 
             rgb = post(t, rgb, src)
         stitcher.add(t, rgb)
     return stitcher.result()
+
+
+def plan_overlap(margin: int) -> int:
+    """Overlap between neighbouring tiles for a model margin: both margins plus a ramp of ``margin / 2``.
+
+    0 for per-pixel families (no overlap at all).
+    """
+    return 0 if margin <= 0 else 2 * margin + max(4, margin // 2)
 
 
 def _free_device_memory() -> None:

@@ -183,14 +183,16 @@ def _device_id(device: str | None) -> int:
 
 
 def choose_providers(device: str | None = None, *, trt_cache: str | Path | None = None, fp16: bool = False,
-                     spec: ModelSpec | None = None, require_trt: bool = False) -> list[Any]:
+                     spec: ModelSpec | None = None, ctx_dims: list[int] | None = None,
+                     require_trt: bool = False) -> list[Any]:
     """Provider list for an onnxruntime session, best first: TensorRT, CUDA, CPU.
 
     Args:
         device: ``None``/``"auto"`` (best available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         trt_cache: folder for TensorRT engines (built once, reused by later sessions).
         fp16: let TensorRT build fp16 engines.
-        spec: the model's spec, for the TensorRT optimisation profile of the tile input.
+        spec, ctx_dims: the model's spec and context shape (without batch), for the TensorRT
+            optimisation profile (:func:`trt_profile_shapes`).
         require_trt: raise :class:`DeviceError` (with what to install) when TensorRT is unusable.
     """
     dev = (device or "auto").lower()
@@ -214,7 +216,7 @@ def choose_providers(device: str | None = None, *, trt_cache: str | Path | None 
             opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(trt_cache),
                         trt_timing_cache_enable=True, trt_timing_cache_path=str(trt_cache))
         if spec is not None:
-            opts.update(trt_profile_shapes(spec))
+            opts.update(trt_profile_shapes(spec, ctx_dims))
         providers.append((TRT, opts))
     if probe.cuda:
         providers.append((CUDA, {"device_id": dev_id}))
@@ -222,16 +224,22 @@ def choose_providers(device: str | None = None, *, trt_cache: str | Path | None 
     return providers
 
 
-def trt_profile_shapes(spec: ModelSpec) -> dict[str, str]:
-    """TensorRT optimisation profile for the apply graph's tile input ``x`` (batch 1)."""
+def trt_profile_shapes(spec: ModelSpec, ctx_dims: list[int] | None = None) -> dict[str, str]:
+    """TensorRT optimisation profile of the apply graph (batch 1).
+
+    The tile input ``x`` spans sides from 16 (rounded up to ``size_multiple``) to
+    :data:`TRT_MAX_SIDE`, tuned for :data:`TRT_OPT_SIDE`; ``ctx_dims`` (the context's
+    non-batch dimensions) adds ``ctx``, since onnxruntime wants every dynamic input profiled.
+    """
     m = max(1, spec.size_multiple)
     lo = m * max(1, -(-16 // m))
     opt = TRT_OPT_SIDE - TRT_OPT_SIDE % m
     hi = TRT_MAX_SIDE - TRT_MAX_SIDE % m
     c = spec.in_channels
-    return {"trt_profile_min_shapes": f"x:1x{c}x{lo}x{lo}",
-            "trt_profile_opt_shapes": f"x:1x{c}x{opt}x{opt}",
-            "trt_profile_max_shapes": f"x:1x{c}x{hi}x{hi}"}
+    ctx = (",ctx:" + "x".join(str(d) for d in [1, *ctx_dims])) if ctx_dims else ""
+    return {"trt_profile_min_shapes": f"x:1x{c}x{lo}x{lo}{ctx}",
+            "trt_profile_opt_shapes": f"x:1x{c}x{opt}x{opt}{ctx}",
+            "trt_profile_max_shapes": f"x:1x{c}x{hi}x{hi}{ctx}"}
 
 
 def make_session(path: str | Path | bytes, providers: list[Any], threads: int | None = None) -> Any:
@@ -278,18 +286,27 @@ def onnx_model_path(model: str | Path) -> Path:
 # ----------------------------------------------------------------------------- metadata
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file, without loading its weights into a session."""
+def _load_proto(path: str | Path) -> Any:
     import onnx
 
     p = Path(path)
     if not p.is_file():
         raise ModelError("ONNX file not found", p, "export it first with `flambient export MODEL`")
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        return onnx.load(str(p), load_external_data=False)
     except Exception as exc:
         raise ModelError(f"not a readable ONNX file ({str(exc)[:120]})", p) from None
-    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, without creating a session."""
+    return {prop.key: prop.value for prop in _load_proto(path).metadata_props}
+
+
+def input_dims(path: str | Path) -> dict[str, list[int | str]]:
+    """Dimensions of each graph input of an ONNX file (ints, or names for dynamic axes)."""
+    return {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in _load_proto(path).graph.input}
 
 
 def spec_from_metadata(props: dict[str, str], path: str | Path) -> ModelSpec:
@@ -351,7 +368,10 @@ class OnnxBackend:
                              "keep the .context.onnx file next to the .onnx file, or re-export")
         fp16 = bool(self.card.get("fp16", False))
         cache = Path(trt_cache) if trt_cache is not None else default_trt_cache(self.path)
-        providers = choose_providers(device, trt_cache=cache, fp16=fp16, spec=self.spec, require_trt=require_trt)
+        ctx_in = input_dims(self.path).get("ctx", [])
+        ctx_dims = [d for d in ctx_in[1:] if isinstance(d, int)] if len(ctx_in) > 1 else None
+        providers = choose_providers(device, trt_cache=cache, fp16=fp16, spec=self.spec, ctx_dims=ctx_dims,
+                                     require_trt=require_trt)
         self._apply = make_session(self.path, providers, threads)
         # The context graph is tiny and runs once per image: no TensorRT profile is needed.
         ctx_providers = [p for p in providers if (p[0] if isinstance(p, tuple) else p) != TRT]

@@ -5,25 +5,28 @@ A :class:`TilePlan` cuts an ``H x W`` image into a grid of rectangular tiles tha
 - cover the image exactly (every pixel lies in at least one tile, no tile leaves the image),
 - are evened out (all tiles of one axis have the same size, spread evenly from edge to edge,
   so there is no thin sliver at the right or bottom border),
-- have heights and widths that are multiples of ``multiple`` (the family's
-  ``spec.size_multiple``) whenever the image side is longer than one tile; when a whole side
-  fits in one tile that tile is the side itself and the runner pads it with
-  :func:`pad_to_multiple` (the same padding an untiled run needs),
-- overlap their neighbours by at least ``overlap`` pixels (the family's ``spec.overlap``).
+- start on multiples of ``multiple`` (the family's ``spec.size_multiple``) and have sizes that
+  are multiples of it, except the last tile of an axis, which ends at the image edge and is
+  padded by the runner with :func:`pad_to_multiple` exactly as a whole-image run pads the
+  image (so a U-Net sees the whole image's pooling grid in every tile),
+- overlap their neighbours by at least ``overlap`` pixels.
 
-The plan depends only on ``(H, W, tile, overlap, multiple)``, never on the device, so CPU
-and GPU runs cut the same tiles.
+The plan depends only on its arguments, never on the device, so CPU and GPU runs cut the
+same tiles.
 
-Blending: where tiles overlap, each tile's contribution is weighted by a raised-cosine ramp
-running across the whole overlap (not uniform averaging, which leaves visible seams). The
-1-D weights of every axis are normalised to sum to exactly one at each coordinate, so the 2-D
-weights (outer products) are a partition of unity and a constant image stitches back exactly.
-Tiles that do not overlap get weight 1 and are copied, so per-pixel ("tile-exact") families
-give the same output tiled and untiled up to float rounding inside the net.
+Blending: where two tiles overlap, the ``margin`` pixels next to each tile's inner border
+(the model's receptive field, ``spec.overlap``) get weight 0 for that tile, and a raised-cosine
+ramp carries the weight from one tile to the other across the rest of the overlap (not uniform
+averaging, which leaves visible seams). The 1-D weights of every axis are normalised to sum to
+exactly one at each coordinate, so the 2-D weights (outer products) are a partition of unity
+and a constant image stitches back exactly. Tiles that do not overlap are copied, so
+per-pixel ("tile-exact") families give the same output tiled and untiled up to float
+rounding inside the net. :func:`flambient.inference.infer_image` plans with
+``margin = spec.overlap`` and ``overlap = 2 * margin + ramp``.
 
 Typical use::
 
-    plan = plan_tiles(h, w, tile=1024, overlap=spec.overlap, multiple=spec.size_multiple)
+    plan = plan_tiles(h, w, tile=1024, overlap=80, multiple=spec.size_multiple, margin=spec.overlap)
     out = Stitcher(plan, channels=3)
     for t in plan:
         out.add(t, run_model(stack[t.slices]))  # t.h x t.w x 3
@@ -68,13 +71,20 @@ class Tile:
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
 
+def _up(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
 def axis_spans(length: int, tile: int | None, overlap: int = 0, multiple: int = 1) -> list[tuple[int, int]]:
     """Evened-out ``(start, size)`` spans covering ``[0, length)`` along one axis.
 
     ``tile`` is the largest span (rounded down to a multiple of ``multiple``, at least
     ``multiple``); ``None`` or ``0`` means one span. Neighbouring spans overlap by at least
-    ``overlap`` pixels; all spans have the same size, a multiple of ``multiple`` whenever
-    there is more than one span. Raises ValueError when ``tile`` is too small for ``overlap``.
+    ``overlap`` pixels. Every start is a multiple of ``multiple`` (so a U-Net's pooling grid
+    is the whole image's) and every span but the last has the same size, a multiple of
+    ``multiple``; the last span ends at the image edge and may be shorter (the runner pads it
+    exactly as a whole-image run pads the image). Raises ValueError when ``tile`` is too small
+    for ``overlap``.
     """
     if length <= 0:
         raise ValueError(f"axis length must be positive, got {length}")
@@ -85,25 +95,20 @@ def axis_spans(length: int, tile: int | None, overlap: int = 0, multiple: int = 
     t_max = max(multiple, (int(tile) // multiple) * multiple)
     if length <= t_max:
         return [(0, length)]
-    if t_max <= 2 * overlap:
-        raise ValueError(f"tile size {tile} must exceed twice the overlap ({overlap}) "
+    if t_max <= overlap + multiple:
+        raise ValueError(f"tile size {tile} is too small for an overlap of {overlap} px "
                          f"(after rounding down to a multiple of {multiple}: {t_max})")
     n = max(2, math.ceil((length - overlap) / (t_max - overlap)))
     while True:
-        size = math.ceil((length + (n - 1) * overlap) / n)
-        size = min(t_max, math.ceil(size / multiple) * multiple)
-        if size >= length:  # rounding up to the multiple made one span enough
-            return [(0, length)]
-        starts = _even_starts(length, size, n)
-        if n >= length or all(starts[i] + size - starts[i + 1] >= overlap for i in range(n - 1)):
-            return [(s, size) for s in starts]
+        size = min(t_max, _up(math.ceil((length + (n - 1) * overlap) / n), multiple))
+        last = min(_up(length - size, multiple), length - 1)
+        starts = [min(last, (round(i * last / (n - 1)) // multiple) * multiple) for i in range(n - 1)] + [last]
+        spans = [(s, min(size, length - s)) for s in starts]
+        ok = all(spans[i][0] + spans[i][1] - spans[i + 1][0] >= overlap for i in range(n - 1))
+        ok = ok and all(starts[i] < starts[i + 1] for i in range(n - 1))
+        if ok or n >= length:
+            return spans
         n += 1
-
-
-def _even_starts(length: int, size: int, n: int) -> list[int]:
-    """``n`` integer starts from 0 to ``length - size``, evenly spaced (rounded)."""
-    last = length - size
-    return [round(i * last / (n - 1)) for i in range(n)]
 
 
 def ramp(n: int) -> np.ndarray:
@@ -115,11 +120,30 @@ def ramp(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(np.pi * t)
 
 
-def axis_weights(spans: list[tuple[int, int]], length: int) -> list[np.ndarray]:
+def _pair_weights(ov: int, margin: int) -> np.ndarray:
+    """Weight (float64, length ``ov``) of the SECOND of two tiles across their overlap.
+
+    The first ``margin`` pixels (near the second tile's border) get 0, the last ``margin``
+    (near the first tile's border) get 1, and a raised-cosine ramp joins them; when the
+    overlap is too short for a ramp, a hard cut in the middle.
+    """
+    w = np.zeros(ov, dtype=np.float64)
+    r = ov - 2 * margin
+    if r > 0:
+        w[margin:margin + r] = ramp(r)
+        w[margin + r:] = 1.0
+    else:
+        w[ov // 2:] = 1.0
+    return w
+
+
+def axis_weights(spans: list[tuple[int, int]], length: int, margin: int = 0) -> list[np.ndarray]:
     """Per-span 1-D blend weights (float32, one array of each span's size), normalised.
 
-    A span's weight rises over its overlap with the previous span and falls over its overlap
-    with the next one (raised cosine); the weights of all spans sum to 1 at every coordinate.
+    Across the overlap of two neighbours, the ``margin`` pixels next to a tile's inner border
+    get weight 0 for that tile (pixels a model with that receptive field cannot get right at a
+    tile edge), and a raised cosine carries the weight from one tile to the other in between.
+    The weights of all spans sum to 1 at every coordinate.
     """
     raw: list[np.ndarray] = []
     for i, (s, n) in enumerate(spans):
@@ -127,15 +151,17 @@ def axis_weights(spans: list[tuple[int, int]], length: int) -> list[np.ndarray]:
         if i > 0:
             ov = spans[i - 1][0] + spans[i - 1][1] - s
             if ov > 0:
-                w[:ov] *= ramp(ov)
+                w[:ov] *= _pair_weights(ov, margin)
         if i + 1 < len(spans):
             ov = s + n - spans[i + 1][0]
             if ov > 0:
-                w[n - ov:] *= ramp(ov)[::-1]
+                w[n - ov:] *= 1.0 - _pair_weights(ov, margin)
         raw.append(w)
     total = np.zeros(length, dtype=np.float64)
     for (s, n), w in zip(spans, raw):
         total[s:s + n] += w
+    if np.any(total <= 0):
+        raise ValueError("tile overlaps leave pixels without weight; increase the overlap")
     return [(w / total[s:s + n]).astype(np.float32) for (s, n), w in zip(spans, raw)]
 
 
@@ -148,6 +174,7 @@ class TilePlan:
     tile: int | None
     overlap: int
     multiple: int
+    margin: int
     rows: tuple[tuple[int, int], ...]
     cols: tuple[tuple[int, int], ...]
     tiles: tuple[Tile, ...] = field(repr=False)
@@ -178,19 +205,22 @@ def _spans_overlap(spans: tuple[tuple[int, int], ...]) -> bool:
     return any(spans[i][0] + spans[i][1] > spans[i + 1][0] for i in range(len(spans) - 1))
 
 
-def plan_tiles(h: int, w: int, tile: int | None, overlap: int = 0, multiple: int = 1) -> TilePlan:
+def plan_tiles(h: int, w: int, tile: int | None, overlap: int = 0, multiple: int = 1, margin: int = 0) -> TilePlan:
     """Plan tiles of at most ``tile`` x ``tile`` pixels covering an ``h x w`` image.
 
     ``tile`` None or 0 gives a single tile. ``overlap`` is the least overlap between
-    neighbours (pixels), ``multiple`` the size multiple the model needs. See the module
-    docstring for the guarantees. Raises ValueError for impossible parameters.
+    neighbours (pixels), ``multiple`` the size multiple the model needs, ``margin`` the
+    pixels at a tile's inner borders that get no weight (a model's receptive field; the
+    overlap is raised to at least ``2 * margin``). See the module docstring for the
+    guarantees. Raises ValueError for impossible parameters.
     """
+    overlap = max(overlap, 2 * margin)
     rows = axis_spans(h, tile, overlap, multiple)
     cols = axis_spans(w, tile, overlap, multiple)
     tiles = tuple(Tile(y0, x0, th, tw, r, c) for r, (y0, th) in enumerate(rows) for c, (x0, tw) in enumerate(cols))
-    return TilePlan(height=h, width=w, tile=tile, overlap=overlap, multiple=multiple,
+    return TilePlan(height=h, width=w, tile=tile, overlap=overlap, multiple=multiple, margin=margin,
                     rows=tuple(rows), cols=tuple(cols), tiles=tiles,
-                    _wy=tuple(axis_weights(rows, h)), _wx=tuple(axis_weights(cols, w)))
+                    _wy=tuple(axis_weights(rows, h, margin)), _wx=tuple(axis_weights(cols, w, margin)))
 
 
 class Stitcher:

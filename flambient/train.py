@@ -442,11 +442,11 @@ def fit(
 def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairItem], cfg: TrainConfig, out: Path,
          resume: bool, d: Dist) -> TrainResult:
     ckpt_path = out / CHECKPOINT
+    if not resume and (ckpt_path.exists() or (out / LOG_CSV).exists()):
+        raise InputError("this folder already holds a training run", out,
+                         "continue it with --resume, or choose another --out")
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
-        if not resume and (ckpt_path.exists() or (out / LOG_CSV).exists()):
-            raise InputError("this folder already holds a training run", out,
-                             "continue it with --resume, or choose another --out")
     if resume and not ckpt_path.is_file():
         raise InputError("nothing to resume: no checkpoint.pt here", out, "start without --resume")
     torch.manual_seed(cfg.seed)

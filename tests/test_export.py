@@ -18,7 +18,7 @@ from flambient.export import (FP16_TOLERANCE, FP32_TOLERANCE, check_parity, expo
 from flambient.nets import registry
 from flambient.nets.registry import FlambientNet, ModelSpec, create_model, encode_stack, families, save_model
 from flambient.onnx_backend import (CPU, OnnxBackend, ProviderProbe, choose_providers, context_path_for,
-                                    onnx_model_path, probe_providers, read_metadata)
+                                    onnx_model_path, probe_providers, read_metadata, trt_profile_shapes)
 
 # ----------------------------------------------------------------------------- test families
 
@@ -282,6 +282,25 @@ def test_onnx_backend_matches_torch_backend_through_infer_image(probe_model: Pat
     out = inference.infer_image(onnx_b, stack, tile=48)
     assert out.shape == ref.shape == (90, 131, 3)
     assert np.abs(out - ref).max() <= FP32_TOLERANCE
+
+
+def test_gpu_provider_options_when_tensorrt_and_cuda_load(tmp_path: Path, monkeypatch) -> None:
+    import flambient.onnx_backend as ob
+
+    monkeypatch.setattr(ob, "_PROBE", ProviderProbe(2, True, True))
+    providers = choose_providers("cuda:1", trt_cache=tmp_path / "cache", fp16=True, spec=PROBE_SPEC,
+                                 ctx_dims=[6])
+    assert [p[0] if isinstance(p, tuple) else p for p in providers] == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", CPU]
+    trt_opts, cuda_opts = providers[0][1], providers[1][1]
+    assert trt_opts["device_id"] == 1 and cuda_opts["device_id"] == 1 and trt_opts["trt_fp16_enable"]
+    assert trt_opts["trt_engine_cache_enable"] and Path(trt_opts["trt_engine_cache_path"]).is_dir()
+    assert trt_opts["trt_profile_min_shapes"] == "x:1x13x16x16,ctx:1x6"
+    assert trt_opts["trt_profile_opt_shapes"] == "x:1x13x1024x1024,ctx:1x6"
+    assert trt_opts["trt_profile_max_shapes"] == "x:1x13x4096x4096,ctx:1x6"
+    odd = trt_profile_shapes(ModelSpec(family="odd", description="", size_multiple=24))
+    assert odd["trt_profile_min_shapes"] == "x:1x13x24x24" and odd["trt_profile_max_shapes"] == "x:1x13x4080x4080"
+    assert choose_providers("cpu") == [CPU]
 
 
 # ----------------------------------------------------------------------------- TensorRT refusal

@@ -306,3 +306,32 @@ def test_lut_regulariser_penalises_rough_and_falling_luts() -> None:
     reg = net.regulariser(ctx)
     reg.backward()
     assert net.luts.grad is not None and net.luts.grad.abs().sum() > 0
+
+
+def test_diffusion_sampler_is_deterministic_and_bounded() -> None:
+    net = perturbed("diffusion")
+    x = make_stack(1, 24, 28)
+    with torch.no_grad():
+        a, b = net(x), net(x)
+    assert torch.equal(a, b)  # noise is a hash of coordinates, not a random draw
+    eight = create_model("diffusion", steps=8)
+    eight.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert eight.eval()(x).shape == a.shape
+    with pytest.raises(ValueError):
+        create_model("diffusion", steps=9)
+
+
+@pytest.mark.slow
+def test_runner_tiling_matches_whole(family: str) -> None:
+    """The process runner's own tiling (plan, padding, smooth-ramp stitching) agrees with one tile."""
+    inference = pytest.importorskip("flambient.inference")
+    net = perturbed(family)
+    backend = inference.TorchBackend(net, "cpu")
+    stack = make_stack(1, 150, 163, seed=11)[0].permute(1, 2, 0).numpy().copy()  # H x W x 13, not multiples
+    whole = inference.infer_image(backend, stack, tile=None)
+    tiled = inference.infer_image(backend, stack, tile=128)  # 2 x 2 tiles
+    assert whole.shape == tiled.shape == (150, 163, 3)
+    bound = 1.0 / 255.0 if net.spec.tile_exact else float(getattr(net, "tile_tolerance"))
+    diff = float(np.abs(whole - tiled).max())
+    assert diff < bound, f"{family}: runner tiles differ from one tile by {diff:.2e} (bound {bound:.2e})"

@@ -137,6 +137,27 @@ def test_faid_pairs_flash_from_pixels_without_exif(tmp_path, shared_data):
             assert f.role_source == "pixels"
 
 
+def test_handheld_phone_pairs_are_registered(tmp_path, shared_data):
+    from flambient.align import masked_ncc, estimate_alignment, warp_to_reference
+    from flambient.brackets import log_gradient, luminance_thumb
+    from flambient.io.images import read_preview
+
+    shoot = _link_all(tmp_path / "phone", sorted((shared_data / "flash-noflash-phone-akdeb").glob("*.tif")))
+    m = ingest_shoot(shoot)
+    assert [[f.role for f in s.frames] for s in m.sets] == [["flash", "ambient"]] * 2  # JPEGs named .tif
+    for s in m.sets:
+        assert s.handheld
+        ref, other = s.reference_frame, s.frames[0]
+        assert other.align is not None and other.align.applied and other.align.shift_px > 2
+        # the registration brings the frames' edges closer together than leaving them as shot
+        pa, pb = read_preview(ref.path, 384)[0], read_preview(other.path, 384)[0]
+        small = estimate_alignment(pa, pb, pa.shape[:2], size=384, tripod_px=0.0)
+        ga, va = log_gradient(luminance_thumb(pa, 384))
+        before = masked_ncc(ga, log_gradient(luminance_thumb(pb, 384))[0], va)
+        after = masked_ncc(ga, log_gradient(luminance_thumb(warp_to_reference(pb, small), 384))[0], va)
+        assert after > before
+
+
 # ----------------------------------------------------------------------------- synthetic DNG shoot
 
 
@@ -301,12 +322,13 @@ def test_cli_ingest_ok_exits_0(tmp_path):
 
 
 @pytest.mark.slow
-def test_synth_truth_grouping(tmp_path):
+@pytest.mark.parametrize("seed,fmt", [(0, "dng"), (2, "jpg")])
+def test_synth_truth_grouping(tmp_path, seed, fmt):
     synth = pytest.importorskip("flambient.synth.shoot")
     import yaml
 
     out = tmp_path / "syn"
-    synth.synth_shoot(out, sets=3, size=(192, 128), seed=3, workers=1)
+    synth.synth_shoot(out, sets=6, size=(256, 170), seed=seed, fmt=fmt, workers=1)
     truth = yaml.safe_load((out / "truth" / "sets.yaml").read_text())
     m = ingest_shoot(out)
     got = [(s.name, [(f.path.name, f.role) for f in s.frames]) for s in m.sets]

@@ -147,3 +147,19 @@ def test_previews_of_every_format_match_full_decode(tmp_path):
         prev, hw = read_preview(tmp_path / name, 32)
         assert hw == (48, 64) and prev.shape == (24, 32, 3) and prev.dtype == np.float32, name
         np.testing.assert_allclose(prev[4:-4, 2:14].mean(), 0.2, atol=0.01, err_msg=name)
+
+
+def test_libraw_fills_exposure_fields_exifread_cannot_read(tmp_path):
+    from flambient.io.exif import _fill_from_libraw
+
+    when = datetime(2024, 5, 1, 10, 0, 3)
+    p = write_test_dng(tmp_path / "a.dng", np.full((32, 48, 3), 0.3),
+                       {"ExposureTime": 1 / 125, "FNumber": 8.0, "ISO": 200, "DateTimeOriginal": when,
+                        "FocalLength": 16.0})
+    info = ExifInfo()
+    _fill_from_libraw(p, info)  # what read_exif does for a RAW container exifread cannot parse
+    assert info.exposure_time == pytest.approx(1 / 125) and info.iso == 200 and info.f_number == 8
+    assert info.focal_length == 16 and info.capture_time == when and info.flash_fired is None
+    chart = ExifInfo()
+    _fill_from_libraw(shared_file("raw-tinydng", "colorchart.dng"), chart)  # records zeros: stays empty
+    assert chart == ExifInfo()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest

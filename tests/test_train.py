@@ -113,8 +113,8 @@ def test_train_end_to_end_then_resume(dataset: Path, tmp_path: Path) -> None:
 def test_training_reduces_the_error(tmp_path: Path) -> None:
     """A few dozen steps on a tiny dataset must lower the validation dE2000 clearly."""
     ds = make_dataset(tmp_path / "ds", n=4, h=32, w=32, seed=3)
-    cfg = make_config(None, steps=40, batch=3, crop=32, val_every=40, model_config=TINY, previews=0,
-                      lr=3e-3, warmup=0.0, rotate_deg=0.0, progressive_stages=1, val_fraction=0.25, ema_decay=0.5)
+    cfg = make_config(None, steps=24, batch=3, crop=32, val_every=24, model_config=TINY, previews=0,
+                      lr=5e-3, warmup=0.0, rotate_deg=0.0, progressive_stages=1, val_fraction=0.25, ema_decay=0.5)
     res = train_dataset(ds, cfg, tmp_path / "run", command="t")
     from flambient.train import evaluate, load_val_pairs
     from flambient.nets.registry import create_model

@@ -106,9 +106,15 @@ def read_exif(path: str | Path) -> ExifInfo:
     A missing or unreadable file also gives an all-``None`` result: reading pixels is what
     reports those errors.
     """
-    tags = _read_tags(Path(path))
-    if not tags:
-        return ExifInfo()
+    p = Path(path)
+    tags = _read_tags(p)
+    info = _from_tags(tags) if tags else ExifInfo()
+    if info.exposure_time is None or info.capture_time is None:
+        _fill_from_libraw(p, info)
+    return info
+
+
+def _from_tags(tags: dict[str, Any]) -> ExifInfo:
     return ExifInfo(
         capture_time=_capture_time(tags),
         exposure_time=_num(tags, "EXIF ExposureTime", positive=True),
@@ -123,6 +129,43 @@ def read_exif(path: str | Path) -> ExifInfo:
         focal_length=_num(tags, "EXIF FocalLength", positive=True),
         orientation=_orientation(tags),
     )
+
+
+def _fill_from_libraw(p: Path, info: ExifInfo) -> None:
+    """Fill missing exposure fields from LibRaw's own metadata parser (RAW files only).
+
+    exifread does not parse every RAW container (CR3, RAF, CRW, MRW, X3F); LibRaw does. Only
+    fields still ``None`` are set; LibRaw gives no flash flag, sub-seconds or lens name.
+    """
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return
+    from .sniff import sniff_bytes
+
+    if sniff_bytes(head.ljust(64, b"\x00")) not in ("raw", "tiff"):
+        return
+    try:
+        import rawpy
+
+        with rawpy.imread(str(p)) as raw:
+            other = raw.other
+    except Exception:  # not a RAW LibRaw can open, or a truncated one: nothing more to learn
+        return
+    ts = getattr(other, "timestamp", None)
+    if not (other.iso_speed > 0 and isinstance(ts, datetime) and ts.year > 1970):
+        return  # LibRaw fills defaults (1 s, f/1) when the file records nothing: not evidence
+    if info.exposure_time is None and other.shutter_speed > 0:
+        info.exposure_time = float(other.shutter_speed)
+    if info.iso is None and other.iso_speed > 0:
+        info.iso = float(other.iso_speed)
+    if info.f_number is None and other.aperture > 0:
+        info.f_number = float(other.aperture)
+    if info.focal_length is None and other.focal_length > 0:
+        info.focal_length = float(other.focal_length)
+    if info.capture_time is None:
+        info.capture_time = ts.replace(tzinfo=None)
 
 
 def _read_tags(p: Path) -> dict[str, Any]:

@@ -135,13 +135,16 @@ class DiffusionNet(FlambientNet):
             z = math.sqrt(g_next) * x0 + math.sqrt(1.0 - g_next) * eps
         return (self.base(x) + x0 / self.scale).clamp(0.0, 1.0)
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    def training_loss(self, x: torch.Tensor, target: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
         """Diffusion loss: L1 of the x0 (scaled residual) prediction at a random gamma.
 
         ``x``: N x 13 x H x W linear stack (H, W multiples of 4); ``target``: N x 3 x H x W sRGB.
-        Draws t ~ U(0, 1) per item and Gaussian noise from torch's global generator.
+        ``ctx``: the context of the WHOLE image when ``x`` is a crop of it (as at inference);
+        default: the context of ``x`` itself. Draws t ~ U(0, 1) per item and Gaussian noise
+        from torch's global generator.
         """
-        ctx = self.context_of(x)
+        if ctx is None:
+            ctx = self.context_of(x)
         r0 = (target - self.base(x)) * self.scale
         gamma = gamma_at(torch.rand(x.shape[0], device=x.device))
         g = gamma.view(-1, 1, 1, 1).to(x.dtype)

@@ -1,0 +1,211 @@
+"""Benchmark `flambient process` on a synthetic RAW shoot (CPU unless a GPU is present).
+
+Measures, on a synthetic three-frame DNG shoot (default 24 MP, 6000 x 4000):
+
+- end-to-end seconds per set through :func:`flambient.process.process_shoot` (ingest excluded),
+  split into decode / context / apply / encode from the sidecars;
+- bare rawpy decoding of the same frames (``rawpy.imread(...).postprocess`` with the project's
+  linear settings, one frame after the other);
+- OpenCV Mertens exposure fusion of the same (decoded) frames (``flambient.baselines``);
+- tiling overhead: model time with the default 1024 px tiles vs one whole-image pass;
+- with ``--memory-mp N``: peak RSS (``ru_maxrss``) of a separate ``process`` run on an N MP
+  three-frame set, on the CPU.
+
+Prints a rich table and writes JSON (``--json``, default benchmarks/results/process.json).
+Model: the shipped ``default`` when present, else an untrained ``bilateral`` (same compute).
+
+    nice -n 10 python benchmarks/bench_process.py --mp 24 --memory-mp 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _size(mp: float) -> tuple[int, int]:
+    """(width, height) of a 3:2 frame of about ``mp`` megapixels (even sides)."""
+    h = int((mp * 1e6 / 1.5) ** 0.5) // 2 * 2
+    return int(h * 1.5) // 2 * 2, h
+
+
+def _model(tmp: Path) -> tuple[str, str]:
+    from flambient.errors import ModelError
+    from flambient.nets.registry import create_model, resolve_model_path, save_model
+
+    try:
+        resolve_model_path("default")
+        return "default", "shipped default"
+    except ModelError:
+        d = tmp / "bilateral-untrained"
+        save_model(create_model("bilateral"), d)
+        return str(d), "untrained bilateral (no shipped default yet)"
+
+
+def _bare_decode(paths: list[Path]) -> tuple[float, list[Any]]:
+    import numpy as np
+    import rawpy
+
+    t0 = time.perf_counter()
+    frames = []
+    for p in paths:
+        with rawpy.imread(str(p)) as raw:
+            rgb = raw.postprocess(gamma=(1.0, 1.0), no_auto_bright=True, output_bps=16, use_camera_wb=True,
+                                  output_color=rawpy.ColorSpace.sRGB, adjust_maximum_thr=0.0)
+        frames.append(rgb)
+    dt = time.perf_counter() - t0
+    return dt, [f.astype(np.float32) / 65535.0 for f in frames]
+
+
+def _mertens(frames: list[Any]) -> float:
+    from flambient.baselines import mertens_fusion
+
+    t0 = time.perf_counter()
+    mertens_fusion(frames)
+    return time.perf_counter() - t0
+
+
+def _tiling_overhead(shoot: Path, model: str, tile: int) -> dict[str, float]:
+    from flambient.inference import PartsStack, infer_image, load_backend
+    from flambient.ingest import load_manifest, load_set_parts
+
+    m = load_manifest(shoot)
+    assert m is not None
+    parts = load_set_parts(shoot, m.sets[0], n_jobs=1)
+    backend = load_backend(model, device="cpu")
+    src = PartsStack(*parts)
+    out: dict[str, float] = {}
+    for name, t in (("whole", None), ("tiled", tile)):
+        tm: dict[str, float] = {}
+        infer_image(backend, src, tile=t, timings=tm)
+        out[name] = tm["context"] + tm["apply"]
+    out["overhead_pct"] = 100.0 * (out["tiled"] / out["whole"] - 1.0)
+    return out
+
+
+def _memory_child(shoot: str, model: str) -> None:
+    """Child mode: process one shoot on the CPU; the parent reads our ru_maxrss."""
+    from flambient.config import load_preset
+    from flambient.process import ProcessOptions, process_shoot
+
+    s = process_shoot(shoot, ProcessOptions(preset=load_preset("studio"), model=model, devices="cpu"))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB -> MiB on Linux
+    print(json.dumps({"exit": s.exit_code, "rss_mib": rss, "timings": s.results[0].timings if s.results else {}}))
+
+
+def _memory_run(mp: float, tmp: Path, model: str) -> dict[str, Any]:
+    from flambient.ingest import ingest_shoot
+    from flambient.synth import synth_shoot
+
+    shoot = tmp / f"mem{mp:g}"
+    synth_shoot(shoot, sets=1, size=_size(mp), seed=1, fmt="dng")
+    ingest_shoot(shoot)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child-memory", str(shoot), model],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    rss = float(child["rss_mib"])
+    w, h = _size(mp)
+    return {"megapixels": round(w * h / 1e6, 1), "peak_rss_mib": round(rss, 1), "wall_s": round(wall, 2),
+            "timings": child["timings"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mp", type=float, default=24.0, help="megapixels of the synthetic frames")
+    ap.add_argument("--sets", type=int, default=1)
+    ap.add_argument("--tile", type=int, default=1024)
+    ap.add_argument("--memory-mp", type=float, default=0.0, help="also measure peak RSS on an N MP set")
+    ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "process.json")
+    ap.add_argument("--child-memory", nargs=2, metavar=("SHOOT", "MODEL"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_memory:
+        _memory_child(*args.child_memory)
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from flambient.config import load_preset
+    from flambient.ingest import ingest_shoot
+    from flambient.process import ProcessOptions, process_shoot
+    from flambient.synth import synth_shoot
+
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="bench_process_") as td:
+        tmp = Path(td)
+        model, model_note = _model(tmp)
+        shoot = tmp / "shoot"
+        w, h = _size(args.mp)
+        t0 = time.perf_counter()
+        synth_shoot(shoot, sets=args.sets, size=(w, h), seed=0, fmt="dng")
+        console.print(f"synthetic shoot {args.sets} set(s) of {w}x{h} in {time.perf_counter() - t0:.1f} s")
+        manifest = ingest_shoot(shoot)
+        frames = [f.path for f in manifest.sets[0].frames]
+
+        bare_s, decoded = _bare_decode(frames)
+        mertens_s = _mertens(decoded)
+        del decoded
+
+        t0 = time.perf_counter()
+        summary = process_shoot(shoot, ProcessOptions(preset=load_preset("studio"), model=model, devices="auto"))
+        e2e_wall = (time.perf_counter() - t0) / max(1, len(summary.results))
+        done = [r for r in summary.results if r.status == "done"]
+        if not done:
+            raise SystemExit(f"process failed: {[r.error for r in summary.results]}")
+        split = {k: sum(r.timings.get(k, 0.0) for r in done) / len(done)
+                 for k in ("decode", "context", "apply", "encode", "total")}
+        device = done[0].device
+        tiling = _tiling_overhead(shoot, model, args.tile)
+        memory = _memory_run(args.memory_mp, tmp, model) if args.memory_mp else None
+
+    res: dict[str, Any] = {
+        "frames": f"{len(frames)} x {w}x{h} DNG ({w * h / 1e6:.1f} MP)",
+        "model": model_note,
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "end_to_end_s_per_set": round(e2e_wall, 3),
+        "split_s": {k: round(v, 3) for k, v in split.items()},
+        "bare_rawpy_decode_s": round(bare_s, 3),
+        "mertens_fusion_s": round(mertens_s, 3),
+        "ratio_vs_bare_decode": round(e2e_wall / bare_s, 3),
+        "ratio_vs_mertens": round(e2e_wall / mertens_s, 3),
+        "tiling": {k: round(v, 3) for k, v in tiling.items()},
+        "memory": memory,
+    }
+    table = Table(title=f"process benchmark: {res['frames']}, {device}, {model_note}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("end-to-end per set (wall)", f"{e2e_wall:.2f} s")
+    for k in ("decode", "context", "apply", "encode"):
+        table.add_row(f"  {k}", f"{split[k]:.2f} s")
+    table.add_row("bare rawpy decode (same frames, sequential)", f"{bare_s:.2f} s")
+    table.add_row("OpenCV Mertens fusion (same frames)", f"{mertens_s:.2f} s")
+    table.add_row("end-to-end / bare decode (target <= 1.5)", f"{res['ratio_vs_bare_decode']:.2f}")
+    table.add_row("end-to-end / Mertens (target < 1)", f"{res['ratio_vs_mertens']:.2f}")
+    table.add_row(f"model time whole image / {args.tile} px tiles", f"{tiling['whole']:.2f} / {tiling['tiled']:.2f} s")
+    table.add_row("tiling overhead (target <= 10 %)", f"{tiling['overhead_pct']:.1f} %")
+    if memory:
+        table.add_row(f"peak RSS, {memory['megapixels']} MP set on CPU", f"{memory['peak_rss_mib']:.0f} MiB")
+    console.print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=2) + "\n")
+    console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
