@@ -1,6 +1,6 @@
 """Benchmark: size and CPU speed of every registered model family (untrained weights).
 
-For each family (torch, fp32, ``--threads`` CPU threads, default 2):
+For each family and each of ``--threads`` (torch CPU thread counts, default 1 and 2), fp32:
 
 - parameters (all, and those of the context branch);
 - context: one ``context(low)`` on the N=1 x 13 x s x s low-resolution copy (s = the family's
@@ -77,23 +77,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to time")
     ap.add_argument("--families", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     names = [n for n in args.families.split(",") if n] or list(families())
-    rows = [bench_family(n, args.tile, args.repeat) for n in names]
-    table = Table(title=f"model families, torch CPU fp32, {args.threads} threads, tile {args.tile}")
-    for col in ("family", "params", "context params", "context ms", "apply s/MP (min)", "apply s/MP (median)"):
+    rows = []
+    for threads in [int(t) for t in args.threads.split(",") if t]:
+        torch.set_num_threads(threads)
+        rows += [{"threads": threads, **bench_family(n, args.tile, args.repeat)} for n in names]
+    table = Table(title=f"model families, torch CPU fp32, tile {args.tile}")
+    for col in ("family", "threads", "params", "context params", "context ms", "apply s/MP (min)", "apply s/MP (median)"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["family"], f"{r['params']:,}", f"{r['context_params']:,}", f"{r['context_ms_median']:.0f}",
-                      f"{r['apply_s_per_mp_min']:.3f}", f"{r['apply_s_per_mp_median']:.3f}")
+        table.add_row(r["family"], str(r["threads"]), f"{r['params']:,}", f"{r['context_params']:,}",
+                      f"{r['context_ms_median']:.0f}", f"{r['apply_s_per_mp_min']:.3f}", f"{r['apply_s_per_mp_median']:.3f}")
     console.print(table)
     console.print(f"load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     payload = {
         "threads": args.threads,
+        "cpus": os.cpu_count(),
         "tile": args.tile,
         "repeat": args.repeat,
         "torch": torch.__version__,

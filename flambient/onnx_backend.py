@@ -252,6 +252,9 @@ def make_session(path: str | Path | bytes, providers: list[Any], threads: int | 
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # No busy-waiting between ops: process decodes and encodes on other threads meanwhile, and
+    # spinning threads steal their CPU (and everyone's, on a shared machine).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(path if isinstance(path, bytes) else str(path), sess_options=so,
                                     providers=providers)

@@ -69,7 +69,6 @@ class ProcessOptions:
     tile: int | None = None
     overlap: int | None = None
     use_cache: bool = True
-    quiet: bool = False
     decode_jobs: int | None = None
     stale_after: float = DEFAULT_STALE_AFTER
 
@@ -296,11 +295,17 @@ class _Runner:
         backends = [load_backend(self.model_name, self.opts.backend, d.name) for d in devices]
         model_sha = model_fingerprint(backends[0])
         log.info("model %s; %d set(s); output %s", backends[0].describe(), len(sets), self.out)
-        todo: list[tuple[BracketSet, list[dict[str, Any]], str]] = []
+        todo: list[BracketSet] = []
         for bset in sets:
             final = self.final_for(bset)
+            if not final.is_file():  # new: inputs are hashed later, in the decode thread
+                if self.opts.dry_run:
+                    self.record(SetResult(bset.name, "would-process", final=str(final), note="new"))
+                else:
+                    todo.append(bset)
+                continue
             try:
-                fresh, inputs, fp = self.up_to_date(bset, final, model_sha)
+                fresh, _, _ = self.up_to_date(bset, final, model_sha)
             except OSError as exc:
                 self.record(SetResult(bset.name, "failed", error=f"cannot read input ({exc})"))
                 continue
@@ -308,9 +313,9 @@ class _Runner:
                 self.record(SetResult(bset.name, "skipped", final=str(final), note="up to date"))
             elif self.opts.dry_run:
                 self.record(SetResult(bset.name, "would-process", final=str(final),
-                                      note="forced" if fresh else ("changed" if final.exists() else "new")))
+                                      note="forced" if fresh else "changed"))
             else:
-                todo.append((bset, inputs, fp))
+                todo.append(bset)
         if todo:
             self._pipeline(todo, devices, backends, model_sha)
         order = {s.name: k for k, s in enumerate(sets)}
@@ -318,7 +323,8 @@ class _Runner:
         return BatchSummary(self.shoot, self.out, results, self.model_name, self.preset.name,
                             time.perf_counter() - t_start)
 
-    def _claim(self, bset: BracketSet, inputs: list[dict[str, Any]], fp: str, model_sha: str) -> _Job | None:
+    def _claim(self, bset: BracketSet, model_sha: str) -> _Job | None:
+        """Lock the set, then (re)check it: another process may have finished it meanwhile."""
         final = self.final_for(bset)
         lock = SetLock(self.out / LOCK_DIR / f"{bset.name}.lock", self.opts.stale_after)
         if not lock.acquire():
@@ -326,12 +332,15 @@ class _Runner:
             self.record(SetResult(bset.name, "skipped", final=str(final),
                                   note=f"being processed by {owner.get('host', '?')} pid {owner.get('pid', '?')}"))
             return None
-        if not self.opts.force:
-            fresh, _, _ = self.up_to_date(bset, final, model_sha)
-            if fresh:  # another process finished it between our check and our lock
-                lock.release()
-                self.record(SetResult(bset.name, "skipped", final=str(final), note="done by another process"))
-                return None
+        try:
+            fresh, inputs, fp = self.up_to_date(bset, final, model_sha)
+        except BaseException:
+            lock.release()
+            raise
+        if fresh and not self.opts.force:
+            lock.release()
+            self.record(SetResult(bset.name, "skipped", final=str(final), note="done by another process"))
+            return None
         return _Job(bset, final, lock, inputs, fp)
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
@@ -343,7 +352,7 @@ class _Runner:
         log.debug("set %s failed", job.bset.name, exc_info=exc)
         self.record(SetResult(job.bset.name, "failed", error=msg, timings=job.timings))
 
-    def _pipeline(self, todo: list[tuple[BracketSet, list[dict[str, Any]], str]], devices: list[Device],
+    def _pipeline(self, todo: list[BracketSet], devices: list[Device],
                   backends: list[Backend], model_sha: str) -> None:
         """Decode thread -> bounded queue -> one worker per device -> encode pool."""
         self.out.mkdir(parents=True, exist_ok=True)
@@ -353,11 +362,11 @@ class _Runner:
 
         def producer() -> None:
             try:
-                for bset, inputs, fp in todo:
+                for bset in todo:
                     slots.acquire()
                     job = None
                     try:
-                        job = self._claim(bset, inputs, fp, model_sha)
+                        job = self._claim(bset, model_sha)
                         if job is None:
                             slots.release()
                             continue
@@ -368,7 +377,8 @@ class _Runner:
                         if job is not None:
                             self._fail(job, exc)
                         else:
-                            self.record(SetResult(bset.name, "failed", error=str(exc)))
+                            msg = str(exc) if isinstance(exc, FlambientError) else f"{type(exc).__name__}: {exc}"
+                            self.record(SetResult(bset.name, "failed", error=msg))
             finally:
                 for _ in devices:
                     ready.put(None)

@@ -187,3 +187,19 @@ def test_demo_makes_and_processes_a_shoot(tmp_path: Path, model_dir: Path, monke
     assert side["model"]["name"] == "default" and side["preset"]["name"] == "studio"
     assert main(["demo", str(demo), "--sets", "2"]) == 0  # second run: everything skipped
     assert _summary(demo)["counts"] == {"skipped": 2}
+
+
+def test_single_images_become_one_frame_sets(tmp_path: Path, model_dir: Path) -> None:
+    """A folder of merged single exposures (no EXIF): each image is its own set and gets a final."""
+    folder = tmp_path / "singles"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(90, 120), (100, 80)]):
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([xx / w, yy / h, np.full((h, w), 0.3 + 0.4 * i)], -1) * 200 + rng.random((h, w, 3)) * 40
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"room{i}.jpg", quality=95)
+    s = process_shoot(folder, _opts(model_dir))
+    assert s.exit_code == 0 and len(s.results) == 2 and all(r.status == "done" for r in s.results)
+    for r, size in zip(s.results, [(120, 90), (80, 100)]):
+        with Image.open(r.final or "") as im:
+            assert im.size == size and im.info.get("icc_profile")

@@ -244,6 +244,12 @@ def test_cli(tmp_path, capsys):
         assert main(["synth", str(tmp_path / "x"), *bad]) == 2, bad
     assert main(["synth", str(tmp_path / "s"), "--sets", "1", "--size", "128x86", "--format", "jpg"]) == 2
     assert "already" in capsys.readouterr().err
+    finals = tmp_path / "finals"
+    finals.mkdir()
+    (finals / "good.jpg").write_bytes((tmp_path / "s" / "truth" / "SYN_0001.jpg").read_bytes())
+    (finals / "broken.jpg").write_bytes(b"not a jpeg")
+    assert main(["synth", str(tmp_path / "f"), "--from", str(finals), "--pairs", "--size", "64x48"]) == 1
+    assert yaml.safe_load((tmp_path / "f" / "dataset.yaml").read_text())["items"][0]["name"] == "good"
 
 
 def test_megapixels_parse():

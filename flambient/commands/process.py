@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         quiet = get_logger().getEffectiveLevel() > logging.INFO
         opts = ProcessOptions(preset=p, model=model, backend=backend, devices=devices, out=out, force=force,
                               dry_run=dry_run, shard=parse_shard(shard) if shard else None,
-                              use_cache=not no_cache, quiet=quiet, decode_jobs=jobs or None)
+                              use_cache=not no_cache, decode_jobs=jobs or None)
         summary = _run_with_progress(shoot, opts, quiet)
         _report(summary, dry_run, quiet)
         if summary.exit_code:

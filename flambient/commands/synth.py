@@ -45,8 +45,10 @@ def register(app: typer.Typer) -> None:
 
                 doc = synth_from_finals(from_dir, out, size=wh if (size or megapixels or pairs) else None, seed=seed,
                                         fmt=fmt, pairs=pairs, limit=None, progress=progress)
-                n = len(doc["sets"]) if isinstance(doc, dict) else 0
-                console.print(f"re-lit {n} finals from {from_dir} into {out}")
+                console.print(f"re-lit {len(doc['sets'])} finals from {from_dir} into {out}")
+                if doc["skipped"]:
+                    console.print(f"[red]{len(doc['skipped'])} finals could not be read[/]")
+                    raise typer.Exit(1)
                 return
             if pairs:
                 index = synth_pairs(out, pairs=sets, size=wh, seed=seed, style=style, workers=workers,

@@ -158,13 +158,14 @@ def _fit(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int] | None = None, seed: int = 0,
                       fmt: str = "dng", pairs: bool = False, limit: int | None = None,
-                      progress: Any = None) -> dict[str, Any] | Path:
+                      progress: Any = None) -> dict[str, Any]:
     """Turn every final in ``finals`` into a synthetic set (or, with ``pairs``, a dataset item).
 
     Shoot mode writes frames, ``truth/<set>.jpg`` (the final itself), ``truth/<set>_window.png``
     and ``truth/sets.yaml`` as :func:`flambient.synth.synth_shoot` does and returns the truth
-    document; pairs mode writes a :mod:`flambient.dataset` folder and returns its index path.
-    Unreadable finals are skipped with a warning (and listed under ``unmatched``).
+    document; pairs mode writes a :mod:`flambient.dataset` folder and returns ``{"index": path,
+    "sets": entries, "skipped": [...]}``. Unreadable finals are skipped with a warning and
+    listed under ``skipped`` (and the dataset's ``unmatched``).
     """
     from ..dataset import write_index, write_item
 
@@ -220,7 +221,7 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
         if progress is not None:
             progress(i + 1, len(files))
     if pairs:
-        return write_index(out, entries, unmatched=skipped)
+        return {"index": write_index(out, entries, unmatched=skipped), "sets": entries, "skipped": skipped}
     doc = {"format": TRUTH_FORMAT, "version": 1, "seed": int(seed), "style": "from-finals",
            "source": str(Path(finals)), "format_frames": fmt, "sets": doc_sets, "skipped": skipped}
     atomic_write_text(out / "truth" / "sets.yaml", yaml.safe_dump(doc, sort_keys=False))
