@@ -149,4 +149,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flambient.errors import FlambientError
+
+    try:
+        sys.exit(main())
+    except FlambientError as exc:  # e.g. no shipped default model yet: say so in one line
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(exc.exit_code)

@@ -6,7 +6,8 @@ Three parts (each can be skipped):
    default generated: ``synth_pairs(seed=2, style=studio, 60 pairs, 384x256)``; the default
    model trained on seed 1), mean CIEDE2000 (and its 95th percentile) and PSNR of the model and
    of the baselines of :mod:`flambient.baselines` (ambient only, luminosity blend of flash over
-   ambient, OpenCV Mertens fusion), all on the same whole images.
+   ambient, OpenCV Mertens fusion), all on the same whole images. Window masks are removed from
+   the stacks first: ``process`` runs shoots without masks.
 2. **finetune**: :func:`flambient.finetune.finetune` of the model on ``--ft-train`` (default 64
    pairs of ``--style natural``, seed 3) for at most ``--ft-minutes`` on ``--threads`` CPU
    threads; dE2000 on ``--ft-val`` (32 more natural pairs, seed 4, never seen) before and after.
@@ -52,6 +53,7 @@ def _dataset(path: str | None, tmp: Path, name: str, n: int, seed: int, style: s
 def quality(model: str, val: Path) -> dict[str, dict[str, float]]:
     """Mean dE2000 / p95 / PSNR of the model and the baselines on every item of ``val``."""
     from flambient.baselines import run_baselines
+    from flambient.data import drop_mask
     from flambient.dataset import load_dataset
     from flambient.metrics import delta_e_stats, psnr
     from flambient.nets.registry import load_model
@@ -61,6 +63,7 @@ def quality(model: str, val: Path) -> dict[str, dict[str, float]]:
     scores: dict[str, list[tuple[float, float, float]]] = {}
     for item in load_dataset(val):
         stack, target = item.load()
+        stack = drop_mask(stack)
         preds = {"model": predict(net, stack, torch.device("cpu")), **run_baselines(stack)}
         for name, pred in preds.items():
             m, p95 = delta_e_stats(pred, target)
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--real", help="a real bracket shoot folder to run the model on (pictures only)")
     ap.add_argument("--images", default="docs/images", help="where --real writes its before/after JPEGs")
+    ap.add_argument("--card", action="store_true", help="also record the results in the model's model.yaml")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "quality.json"))
     args = ap.parse_args(argv)
     setup_logging()
@@ -227,6 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in tp.items():
             t.add_row(k if k != "cpu" else f"cpu ({args.threads} threads)", f"{v:.2f}")
         console.print(t)
+    if args.card:
+        from flambient.modelcard import update_card
+        from flambient.nets.registry import resolve_model_path
+
+        update_card(resolve_model_path(args.model).parent,
+                    benchmark={k: v for k, v in out.items() if k in ("quality", "finetune", "throughput_images_per_s_512")},
+                    benchmark_command=" ".join(["python benchmarks/bench_quality.py", *(argv or sys.argv[1:])]))
     dest = Path(args.json)
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest, json.dumps(out, indent=2))

@@ -102,11 +102,15 @@ class Augment:
         hflip: probability of a left-right flip.
         vflip: probability of an up-down flip (off by default: interiors have a floor).
         rotate_deg: maximum absolute rotation in degrees (uniform), with reflected borders.
+        mask_dropout: probability of removing the window mask from a sample (channel 9 and
+            the has_mask flag zeroed). ``process`` builds stacks from shoots without a mask,
+            so a model must work both with and without one.
     """
 
     hflip: float = 0.5
     vflip: float = 0.0
     rotate_deg: float = 3.0
+    mask_dropout: float = 0.5
 
 
 def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augment,
@@ -120,7 +124,20 @@ def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augm
         s, t = s[:, ::-1], t[:, ::-1]
     if rng.random() < aug.vflip:
         s, t = s[::-1], t[::-1]
-    return np.ascontiguousarray(s), np.ascontiguousarray(t)
+    s = np.ascontiguousarray(s)
+    if aug.mask_dropout > 0 and rng.random() < aug.mask_dropout:
+        s = drop_mask(s)
+    return s, np.ascontiguousarray(t)
+
+
+def drop_mask(stack: np.ndarray) -> np.ndarray:
+    """A copy of an HxWx13 stack without its window mask (as ``ingest.load_set_stack`` builds it)."""
+    from .stack import HAS_MASK, MASK
+
+    out = stack.copy()
+    out[:, :, MASK] = 0.0
+    out[:, :, HAS_MASK] = 0.0
+    return out
 
 
 def rotate_batch(x: torch.Tensor, y: torch.Tensor, angles_deg: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

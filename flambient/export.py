@@ -218,7 +218,8 @@ def trace_graphs(net: FlambientNet, opset: int = DEFAULT_OPSET) -> tuple[Any, An
     s = spec.context_size
     rng = np.random.default_rng(0)
     m = max(1, spec.size_multiple)
-    h, w = 2 * m * max(1, -(-32 // m)), 3 * m * max(1, -(-32 // m))
+    # A small, non-square example tile: tracing runs the net once (slowly) at this size.
+    h, w = m * max(2, -(-16 // m)), m * max(3, -(-24 // m))
     low = torch.from_numpy(random_stack(1, s, s, rng))
     x = torch.from_numpy(random_stack(1, h, w, rng))
     pos = torch.tensor([float(h), 0.0, float(3 * h), float(2 * w)])
@@ -363,7 +364,7 @@ def check_trt_available() -> str:
     return "tensorrt"
 
 
-def build_trt_engine(onnx_path: Path, dest: Path, spec: ModelSpec, fp16: bool, tiles: bool) -> Path:  # pragma: no cover - GPU only
+def build_trt_engine(onnx_path: Path, dest: Path, spec: ModelSpec, fp16: bool, tiles: bool) -> Path:
     """Build and serialize a TensorRT engine from ``onnx_path`` with the TensorRT Python API.
 
     ``tiles``: the graph has the tile input ``x`` (dynamic height and width); its optimisation
@@ -409,14 +410,32 @@ def build_trt_engine(onnx_path: Path, dest: Path, spec: ModelSpec, fp16: bool, t
     return dest
 
 
-def build_trt(onnx_path: Path, spec: ModelSpec, fp16: bool, method: str) -> list[Path]:  # pragma: no cover - GPU only
-    """Build the TensorRT engines of an export; returns the files or cache folder written."""
-    context_path = context_path_for(onnx_path)
-    if method == "tensorrt":
-        stem = onnx_path.with_suffix("")
-        return [build_trt_engine(onnx_path, stem.with_suffix(".engine"), spec, fp16, tiles=True),
-                build_trt_engine(context_path, stem.with_name(stem.name + ".context.engine"), spec, fp16,
-                                 tiles=False)]
+def build_trt(onnx_path: Path, spec: ModelSpec, fp16: bool, method: str) -> list[Path]:
+    """Build the TensorRT engines of an export; returns the engine files or the cache folder.
+
+    ``method`` is what :func:`check_trt_available` returned. Failures inside TensorRT become
+    :class:`DeviceError` with TensorRT's first line.
+    """
+    from .errors import FlambientError
+
+    try:
+        if method == "tensorrt":
+            return [build_trt_engine(onnx_path, onnx_path.with_name(onnx_path.stem + ".engine"), spec, fp16,
+                                     tiles=True),
+                    build_trt_engine(context_path_for(onnx_path),
+                                     onnx_path.with_name(onnx_path.stem + ".context.engine"), spec, fp16,
+                                     tiles=False)]
+        return [_warm_trt_cache(onnx_path, spec)]  # pragma: no cover - needs a GPU with TensorRT
+    except FlambientError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DeviceError(f"TensorRT engine build failed ({first})",
+                          hint="the ONNX export itself was written and checked") from None
+
+
+def _warm_trt_cache(onnx_path: Path, spec: ModelSpec) -> Path:  # pragma: no cover - GPU only
+    """Build onnxruntime's TensorRT engines into ``trt_cache/`` by running the export once."""
     cache = default_trt_cache(onnx_path)
     backend = OnnxBackend(onnx_path, device="cuda", trt_cache=cache, require_trt=True)
     rng = np.random.default_rng(0)
@@ -425,7 +444,9 @@ def build_trt(onnx_path: Path, spec: ModelSpec, fp16: bool, method: str) -> list
     m = max(1, spec.size_multiple)
     side = m * max(1, -(-64 // m))
     backend.apply(random_stack(1, side, side, rng), ctx, np.array([0, 0, side, side], np.float32))
-    return [cache]
+    if not any(cache.iterdir()):
+        log.warning("%s: onnxruntime wrote no TensorRT engine; engines will be built on first use", cache)
+    return cache
 
 
 # ----------------------------------------------------------------------------- the command

@@ -23,18 +23,19 @@ log = get_logger("finetune")
 
 #: Fine-tuning defaults (any of them can be overridden by a config file or an option).
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    "lr": 3e-4,
+    "lr": 5e-4,
     "warmup": 0.02,
     "min_lr_ratio": 0.1,
     "patience": 4,
     "keep_best": True,
     "val_fraction": 0.2,
-    "max_side": 512,
-    "val_max_side": 512,
-    "batch": 8,
-    "crop": 256,
+    "max_side": 384,
+    "val_max_side": 384,
+    "batch": 4,
+    "crop": 128,
     "progressive_stages": 1,
-    "ema_decay": 0.98,
+    "ema_decay": 0.95,
+    "rotate_deg": 2.0,
 }
 
 
@@ -95,7 +96,7 @@ def finetune(
         if len(items) < 2:
             raise InputError("fine-tuning needs at least 2 pairs (one is held out for validation)", pairs)
         train_items, val_items = split_items(items, cfg.val_fraction)
-        val_pairs = load_val_pairs(val_items, cfg.val_max_side)
+        val_pairs = load_val_pairs(val_items, cfg.val_max_side, cfg.val_without_mask)
         net.to(device)
         before, _ = evaluate(net, val_pairs, device)
         log.info("base model on %d held-out pairs: dE2000 %.3f, PSNR %.2f dB", len(val_pairs),

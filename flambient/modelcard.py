@@ -99,3 +99,10 @@ def read_card(out_dir: str | Path) -> dict[str, Any]:
         return {}
     doc = yaml.safe_load(p.read_text())
     return doc if isinstance(doc, dict) else {}
+
+
+def update_card(out_dir: str | Path, **sections: Any) -> Path:
+    """Add or replace top-level sections of an existing card (e.g. ``benchmark=...``)."""
+    doc = read_card(out_dir)
+    doc.update(_plain(sections))
+    return atomic_write_text(Path(out_dir) / "model.yaml", yaml.safe_dump(doc, sort_keys=False, width=100))

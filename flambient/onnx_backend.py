@@ -110,6 +110,25 @@ def cuda_gpu_count() -> int:
     return 0
 
 
+def _preload_tensorrt_wheel() -> None:
+    """Load TensorRT from its pip wheel (``tensorrt_libs``) so onnxruntime's provider finds it.
+
+    The wheel's libraries are not on the loader path; loading them globally by their full path
+    first lets the provider library's ``libnvinfer.so.10`` dependency resolve (Linux only).
+    """
+    if sys.platform == "win32":
+        return
+    try:
+        import tensorrt_libs  # type: ignore[import-not-found]
+    except Exception:
+        return
+    folder = Path(tensorrt_libs.__file__).resolve().parent
+    for pattern in ("libnvinfer.so.*", "libnvinfer_plugin.so.*", "libnvonnxparser.so.*"):
+        for lib in sorted(folder.glob(pattern)):
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+
+
 @dataclass(frozen=True)
 class ProviderProbe:
     """What this machine can run onnxruntime on.
@@ -148,6 +167,7 @@ def probe_providers(refresh: bool = False) -> ProviderProbe:
         with contextlib.suppress(Exception), open(os.devnull, "w") as devnull, \
                 contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
             ort.preload_dlls()
+    _preload_tensorrt_wheel()
     capi = _ort_capi_dir()
     ext = ".dll" if sys.platform == "win32" else ".so"
     prefix = "" if sys.platform == "win32" else "lib"
@@ -206,13 +226,13 @@ def choose_providers(device: str | None = None, *, trt_cache: str | Path | None 
     if dev.startswith("cuda") and not probe.cuda:
         raise DeviceError(f"CUDA is not usable by onnxruntime here ({probe.cuda_reason})",
                           hint="install the NVIDIA driver and the CUDA/cuDNN libraries onnxruntime-gpu needs, "
-                               "or use --device cpu")
+                               "or run on the CPU (--devices cpu)")
     providers: list[Any] = []
     dev_id = _device_id(device)
     if probe.tensorrt:
         opts: dict[str, Any] = {"device_id": dev_id, "trt_fp16_enable": bool(fp16)}
         if trt_cache is not None:
-            Path(trt_cache).mkdir(parents=True, exist_ok=True)
+            trt_cache = _writable_cache(Path(trt_cache))
             opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(trt_cache),
                         trt_timing_cache_enable=True, trt_timing_cache_path=str(trt_cache))
         if spec is not None:
@@ -222,6 +242,23 @@ def choose_providers(device: str | None = None, *, trt_cache: str | Path | None 
         providers.append((CUDA, {"device_id": dev_id}))
     providers.append(CPU)
     return providers
+
+
+def _writable_cache(folder: Path) -> Path:
+    """``folder``, created; or a per-user temporary one when the model's folder is read-only."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    import hashlib
+    import tempfile
+
+    alt = Path(tempfile.gettempdir()) / "flambient-trt-cache" / hashlib.sha1(str(folder).encode()).hexdigest()[:12]
+    alt.mkdir(parents=True, exist_ok=True)
+    log.warning("%s is not writable; TensorRT engines go to %s", folder, alt)
+    return alt
 
 
 def trt_profile_shapes(spec: ModelSpec, ctx_dims: list[int] | None = None) -> dict[str, str]:

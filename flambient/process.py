@@ -46,6 +46,8 @@ log = get_logger("process")
 SUMMARY_NAME = "flambient-summary.json"
 LOG_NAME = "flambient-process.log"
 LOCK_DIR = ".flambient-locks"
+#: Sets larger than this (pixels) decode their frames one after the other to bound memory.
+LARGE_SET_PIXELS = 30_000_000
 #: Bumped when the output of an unchanged set would differ (invalidates every fingerprint).
 PIPELINE_VERSION = 1
 
@@ -244,7 +246,11 @@ class _Runner:
         from .ingest import load_set_parts
 
         t0 = time.perf_counter()
-        job.parts = load_set_parts(self.shoot, job.bset, use_cache=self.opts.use_cache, n_jobs=self.opts.decode_jobs)
+        ref = job.bset.reference_frame
+        jobs = self.opts.decode_jobs
+        if jobs is None and ref.height * ref.width > LARGE_SET_PIXELS:
+            jobs = 1  # one frame at a time: LibRaw's buffers for a 60 MP frame are ~1 GB each
+        job.parts = load_set_parts(self.shoot, job.bset, use_cache=self.opts.use_cache, n_jobs=jobs)
         job.timings["decode"] = time.perf_counter() - t0
 
     def compute(self, job: _Job, backend: Backend) -> None:
@@ -420,7 +426,7 @@ class _Runner:
 
 def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
     """The shoot's sets and ingest errors: the fresh manifest, or a new ingest when stale/absent."""
-    from .ingest import fresh_manifest, ingest_shoot, load_manifest
+    from .ingest import fresh_manifest, ingest_shoot
 
     if (shoot / ".flambient" / "manifest.yaml").is_file():
         m = fresh_manifest(shoot)

@@ -2,8 +2,11 @@
 
 One function, :func:`fit`, trains any registered family on paired data:
 
-- paired random crops with flips and small rotations (:mod:`flambient.data`), progressive
-  resolution (crops grow from 1/2 to the full crop size over the run);
+- paired flips, small rotations and window-mask dropout (:mod:`flambient.data`; ``process``
+  builds stacks without masks); with ``whole_context`` (default, tileable families) the context
+  is computed from the WHOLE augmented image and ``apply`` runs on a random crop at its true
+  position, exactly as tiled inference does; otherwise plain random crops. Progressive
+  resolution: the crop grows from 1/2 to the full crop size over the run;
 - loss: the family's own ``training_loss(x, y)`` when it returns a tensor, otherwise
   L1 + SSIM + CIELAB (:mod:`flambient.losses`) on ``forward(x)``; plus ``regulariser()`` when the
   family defines one (the LUT smoothness term);
@@ -58,8 +61,10 @@ CSV_FIELDS = ["step", "epoch", "seconds", "lr", "crop", "loss", "l1", "ssim", "l
 class TrainConfig:
     """Every training setting; a YAML config file may set any of these keys (others are errors).
 
-    Budgets: the run stops at ``steps`` optimiser steps or ``max_minutes`` of wall time,
-    whichever comes first (0 = no limit of that kind; with neither, 1000 steps).
+    Budgets: the run stops at ``steps`` optimiser steps or ``max_minutes`` of training time
+    (time spent in steps, validation excluded), whichever comes first (0 = no limit of that
+    kind; with neither, 1000 steps). ``max_side`` downsizes training images on load;
+    ``val_without_mask`` validates the way ``process`` runs (no window masks).
     """
 
     model: str = "bilateral"
@@ -92,6 +97,8 @@ class TrainConfig:
     hflip: float = 0.5
     vflip: float = 0.0
     rotate_deg: float = 3.0
+    mask_dropout: float = 0.5
+    val_without_mask: bool = True
     previews: int = 3
     log_every: int = 10
     device: str = "auto"
@@ -107,6 +114,7 @@ class TrainConfig:
             (0 <= self.warmup < 1, "warmup is a fraction of the run in [0, 1)"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
+            (0 <= self.mask_dropout <= 1, "mask_dropout must be in [0, 1]"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
         ]
         for ok, msg in checks:
@@ -304,9 +312,18 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
             e.copy_(p)
 
 
-def load_val_pairs(items: Sequence[PairItem], max_side: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, stack, target) of the validation items, downscaled to ``max_side`` px."""
-    return [(it.name, *resize_pair(*it.load(), max_side)) for it in items]
+def load_val_pairs(items: Sequence[PairItem], max_side: int, without_mask: bool = True) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, stack, target) of the validation items, downscaled to ``max_side`` px.
+
+    ``without_mask`` removes window masks, as ``process`` runs (shoots come without masks).
+    """
+    from .data import drop_mask
+
+    out = []
+    for it in items:
+        stack, target = resize_pair(*it.load(), max_side)
+        out.append((it.name, drop_mask(stack) if without_mask else stack, target))
+    return out
 
 
 @torch.no_grad()
@@ -488,8 +505,8 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
         model = DDP(module, device_ids=[d.device.index] if d.device.type == "cuda" else None,
                     find_unused_parameters=cfg.context_only)
     store = PairStore(train_items, cfg.max_side)
-    val_pairs = load_val_pairs(val_items, cfg.val_max_side) if d.main else []
-    aug = Augment(hflip=cfg.hflip, vflip=cfg.vflip, rotate_deg=cfg.rotate_deg)
+    val_pairs = load_val_pairs(val_items, cfg.val_max_side, cfg.val_without_mask) if d.main else []
+    aug = Augment(hflip=cfg.hflip, vflip=cfg.vflip, rotate_deg=cfg.rotate_deg, mask_dropout=cfg.mask_dropout)
     per_rank = max(1, math.ceil(len(store) / d.world))
     steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch))
     val_every = cfg.val_every or steps_per_epoch

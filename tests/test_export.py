@@ -342,6 +342,101 @@ def test_trt_on_this_machine_fails_cleanly_unless_available(probe_model: Path) -
         export_model(probe_model, trt=True)
 
 
+class _FakeTensorRT:
+    """Just enough of the TensorRT 10 Python API to record what the engine builder asks for."""
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level: int) -> None:
+            self.level = level
+
+    class BuilderFlag:
+        FP16 = "FP16"
+
+    class _Input:
+        def __init__(self, name: str, shape: list[int]) -> None:
+            self.name, self.shape = name, shape
+
+    class _Network:
+        def __init__(self) -> None:
+            self.inputs: list = []
+
+        @property
+        def num_inputs(self) -> int:
+            return len(self.inputs)
+
+        def get_input(self, i: int):
+            return self.inputs[i]
+
+    class OnnxParser:
+        def __init__(self, network, logger) -> None:
+            self.network, self.num_errors = network, 0
+
+        def parse(self, data: bytes) -> bool:
+            import onnx
+
+            model = onnx.load_from_string(data)
+            for i in model.graph.input:
+                dims = [d.dim_value if d.dim_value else -1 for d in i.type.tensor_type.shape.dim]
+                self.network.inputs.append(_FakeTensorRT._Input(i.name, dims))
+            return True
+
+    class _Profile:
+        def __init__(self) -> None:
+            self.shapes: dict = {}
+
+        def set_shape(self, name, lo, opt, hi) -> None:
+            self.shapes[name] = (lo, opt, hi)
+
+    class _Config:
+        def __init__(self) -> None:
+            self.flags: list = []
+            self.profiles: list = []
+
+        def set_flag(self, flag) -> None:
+            self.flags.append(flag)
+
+        def add_optimization_profile(self, p) -> None:
+            self.profiles.append(p)
+
+    class Builder:
+        built: list = []
+
+        def __init__(self, logger) -> None:
+            pass
+
+        def create_network(self, flags: int):
+            return _FakeTensorRT._Network()
+
+        def create_builder_config(self):
+            return _FakeTensorRT._Config()
+
+        def create_optimization_profile(self):
+            return _FakeTensorRT._Profile()
+
+        def build_serialized_network(self, network, config):
+            _FakeTensorRT.Builder.built.append((config.flags, config.profiles[0].shapes))
+            return b"engine"
+
+
+def test_trt_engines_through_the_tensorrt_api(probe_model: Path, monkeypatch) -> None:
+    import flambient.export as ex
+
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", _FakeTensorRT)
+    monkeypatch.setattr(ex, "cuda_gpu_count", lambda: 1)
+    _FakeTensorRT.Builder.built.clear()
+    res = export_model(probe_model, probe_model / "m.fp16.onnx", fp16=True, trt=True, seed=11)
+    assert res.trt_method == "tensorrt"
+    assert res.trt_files == [probe_model / "m.fp16.engine", probe_model / "m.fp16.context.engine"]
+    assert all(f.read_bytes() == b"engine" for f in res.trt_files)
+    (apply_flags, apply_shapes), (_, ctx_shapes) = _FakeTensorRT.Builder.built
+    assert apply_flags == ["FP16"]
+    assert apply_shapes["x"] == ((1, 13, 16, 16), (1, 13, 1024, 1024), (1, 13, 4096, 4096))
+    assert apply_shapes["ctx"][0] == (1, 6) and "pos" not in apply_shapes
+    assert ctx_shapes["low"] == ((1, 13, 32, 32),) * 3
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

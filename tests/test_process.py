@@ -203,3 +203,37 @@ def test_single_images_become_one_frame_sets(tmp_path: Path, model_dir: Path) ->
     for r, size in zip(s.results, [(120, 90), (80, 100)]):
         with Image.open(r.final or "") as im:
             assert im.size == size and im.info.get("icc_profile")
+
+
+def test_devices_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from flambient import devices
+    from flambient.errors import DeviceError
+
+    assert devices.parse_devices("auto") == ("auto", [])
+    assert devices.parse_devices("cuda:0,1") == ("cuda", [0, 1])
+    assert devices.parse_devices("1,0") == ("cuda", [0, 1])
+    with pytest.raises(DeviceError):
+        devices.parse_devices("tpu")
+    monkeypatch.setattr(devices, "discover_devices", lambda: [devices.CPU])
+    assert devices.resolve_devices("cpu") == [devices.CPU]
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    devices.log.addHandler(handler)
+    try:
+        assert devices.resolve_devices("cuda") == [devices.CPU]
+    finally:
+        devices.log.removeHandler(handler)
+    assert any("falling back to the CPU" in m for m in seen)
+    two = [devices.Device("cuda:0", "A"), devices.Device("cuda:1", "B"), devices.CPU]
+    monkeypatch.setattr(devices, "discover_devices", lambda: two)
+    assert [d.name for d in devices.resolve_devices("auto")] == ["cuda:0", "cuda:1"]
+    assert [d.name for d in devices.resolve_devices("cuda:1")] == ["cuda:1"]
+    with pytest.raises(DeviceError, match="cuda:2"):
+        devices.resolve_devices("cuda:2")

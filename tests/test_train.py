@@ -62,6 +62,21 @@ def test_paired_augmentation_keeps_alignment(dataset: Path) -> None:
     assert xr.shape == (1, 13, 32, 32) and torch.isfinite(xr).all()
 
 
+def test_mask_dropout_removes_mask_and_flag(tmp_path: Path) -> None:
+    from flambient.dataset import write_index, write_item
+
+    amb = np.full((16, 16, 3), 0.2, np.float32)
+    mask = np.zeros((16, 16), np.float32)
+    mask[:, 8:] = 1.0
+    write_index(tmp_path, [write_item(tmp_path, "w", amb, np.full((16, 16, 3), 0.5, np.float32), mask=mask)])
+    store = PairStore(load_dataset(tmp_path))
+    keep, _ = sample_batch(store, [0], 16, Augment(hflip=0.0, rotate_deg=0.0, mask_dropout=0.0), np.random.default_rng(0))
+    drop, _ = sample_batch(store, [0], 16, Augment(hflip=0.0, rotate_deg=0.0, mask_dropout=1.0), np.random.default_rng(0))
+    assert keep[0, 12].min() == 1.0 and keep[0, 9].max() > 0.99
+    assert drop[0, 9].abs().max() == 0.0 and drop[0, 12].abs().max() == 0.0
+    assert torch.equal(keep[0, :9], drop[0, :9])
+
+
 def test_progressive_crop_and_schedule() -> None:
     assert [progressive_crop(256, p) for p in (0.0, 0.4, 0.9)] == [128, 192, 256]
     assert progressive_crop(256, 0.1, stages=1) == 256

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         steps: Optional[int] = typer.Option(None, "--steps", help="Stop after this many optimiser steps."),
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
-        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 3e-4)."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 5e-4)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (default)."),
     ) -> None:
         """Fine-tune a model on your own edits; the card records held-out metrics before and after."""

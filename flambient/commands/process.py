@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; write nothing."),
         shard: Optional[str] = typer.Option(None, "--shard", help="Do only shard i of n (e.g. 1/3), by set order."),
         tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in pixels (0 = whole image)."),
-        overlap: Optional[int] = typer.Option(None, "--overlap", help="Tile overlap in pixels (default: the model's)."),
+        overlap: Optional[int] = typer.Option(
+            None, "--overlap", help="Model margin at tile borders in pixels (default: the model's spec)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Decode originals even when ingest --cache frames exist."),
         jobs: int = typer.Option(0, "--jobs", "-j", help="Decoder threads per set (0 = all cores)."),
     ) -> None:
@@ -34,8 +35,8 @@ def register(app: typer.Typer) -> None:
 
         from ..config import load_preset
         from ..errors import ConfigError
-        from ..log import console, get_logger
-        from ..process import ProcessOptions, parse_shard, process_shoot
+        from ..log import get_logger
+        from ..process import ProcessOptions, parse_shard
 
         p = load_preset(preset)
         if tile is not None and tile < 0:

@@ -215,14 +215,28 @@ def srgb_icc_profile() -> bytes:
     return bytes(data)
 
 
+def _quantise(srgb: np.ndarray, scale: float, dtype: type, rows: int = 256) -> np.ndarray:
+    """``round(clip(srgb, 0, 1) * scale)`` as ``dtype``, a band of rows at a time (no full-size float temporaries)."""
+    srgb = np.asarray(srgb)
+    if srgb.ndim < 2:
+        return (np.clip(srgb, 0.0, 1.0) * scale + 0.5).astype(dtype)
+    out = np.empty(srgb.shape, dtype=dtype)
+    for y in range(0, srgb.shape[0], rows):
+        band = np.clip(srgb[y : y + rows], 0.0, 1.0)
+        band *= scale
+        band += 0.5
+        out[y : y + rows] = band.astype(dtype)
+    return out
+
+
 def to_uint8(srgb: np.ndarray) -> np.ndarray:
     """sRGB float [0, 1] HxWx3 -> uint8 with rounding."""
-    return (np.clip(srgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return _quantise(srgb, 255.0, np.uint8)
 
 
 def to_uint16(srgb: np.ndarray) -> np.ndarray:
     """sRGB float [0, 1] HxWx3 -> uint16 with rounding."""
-    return (np.clip(srgb, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+    return _quantise(srgb, 65535.0, np.uint16)
 
 
 def encode_jpeg(srgb: np.ndarray, quality: int = 95, exif: bytes | None = None, icc: bool = True) -> bytes:

@@ -45,8 +45,8 @@ SPEC = ModelSpec(
     export_note="context and apply export separately; the slice is written with Gather ops",
 )
 
-#: Pixels per chunk of ``apply`` at inference (cache-sized; 8K px x 84 gathered floats = 2.7 MB).
-CHUNK_PIXELS = 1 << 13
+#: Pixels per chunk of ``apply`` at inference (cache-sized; 16K px x 84 gathered floats = 5.5 MB).
+CHUNK_PIXELS = 1 << 14
 #: Pixels per chunk when gradients are on (training crops; bounds autograd buffers).
 TRAIN_CHUNK_PIXELS = 1 << 18
 #: Per-pixel affine inputs: encoded ambient RGB, encoded flash RGB (each plus a learned residual), 1.

@@ -7,7 +7,7 @@ for Image Restoration", ECCV 2022), run tiled with overlap.
 - Whole-image statistics: SCA multiplies features by a function of their spatial mean. A tile's
   mean is not the image's, so tiles would drift in colour. Here ``context(low)`` runs the same
   U-Net on a 128^2 low-resolution copy of the whole stack and returns every block's pooled
-  statistic (concatenated, N x 496 for width 16); ``apply`` uses those instead of pooling the
+  statistic (concatenated, N x 352 for width 16); ``apply`` uses those instead of pooling the
   tile. ``forward`` does the same, so training and tiled inference see one model.
 - Output: sRGB = clamp(encoded ambient + predicted residual, 0, 1).
 
