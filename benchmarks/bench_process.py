@@ -8,8 +8,8 @@ Measures, on a synthetic three-frame DNG shoot (default 24 MP, 6000 x 4000):
   linear settings, one frame after the other);
 - OpenCV Mertens exposure fusion of the same (decoded) frames (``flambient.baselines``);
 - tiling overhead: model time with the default 1024 px tiles vs one whole-image pass;
-- with ``--memory-mp N``: peak RSS (``ru_maxrss``) of a separate ``process`` run on an N MP
-  three-frame set, on the CPU.
+- with ``--memory-mp N``: peak RSS (VmHWM) of a separate ``process`` run on an N MP
+  three-frame set, on the CPU (``--memory-only`` runs just this and updates the JSON).
 
 Prints a rich table and writes JSON (``--json``, default benchmarks/results/process.json).
 Model: the shipped ``default`` when present, else an untrained ``bilateral`` (same compute).
@@ -94,14 +94,25 @@ def _tiling_overhead(shoot: Path, model: str, tile: int) -> dict[str, float]:
     return out
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak RSS in MiB: VmHWM (per address space, so not inherited from a parent
+    that spawned us, unlike ``ru_maxrss`` after vfork+exec), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _memory_child(shoot: str, model: str) -> None:
-    """Child mode: process one shoot on the CPU; the parent reads our ru_maxrss."""
+    """Child mode: process one shoot on the CPU and print the timings and peak RSS as JSON."""
     from flambient.config import load_preset
     from flambient.process import ProcessOptions, process_shoot
 
     s = process_shoot(shoot, ProcessOptions(preset=load_preset("studio"), model=model, devices="cpu"))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB -> MiB on Linux
-    print(json.dumps({"exit": s.exit_code, "rss_mib": rss, "timings": s.results[0].timings if s.results else {}}))
+    print(json.dumps({"exit": s.exit_code, "rss_mib": _peak_rss_mib(), "timings": s.results[0].timings if s.results else {}}))
 
 
 def _memory_run(mp: float, tmp: Path, model: str) -> dict[str, Any]:
@@ -130,11 +141,22 @@ def main() -> None:
     ap.add_argument("--sets", type=int, default=1)
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--memory-mp", type=float, default=0.0, help="also measure peak RSS on an N MP set")
+    ap.add_argument("--memory-only", action="store_true", help="only the --memory-mp measurement")
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "process.json")
     ap.add_argument("--child-memory", nargs=2, metavar=("SHOOT", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_memory:
         _memory_child(*args.child_memory)
+        return
+    if args.memory_only:  # measure memory alone and update the "memory" entry of --json
+        with tempfile.TemporaryDirectory(prefix="bench_process_") as td:
+            model, _ = _model(Path(td))
+            mem = _memory_run(args.memory_mp or 60.0, Path(td), model)
+        print(json.dumps(mem, indent=2))
+        doc = json.loads(args.json.read_text()) if args.json.is_file() else {}
+        doc["memory"] = mem
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
         return
 
     from rich.console import Console

@@ -347,3 +347,42 @@ def test_runner_tiling_matches_whole(family: str) -> None:
     bound = 1.0 / 255.0 if net.spec.tile_exact else float(getattr(net, "tile_tolerance"))
     diff = float(np.abs(whole - tiled).max())
     assert diff < bound, f"{family}: runner tiles differ from one tile by {diff:.2e} (bound {bound:.2e})"
+
+
+def test_half_precision_claim(family: str) -> None:
+    """Families that declare half_precision give fp16 results close to fp32 (checked on CPU)."""
+    import copy
+
+    net = perturbed(family)
+    if not net.spec.half_precision:
+        pytest.skip(f"{family} declares no fp16 support")
+    m = net.spec.size_multiple
+    x = make_stack(1, _round_up(40, m), _round_up(48, m), seed=2)
+    with torch.no_grad():
+        ref = net(x)
+        half = copy.deepcopy(net).half()
+        y = half.apply(x.half(), half.context_of(x.half()), full_pos(x)).float()
+    assert torch.isfinite(y).all()
+    assert (y - ref).abs().max() < 2.0 / 255.0
+
+
+@pytest.mark.parametrize("name", ["bilateral", "lut"])
+def test_chunked_inference_equals_one_pass(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-pixel families' row-chunked inference path (threaded for bilateral) changes nothing."""
+    import importlib
+
+    module = importlib.import_module(f"flambient.nets.{name}")
+    net = perturbed(name)
+    x = make_stack(2, 61, 47, seed=4)
+    ctx = net.context_of(x).detach()
+    pos = torch.tensor([3.0, 5.0, 90.0, 80.0])
+    with torch.enable_grad():
+        one_pass = net.apply(x, ctx, pos).detach()  # grad mode: one chunk for this size
+    monkeypatch.setattr(module, "CHUNK_PIXELS", 500)  # -> many row chunks
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            chunked = net.apply(x, ctx, pos)
+    finally:
+        torch.set_num_threads(1)
+    assert torch.allclose(one_pass, chunked, atol=1e-6, rtol=0)

@@ -12,11 +12,12 @@ After Gharbi et al., "Deep Bilateral Learning for Real-Time Image Enhancement" (
   resulting 3 x 7 affine matrix maps ``[features, 1]`` to sRGB, clamped to [0, 1].
 
 The slice avoids 5-D ``grid_sample`` (TensorRT cannot convert it): the grid is first
-interpolated along x for the tile's columns (a small ``N x D x C x G x w`` table), then each
-pixel gathers the 4 table rows (bin lo/hi x grid row lo/hi) it needs and blends them with
-tent weights. Everything is per pixel given ``pos``, so tiles equal the whole image up to float
-rounding (``tile_exact``, overlap 0); outside ONNX export ``apply`` works through row chunks so
-that peak memory stays at a few dozen floats per pixel of a chunk.
+interpolated along x for the tile's columns and packed so that one table row holds the 4
+corners (bin lo/hi x grid row lo/hi) a pixel needs; each pixel does ONE contiguous gather and
+blends the corners with tent weights (a small batched matrix product). Everything is per pixel
+given ``pos``, so tiles equal the whole image up to float rounding (``tile_exact``, overlap 0).
+Outside ONNX export ``apply`` works through row chunks (cache-sized and spread over torch's
+threads at inference), so peak memory stays at a few dozen floats per pixel of a chunk.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .registry import FlambientNet, ModelSpec, encode_stack, register
 
 SPEC = ModelSpec(
     family="bilateral",
-    description="HDRNet-style bilateral grid of affine colour transforms (default; fast, tile-exact)",
+    description="HDRNet-style bilateral grid of affine transforms (default; fast, tile-exact)",
     size_multiple=1,
     tileable=True,
     overlap=0,

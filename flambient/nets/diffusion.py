@@ -43,7 +43,7 @@ GAMMA_MIN, GAMMA_MAX = 1e-3, 0.9999
 
 SPEC = ModelSpec(
     family="diffusion",
-    description="conditional few-step residual diffusion (Palette gamma conditioning, DDIM <= 8 steps, coordinate-hashed noise)",
+    description="few-step residual diffusion (gamma-conditioned, DDIM, coordinate-hashed noise)",
     size_multiple=2**LEVELS,
     tileable=True,
     overlap=32,

@@ -27,7 +27,7 @@ from .registry import FlambientNet, ModelSpec, encode_stack, register
 
 SPEC = ModelSpec(
     family="lut",
-    description="image-adaptive 3D LUT: context-weighted basis LUTs on a learned flash/ambient mix (global, fastest)",
+    description="image-adaptive 3D LUT on a learned flash/ambient mix (global, fast)",
     size_multiple=1,
     tileable=True,
     overlap=0,

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from .layers import NAFUNet
 from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
@@ -30,7 +29,7 @@ LEVELS = 3
 
 SPEC = ModelSpec(
     family="nafnet",
-    description="NAFNet-style regression U-Net with whole-image channel attention (tiled with overlap)",
+    description="NAFNet-style U-Net, whole-image channel attention (tiled with overlap)",
     size_multiple=2**LEVELS,
     tileable=True,
     overlap=32,
