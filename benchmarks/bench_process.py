@@ -112,7 +112,8 @@ def _memory_child(shoot: str, model: str) -> None:
     from flambient.process import ProcessOptions, process_shoot
 
     s = process_shoot(shoot, ProcessOptions(preset=load_preset("studio"), model=model, devices="cpu"))
-    print(json.dumps({"exit": s.exit_code, "rss_mib": _peak_rss_mib(), "timings": s.results[0].timings if s.results else {}}))
+    timings = s.results[0].timings if s.results else {}
+    print(json.dumps({"exit": s.exit_code, "rss_mib": _peak_rss_mib(), "timings": timings}))
 
 
 def _memory_run(mp: float, tmp: Path, model: str) -> dict[str, Any]:

@@ -269,7 +269,8 @@ def _is_oom(exc: BaseException) -> bool:
 
 def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | None = DEFAULT_TILE,
                 overlap: int | None = None, *, post: TilePost | None = None,
-                timings: dict[str, float] | None = None) -> np.ndarray:
+                timings: dict[str, float] | None = None,
+                on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Run ``backend`` on one whole stack; returns the final as sRGB float32 HxWx3 in [0, 1].
 
     Args:
@@ -282,6 +283,7 @@ def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | N
             :func:`plan_overlap` of it.
         post: optional per-tile output transform (see :data:`TilePost`), applied before stitching.
         timings: when given, ``context`` and ``apply`` seconds are added to it.
+        on_tile: called as ``on_tile(done, total)`` after each tile (progress display).
     """
     spec = backend.spec
     src = as_source(stack)
@@ -292,7 +294,7 @@ def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | N
     tile_px = tile if spec.tileable else None
     while True:
         try:
-            out = _apply_tiles(backend, src, ctx, tile_px, ov, post)
+            out = _apply_tiles(backend, src, ctx, tile_px, ov, post, on_tile)
             break
         except Exception as exc:
             if not _is_oom(exc) or not tile_px or tile_px <= MIN_TILE:
@@ -308,12 +310,12 @@ def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | N
 
 
 def _apply_tiles(backend: Backend, src: StackSource, ctx: np.ndarray, tile: int | None, overlap: int,
-                 post: TilePost | None) -> np.ndarray:
+                 post: TilePost | None, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
     spec = backend.spec
     h, w = src.height, src.width
     plan = plan_tiles(h, w, tile, plan_overlap(overlap) if tile else 0, spec.size_multiple, margin=overlap)
     stitcher = Stitcher(plan, channels=3)
-    for t in plan:
+    for k, t in enumerate(plan):
         x = src.tile(t).transpose(2, 0, 1)[None]  # 1 x 13 x h x w
         x, (th, tw) = pad_to_multiple(x, spec.size_multiple, axes=(2, 3))
         pos = np.array([t.y0, t.x0, h, w], dtype=np.float32)
@@ -324,6 +326,8 @@ def _apply_tiles(backend: Backend, src: StackSource, ctx: np.ndarray, tile: int 
         if post is not None:
             rgb = post(t, rgb, src)
         stitcher.add(t, rgb)
+        if on_tile is not None:
+            on_tile(k + 1, len(plan))
     return stitcher.result()
 
 

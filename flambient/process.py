@@ -208,7 +208,8 @@ class _Job:
 class _Runner:
     """One ``process`` run (see :func:`process_shoot`)."""
 
-    def __init__(self, shoot: Path, opts: ProcessOptions, progress: Callable[[SetResult], None] | None) -> None:
+    def __init__(self, shoot: Path, opts: ProcessOptions, progress: Callable[[SetResult], None] | None,
+                 on_tile: Callable[[str, int, int], None] | None = None) -> None:
         self.shoot = shoot
         self.opts = opts
         self.preset = opts.preset
@@ -217,6 +218,7 @@ class _Runner:
         self.tile = opts.tile if opts.tile is not None else self.preset.tiling.tile
         self.overlap = opts.overlap if opts.overlap is not None else self.preset.tiling.overlap
         self.progress = progress
+        self.on_tile = on_tile
         self.results: dict[str, SetResult] = {}
         self._lock = threading.Lock()
         self.post = edit_post(self.preset.edit)
@@ -255,8 +257,10 @@ class _Runner:
 
     def compute(self, job: _Job, backend: Backend) -> None:
         src = PartsStack(*job.parts)
+        cb = self.on_tile
         job.srgb = infer_image(backend, src, tile=self.tile, overlap=self.overlap, post=self.post,
-                               timings=job.timings)
+                               timings=job.timings,
+                               on_tile=(lambda d, n: cb(job.bset.name, d, n)) if cb is not None else None)
         job.parts = None  # free the frames before finishing
 
     def encode(self, job: _Job, device: str, model_sha: str, backend: Backend) -> SetResult:
@@ -486,19 +490,20 @@ class _LogFile:
 
 def process_shoot(shoot: str | Path, opts: ProcessOptions,
                   progress: Callable[[SetResult], None] | None = None,
-                  on_plan: Callable[[int], None] | None = None) -> BatchSummary:
+                  on_plan: Callable[[int], None] | None = None,
+                  on_tile: Callable[[str, int, int], None] | None = None) -> BatchSummary:
     """Process every set of ``shoot`` (this shard's) with ``opts``; returns the summary.
 
     Writes finals, sidecars, ``flambient-summary.json`` and the log file into the output
     folder (not in a dry run). ``progress`` is called once per finished item; ``on_plan``
-    with the number of items before work starts. Raises :class:`InputError` /
+    with the number of items before work starts; ``on_tile(set, done, total)`` per tile. Raises :class:`InputError` /
     :class:`ConfigError` / :class:`~flambient.errors.ModelError` for problems that stop the
     whole run (missing folder, bad model); per-set problems end up in the summary.
     """
     root = Path(shoot).resolve()
     if not root.is_dir():
         raise InputError("shoot folder not found" if not root.exists() else "not a folder", root)
-    runner = _Runner(root, opts, progress)
+    runner = _Runner(root, opts, progress, on_tile)
     logfile = None if opts.dry_run else _LogFile(runner.out)
     try:
         sets, errors = load_sets(root)

@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo_cmd(
-        folder: Path = typer.Argument(Path("flambient-demo"), help="Shoot folder (a small synthetic one is made if empty)."),
+        folder: Path = typer.Argument(Path("flambient-demo"),
+                                      help="Shoot folder (a small synthetic one is made if empty)."),
         sets: int = typer.Option(3, "--sets", help="Bracket sets to synthesise when the folder holds no shoot."),
         preset: str = typer.Option("studio", "--preset", "-p", help="Preset to process with."),
     ) -> None:
@@ -32,7 +33,8 @@ def register(app: typer.Typer) -> None:
             synth_shoot(folder, sets=sets, size=(1536, 1024), seed=0, fmt="dng", style="studio")
         summary = process_shoot(folder, ProcessOptions(preset=p, devices="auto"))
         for r in summary.results:
-            line = f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else "") + (f"  ({r.error})" if r.error else "")
+            line = (f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else "")
+                    + (f"  ({r.error})" if r.error else ""))
             console.print(line, soft_wrap=True)
         console.print(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / 'flambient-summary.json'})",
                       soft_wrap=True)

@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in pixels (0 = whole image)."),
         overlap: Optional[int] = typer.Option(
             None, "--overlap", help="Model margin at tile borders in pixels (default: the model's spec)."),
-        no_cache: bool = typer.Option(False, "--no-cache", help="Decode originals even when ingest --cache frames exist."),
+        no_cache: bool = typer.Option(False, "--no-cache",
+                                      help="Decode originals even when ingest --cache frames exist."),
         jobs: int = typer.Option(0, "--jobs", "-j", help="Decoder threads per set (0 = all cores)."),
     ) -> None:
         """Blend every bracket set of SHOOT into a final (skips sets already done; exit 1 if any failed)."""
@@ -70,15 +71,23 @@ def _run_with_progress(shoot: Path, opts, quiet: bool):  # type: ignore[no-untyp
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
                   disable=quiet or not console.is_terminal, transient=False) as bar:
-        task = bar.add_task("sets", total=None)
+        task = bar.add_task("all sets", total=None)
+        per_set: dict = {}
 
         def on_plan(n: int) -> None:
             bar.update(task, total=n)
 
-        def on_item(res) -> None:  # type: ignore[no-untyped-def]
-            bar.update(task, advance=1, description=f"{res.name}: {res.status}")
+        def on_tile(name: str, done: int, total: int) -> None:
+            if name not in per_set:
+                per_set[name] = bar.add_task(f"  {name} tiles", total=total)
+            bar.update(per_set[name], completed=done, total=total)
 
-        return process_shoot(shoot, opts, progress=on_item, on_plan=on_plan)
+        def on_item(res) -> None:  # type: ignore[no-untyped-def]
+            bar.update(task, advance=1, description=f"all sets (last: {res.name} {res.status})")
+            if res.name in per_set:
+                bar.remove_task(per_set.pop(res.name))
+
+        return process_shoot(shoot, opts, progress=on_item, on_plan=on_plan, on_tile=on_tile)
 
 
 def _report(summary, dry_run: bool, quiet: bool) -> None:  # type: ignore[no-untyped-def]
