@@ -504,6 +504,8 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
 
         model = DDP(module, device_ids=[d.device.index] if d.device.type == "cuda" else None,
                     find_unused_parameters=cfg.context_only)
+        if not resume:  # DDP broadcast rank 0's weights into net: start every rank's EMA from them
+            ema.load_state_dict(net.state_dict())
     store = PairStore(train_items, cfg.max_side)
     val_pairs = load_val_pairs(val_items, cfg.val_max_side, cfg.val_without_mask) if d.main else []
     aug = Augment(hflip=cfg.hflip, vflip=cfg.vflip, rotate_deg=cfg.rotate_deg, mask_dropout=cfg.mask_dropout)
@@ -653,7 +655,7 @@ def train_dataset(
     """
     from .dataset import load_dataset
     from .data import split_items
-    from .modelcard import command_line, write_card
+    from .modelcard import command_line, read_card, write_card
     from .nets.registry import create_model, save_model
 
     items = load_dataset(dataset)
@@ -663,10 +665,13 @@ def train_dataset(
         net = create_model(cfg.model, **cfg.model_config)
     except TypeError as exc:
         raise ConfigError(f"model_config does not fit family '{cfg.model}' ({exc})") from None
+    earlier = list(read_card(out).get("commands", [])) if resume else []
     res = fit(net, train_items, val_items, cfg, out, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return res
     cmd = command or command_line()
+    # A resumed run keeps the command lines of the run(s) it continues.
+    commands = earlier + [c for c in extra_commands if c not in earlier] + [cmd]
     meta = {"train_config": cfg.to_dict(), "steps": res.steps, "metrics": res.metrics,
             "images_per_s": res.images_per_s, "command": cmd}
     save_model(res.net, out, extra=meta)
@@ -677,7 +682,7 @@ def train_dataset(
         data={"dataset": str(Path(dataset).resolve()), "items": len(items), "train_items": len(train_items),
               "validation_items": [it.name for it in val_items], "split": "fixed by a hash of item names",
               "validation_max_side": cfg.val_max_side},
-        commands=[*extra_commands, cmd],
+        commands=commands,
         metrics={k: res.metrics.get(k) for k in ("delta_e2000", "psnr", "images", "step")},
         training={"steps": res.steps, "minutes": res.seconds / 60.0, "images_seen": res.images,
                   "images_per_s": res.images_per_s, "final_crop": res.crop, "seed": cfg.seed,
