@@ -243,10 +243,13 @@ def ingest_shoot(
     for w in warnings:
         log.warning("%s: %s", w["path"], w["warning"])
     write_manifest(manifest)
-    if cache:
-        write_cache(manifest, n_jobs=n_jobs)
     for f in frames:
         f.preview = None  # free memory; previews are not part of the manifest
+    # Hand back exactly what a later run reads from disk (EV and alignment as stored), so the
+    # first `process` after an ingest gives the same pixels as every rerun.
+    manifest = load_manifest(root) or manifest
+    if cache:
+        write_cache(manifest, n_jobs=n_jobs)
     log.info("%d frame(s) -> %d set(s), %d error(s): %s", len(frames), len(sets), len(errors), manifest.path)
     return manifest
 

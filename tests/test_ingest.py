@@ -188,6 +188,19 @@ def test_dng_shoot_roles_ev_alignment_and_stack(tmp_path):
         assert stack[0, 0, HAS_FLASH] == 1 and stack[0, 0, HAS_WINDOW] == 1
 
 
+def test_ingest_returns_what_a_rerun_reads(tmp_path):
+    """The first process after an ingest must see the same EV/alignment as every rerun."""
+    make_dng_shoot(tmp_path / "shoot", shift=(4, 6))
+    fresh = ingest_shoot(tmp_path / "shoot", n_jobs=2)
+    stored = load_manifest(tmp_path / "shoot")
+    assert stored is not None
+    for a, b in zip(fresh.sets, stored.sets):
+        assert [f.ev for f in a.frames] == [f.ev for f in b.frames]
+        assert [f.align.to_dict() if f.align else None for f in a.frames] == \
+            [f.align.to_dict() if f.align else None for f in b.frames]
+        assert np.array_equal(load_set_stack(fresh.shoot, a), load_set_stack(stored.shoot, b))
+
+
 def test_cache_freshness_and_reuse(tmp_path, monkeypatch):
     make_dng_shoot(tmp_path / "shoot")
     shoot = tmp_path / "shoot"
