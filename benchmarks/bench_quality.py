@@ -82,7 +82,7 @@ def finetune_part(model: str, train: Path, val: Path, minutes: float, tmp: Path)
     wall = time.perf_counter() - t0
     before = quality(model, val)["model"]
     after = quality(str(tmp / "ft"), val)["model"]
-    return {"train_pairs": res.steps and len(list((train / "items").iterdir())), "steps": res.steps,
+    return {"train_pairs": len(list((train / "items").iterdir())), "steps": res.steps,
             "train_minutes": res.seconds / 60, "wall_minutes": wall / 60, "kept": res.kept,
             "internal_val_before": res.before["delta_e2000"], "internal_val_after": res.after["delta_e2000"],
             "heldout_before": before["delta_e2000"], "heldout_after": after["delta_e2000"],
