@@ -35,6 +35,35 @@ def command_line(argv: list[str] | None = None) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def command_from_context(ctx: Any) -> str:
+    """Rebuild a reproducible ``flambient <command> ...`` line from a click/Typer context.
+
+    Uses the parsed parameter values (arguments, then options that differ from their
+    defaults), so it is right however the command was invoked (console script, ``python -m``,
+    a test runner). ``ctx`` is the ``typer.Context`` of the running command.
+    """
+    parts = ["flambient", str(ctx.info_name)]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            parts += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+            continue
+        if value is None or value == param.default or value in ((), []):
+            continue
+        opt = max((o for o in param.opts if o.startswith("--")), key=len, default=param.opts[0])
+        if getattr(param, "is_flag", False):
+            if value:
+                parts.append(opt)
+            elif param.secondary_opts:
+                parts.append(param.secondary_opts[0])
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                parts += [opt, str(v)]
+        else:
+            parts += [opt, str(value)]
+    return " ".join(shlex.quote(a) for a in parts)
+
+
 def _plain(x: Any) -> Any:
     """Make ``x`` YAML-safe: numpy / torch scalars to Python numbers, tuples to lists, paths to str."""
     if isinstance(x, dict):

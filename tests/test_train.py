@@ -174,5 +174,7 @@ def test_cli_train_runs(dataset: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     card = yaml.safe_load((out / "model.yaml").read_text())
     assert card["commands"][0] == "flambient synth X --pairs"
-    assert card["commands"][1].startswith("flambient train") or "train" in card["commands"][1]
+    # Rebuilt from the parsed arguments, not sys.argv (which is the test runner's here).
+    assert card["commands"][1].startswith(f"flambient train {dataset} --out {out}")
+    assert "--steps 2" in card["commands"][1] and "--seed 3" in card["commands"][1]
     assert card["training"]["seed"] == 3

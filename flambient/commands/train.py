@@ -13,6 +13,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_cmd(
+        ctx: typer.Context,
         dataset: Path = typer.Argument(..., help="Dataset folder (from `ingest --pairs` or `synth --pairs`)."),
         out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (model.pt, model.yaml, log.csv, ...)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family (see `flambient models`); default bilateral."),
@@ -33,11 +34,13 @@ def register(app: typer.Typer) -> None:
         together (DDP; gloo on CPU, nccl on CUDA); rank 0 writes the outputs.
         """
         from ..log import console
+        from ..modelcard import command_from_context
         from ..train import make_config, train_dataset
 
         cfg = make_config(config, model=model, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
                           crop=crop, device=device)
-        res = train_dataset(dataset, cfg, out, resume=resume, extra_commands=data_command or [])
+        res = train_dataset(dataset, cfg, out, resume=resume, command=command_from_context(ctx),
+                            extra_commands=data_command or [])
         m = res.metrics
         console.print(f"trained {cfg.model} for {res.steps} steps ({res.seconds / 60:.1f} min, "
                       f"{res.images_per_s:.2f} images/s): validation dE2000 {m.get('delta_e2000', float('nan')):.3f}, "
