@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from .colour import LUMA_WEIGHTS
 from .io.exif import ExifInfo
 
 ROLES = ("ambient", "flash", "window")
 
 # Rec. 709 / sRGB luminance weights (linear RGB); previews of RAW files are camera RGB, for
 # which these weights are close enough for structure and exposure comparisons.
-_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+_LUMA = LUMA_WEIGHTS.astype(np.float32)
 
 
 @dataclass
