@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .paths import search_dirs
 
 PRESET_SUFFIXES = (".yaml", ".yml")
 FORMATS = ("jpeg", "tiff16")
@@ -111,13 +112,7 @@ class Preset:
 
 def preset_dirs() -> list[Path]:
     """Folders searched for ``<name>.yaml``: $FLAMBIENT_PRESETS, the repo's presets/, ./presets."""
-    dirs: list[Path] = []
-    env = os.environ.get("FLAMBIENT_PRESETS")
-    if env:
-        dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[1] / "presets")
-    dirs.append(Path.cwd() / "presets")
-    return dirs
+    return search_dirs("FLAMBIENT_PRESETS", "presets")
 
 
 def available_presets() -> dict[str, Path]:

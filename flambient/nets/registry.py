@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from ..paths import search_dirs
 from ..stack import STACK_CHANNELS
 
 #: Magic value stored in every model file, checked on load.
@@ -181,13 +182,7 @@ def create_model(family: str, **config: Any) -> FlambientNet:
 
 def model_search_paths() -> list[Path]:
     """Folders searched for ``models/<name>/``: $FLAMBIENT_MODELS, the repo's models/, ./models."""
-    paths: list[Path] = []
-    env = os.environ.get("FLAMBIENT_MODELS")
-    if env:
-        paths += [Path(p) for p in env.split(os.pathsep) if p]
-    paths.append(Path(__file__).resolve().parents[2] / "models")
-    paths.append(Path.cwd() / "models")
-    return paths
+    return search_dirs("FLAMBIENT_MODELS", "models")
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
