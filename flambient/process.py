@@ -33,7 +33,7 @@ import numpy as np
 from . import __version__
 from .brackets import BracketSet
 from .config import Preset
-from .devices import Device, resolve_devices
+from .devices import Device, parse_devices, resolve_devices
 from .errors import ConfigError, FlambientError, InputError
 from .inference import Backend, PartsStack, infer_image, load_backend
 from .io.atomic import atomic_write_text
@@ -296,13 +296,26 @@ class _Runner:
         })
         return SetResult(job.bset.name, "done", final=str(job.final), device=device, timings=job.timings)
 
+    def _backend_device(self, device: Device, devices: list[Device]) -> str:
+        """The device name handed to the backend.
+
+        GPUs are discovered through torch; a CPU-only torch beside onnxruntime-gpu sees none.
+        With ``--devices auto`` and the onnx backend, onnxruntime then picks its own provider
+        (TensorRT, CUDA, CPU) instead of being pinned to the CPU.
+        """
+        onnx = self.opts.backend == "onnx" or str(self.model_name).lower().endswith(".onnx")
+        auto = parse_devices(self.opts.devices)[0] == "auto"
+        if onnx and auto and not any(d.is_cuda for d in devices):
+            return "auto"
+        return device.name
+
     # ------------------------------------------------------------------ run
     def run(self, sets: list[BracketSet], ingest_errors: list[dict[str, Any]]) -> BatchSummary:
         t_start = time.perf_counter()
         for e in ingest_errors:
             self.record(SetResult(str(e.get("path")), "failed", error=str(e.get("error"))))
         devices = [Device("cpu", "CPU")] if self.opts.dry_run else resolve_devices(self.opts.devices)
-        backends = [load_backend(self.model_name, self.opts.backend, d.name) for d in devices]
+        backends = [load_backend(self.model_name, self.opts.backend, self._backend_device(d, devices)) for d in devices]
         model_sha = model_fingerprint(backends[0])
         log.info("model %s; %d set(s); output %s", backends[0].describe(), len(sets), self.out)
         todo: list[BracketSet] = []

@@ -237,3 +237,20 @@ def test_devices_option(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [d.name for d in devices.resolve_devices("cuda:1")] == ["cuda:1"]
     with pytest.raises(DeviceError, match="cuda:2"):
         devices.resolve_devices("cuda:2")
+
+
+def test_onnx_backend_picks_its_own_provider_when_torch_sees_no_gpu(tmp_path: Path) -> None:
+    """CPU-only torch beside onnxruntime-gpu: `--devices auto` must not pin onnx to the CPU."""
+    from flambient.devices import Device
+
+    cpu = [Device("cpu", "CPU")]
+    preset = load_preset("studio")
+
+    def device_for(backend: str, devices: str, model: str | None = None) -> str:
+        runner = _Runner(tmp_path, ProcessOptions(preset=preset, backend=backend, devices=devices, model=model), None)
+        return runner._backend_device(cpu[0], cpu)
+
+    assert device_for("onnx", "auto") == "auto"
+    assert device_for("torch", "auto", model=str(tmp_path / "m.onnx")) == "auto"
+    assert device_for("onnx", "cpu") == "cpu"
+    assert device_for("torch", "auto") == "cpu"
