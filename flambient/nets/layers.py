@@ -12,8 +12,10 @@ import math
 import torch
 from torch import nn
 
-#: Rec. 709 luminance weights (applied to encoded RGB as a cheap luma).
-LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)
+from .. import colour
+
+#: Rec. 709 luminance weights (from :mod:`flambient.colour`), applied to encoded RGB as a cheap luma.
+LUMA_WEIGHTS = tuple(float(v) for v in colour.LUMA_WEIGHTS)
 
 
 def conv_act(cin: int, cout: int, stride: int = 1, act: bool = True) -> nn.Sequential:
