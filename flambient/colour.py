@@ -77,6 +77,25 @@ def linear_to_srgb(linear: Any, clip: bool = True) -> Any:
     return (enc * np.sign(x)).astype(np.float32)
 
 
+def srgb_encode_into(linear: np.ndarray, out: np.ndarray, hi: float = 1.0) -> np.ndarray:
+    """The sRGB curve of ``clip(linear, 0, hi)`` written into ``out`` (float32 numpy, any shape).
+
+    A fast form for hot loops (about 2x torch's ``pow`` form): ``x ** (1/2.4)`` is computed
+    as ``c * sqrt(sqrt(c))`` with ``c = cbrt(x)`` (5/12 = 1/3 + 1/12), within 3 float32 ulps
+    of the ``pow`` form (1e-6 absolute up to 16). ``out`` may not alias ``linear``; ``hi``
+    above 1 extends the curve (the models' input encoding uses 16). Returns ``out``.
+    """
+    y = np.clip(linear, 0.0, hi, dtype=np.float32)
+    small = y <= np.float32(0.0031308)
+    c = np.cbrt(y, out=out)
+    c *= np.sqrt(np.sqrt(c))
+    c *= np.float32(1.055)
+    c -= np.float32(0.055)
+    np.multiply(y, np.float32(12.92), out=y)
+    np.copyto(out, y, where=small)
+    return out
+
+
 def _matmul_channels(x: Any, m: np.ndarray, channel_axis: int) -> Any:
     """Apply a 3x3 matrix ``m`` to the channel axis of ``x``."""
     if _is_torch(x):

@@ -557,15 +557,16 @@ def load_set_parts(shoot: str | Path, bset: BracketSet, use_cache: bool = True, 
 def _decode_for_stack(f: Frame) -> tuple[np.ndarray, float]:
     """``(pixels, factor)``: ``pixels * factor`` is the frame normalised and aligned.
 
-    Unaligned RAW frames stay uint16 (factor ``2**-ev / 65535``); others are float32 from
-    :func:`load_frame` (factor 1).
+    RAW frames stay uint16 (factor ``2**-ev / 65535``), handheld ones resampled onto the
+    reference grid in uint16 too (bilinear, rounding error at most half a 16-bit level); others
+    are float32 from :func:`load_frame` (factor 1).
     """
-    if f.fmt == "raw" and (f.align is None or not f.align.applied):
+    if f.fmt == "raw":
         u16 = decode_raw_u16(f.path)
         if f.height and f.width and u16.shape[:2] != (f.height, f.width):
             raise InputError(f"decoded size {u16.shape[1]}x{u16.shape[0]} differs from the manifest's "
                              f"{f.width}x{f.height}", f.path, "the file changed: run `flambient ingest` again")
-        return u16, float(2.0 ** -f.ev) / 65535.0
+        return warp_to_reference(u16, f.align), float(2.0 ** -f.ev) / 65535.0
     return load_frame(f), 1.0
 
 
@@ -574,36 +575,50 @@ def assemble_stack(
     flashes: list[tuple[np.ndarray, float]],
     window: tuple[np.ndarray, float] | None,
     band_bytes: int = 4 << 20,
+    *,
+    channels_first: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Build the HxWx13 float32 stack from ``(pixels, factor)`` pairs in one pass over memory.
+    """Build the float32 stack from ``(pixels HxWx3, factor)`` pairs in one pass over memory.
 
     Equivalent to ``build_stack(a * fa, mean(f_i * ff_i), w * fw)`` without the intermediate
     float frames: rows are filled in bands of about ``band_bytes`` so each band of the stack is
-    written once while it is in cache (a 24 MP stack is 1.25 GB).
+    written once while it is in cache (a 24 MP stack is 1.25 GB). Returns H x W x 13, or
+    13 x H x W with ``channels_first`` (the model's tile layout); ``out``, when given, is a
+    float32 array of that shape to fill (a reused tile buffer: no new pages per tile).
     """
     h, w = ambient[0].shape[:2]
-    out = np.empty((h, w, STACK_CHANNELS), dtype=np.float32)
+    shape = (STACK_CHANNELS, h, w) if channels_first else (h, w, STACK_CHANNELS)
+    if out is None or out.shape != shape or out.dtype != np.float32:
+        out = np.empty(shape, dtype=np.float32)
     rows = max(1, band_bytes // (w * STACK_CHANNELS * 4))
     nf = len(flashes)
+
+    def chan(o: np.ndarray, c: slice | int) -> np.ndarray:  # channels of a band of ``out``
+        return o[c] if channels_first else o[:, :, c]
+
+    def pix(a: np.ndarray, sl: slice) -> np.ndarray:  # RGB of a band of a frame, in out's layout
+        return a[sl, :, :3].transpose(2, 0, 1) if channels_first else a[sl, :, :3]
+
     for y0 in range(0, h, rows):
         sl = slice(y0, min(h, y0 + rows))
-        o = out[sl]
-        np.multiply(ambient[0][sl, :, :3], np.float32(ambient[1]), out=o[:, :, AMBIENT], casting="unsafe")
+        o = out[:, sl] if channels_first else out[sl]
+        np.multiply(pix(ambient[0], sl), np.float32(ambient[1]), out=chan(o, AMBIENT), casting="unsafe")
         if nf:
-            fo = o[:, :, FLASH]
-            np.multiply(flashes[0][0][sl, :, :3], np.float32(flashes[0][1] / nf), out=fo, casting="unsafe")
+            fo = chan(o, FLASH)
+            np.multiply(pix(flashes[0][0], sl), np.float32(flashes[0][1] / nf), out=fo, casting="unsafe")
             for arr, fac in flashes[1:]:
-                fo += arr[sl, :, :3] * np.float32(fac / nf)
+                fo += pix(arr, sl) * np.float32(fac / nf)
         else:
-            o[:, :, FLASH] = 0.0
+            chan(o, FLASH)[...] = 0.0
         if window is not None:
-            np.multiply(window[0][sl, :, :3], np.float32(window[1]), out=o[:, :, WINDOW], casting="unsafe")
+            np.multiply(pix(window[0], sl), np.float32(window[1]), out=chan(o, WINDOW), casting="unsafe")
         else:
-            o[:, :, WINDOW] = 0.0
-        o[:, :, MASK] = 0.0
-        o[:, :, HAS_FLASH] = 1.0 if nf else 0.0
-        o[:, :, HAS_WINDOW] = 1.0 if window is not None else 0.0
-        o[:, :, HAS_MASK] = 0.0
+            chan(o, WINDOW)[...] = 0.0
+        chan(o, MASK)[...] = 0.0
+        chan(o, HAS_FLASH)[...] = 1.0 if nf else 0.0
+        chan(o, HAS_WINDOW)[...] = 1.0 if window is not None else 0.0
+        chan(o, HAS_MASK)[...] = 0.0
     return out
 
 

@@ -77,29 +77,41 @@ def resize_long_edge(srgb: np.ndarray, long_edge: int | None) -> np.ndarray:
     return cv2.resize(srgb, size, interpolation=cv2.INTER_AREA)
 
 
-def sharpen_inplace(srgb: np.ndarray, amount: float, sigma: float, band: int = 512) -> np.ndarray:
+def sharpen_inplace(srgb: np.ndarray, amount: float, sigma: float, band: int = 128) -> np.ndarray:
     """Unsharp mask ``x + amount * (x - gauss(x, sigma))``, clipped to [0, 1], in place.
 
     Works on bands of rows with a margin of ``4 sigma`` so the result equals a whole-image
-    blur while only one band is copied at a time. Returns ``srgb``.
+    blur while only one band is copied at a time. The band buffers are allocated once and
+    reused (small enough to stay on the heap: fresh pages per band cost more than the blur).
+    Returns ``srgb``.
     """
     if amount <= 0:
         return srgb
     import cv2
 
-    h = srgb.shape[0]
+    h, w = srgb.shape[:2]
     m = int(math.ceil(4 * sigma)) + 1
-    saved: np.ndarray | None = None  # original rows just above the current band
+    a = np.float32(amount)
+    chunk_buf = np.empty((band + 2 * m,) + srgb.shape[1:], dtype=np.float32)
+    blur_buf = np.empty_like(chunk_buf)
+    saved = np.empty((m,) + srgb.shape[1:], dtype=np.float32)  # original rows just above the band
+    n_saved = 0
     for y in range(0, h, band):
         lo, hi = max(0, y - m), min(h, y + band + m)
-        chunk = np.array(srgb[lo:hi], dtype=np.float32)
-        if saved is not None:
-            chunk[: y - lo] = saved
-        blur = cv2.GaussianBlur(chunk, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+        chunk, blur = chunk_buf[: hi - lo], blur_buf[: hi - lo]
+        chunk[...] = srgb[lo:hi]
+        if n_saved:
+            chunk[: y - lo] = saved[m - (y - lo):]
+        cv2.GaussianBlur(chunk, (0, 0), sigmaX=sigma, sigmaY=sigma, dst=blur, borderType=cv2.BORDER_REFLECT_101)
         ye = min(h, y + band)
-        saved = chunk[max(y, ye - m) - lo: ye - lo].copy()
-        core = slice(y - lo, ye - lo)
-        srgb[y:ye] = np.clip(chunk[core] + np.float32(amount) * (chunk[core] - blur[core]), 0.0, 1.0)
+        keep = chunk[max(y, ye - m) - lo: ye - lo]
+        saved[m - len(keep):] = keep
+        n_saved = len(keep)
+        core, dst = chunk[y - lo: ye - lo], srgb[y:ye]
+        np.subtract(core, blur[y - lo: ye - lo], out=blur[y - lo: ye - lo])
+        blur[y - lo: ye - lo] *= a
+        np.add(core, blur[y - lo: ye - lo], out=dst)
+        np.clip(dst, 0.0, 1.0, out=dst)
     return srgb
 
 

@@ -222,6 +222,8 @@ class _Runner:
         self.results: dict[str, SetResult] = {}
         self._lock = threading.Lock()
         self.post = edit_post(self.preset.edit)
+        #: Finished sets' output buffers, reused by the next sets (at most one per set in flight).
+        self._buffers: list[np.ndarray] = []
 
     def record(self, res: SetResult) -> None:
         with self._lock:
@@ -260,20 +262,36 @@ class _Runner:
         cb = self.on_tile
         job.srgb = infer_image(backend, src, tile=self.tile, overlap=self.overlap, post=self.post,
                                timings=job.timings,
-                               on_tile=(lambda d, n: cb(job.bset.name, d, n)) if cb is not None else None)
+                               on_tile=(lambda d, n: cb(job.bset.name, d, n)) if cb is not None else None,
+                               out=self._take_buffer((src.height, src.width, 3)))
         job.parts = None  # free the frames before finishing
+
+    def _take_buffer(self, shape: tuple[int, int, int]) -> np.ndarray | None:
+        """A finished set's output buffer of this shape, if one is free (None: allocate anew)."""
+        with self._lock:
+            for i, buf in enumerate(self._buffers):
+                if buf.shape == shape:
+                    return self._buffers.pop(i)
+        return None
+
+    def _give_buffer(self, buf: np.ndarray) -> None:
+        with self._lock:
+            self._buffers = [buf, *self._buffers][:2]
 
     def encode(self, job: _Job, device: str, model_sha: str, backend: Backend) -> SetResult:
         t0 = time.perf_counter()
         assert job.srgb is not None
-        img = finish(job.srgb, self.preset.output)
-        job.srgb = None
+        buf, job.srgb = job.srgb, None
+        img = finish(buf, self.preset.output)
         ref = job.bset.reference_frame
         if not job.lock.still_held():
             return SetResult(job.bset.name, "skipped", note="lock was taken over by another process; result discarded")
         for stale in self.out.glob(f".{job.final.stem}.*.partial*"):
             stale.unlink(missing_ok=True)  # left by a killed run of this set (we hold its lock)
         write_final(job.final, img, self.preset.output, exif_bytes(ref.exif))
+        size = [int(img.shape[1]), int(img.shape[0])]
+        del img
+        self._give_buffer(buf)
         job.timings["encode"] = time.perf_counter() - t0
         job.timings = {k: round(v, 4) for k, v in job.timings.items()}
         job.timings["total"] = round(sum(job.timings.values()), 4)
@@ -281,7 +299,7 @@ class _Runner:
             "flambient_version": __version__,
             "set": job.bset.name,
             "final": job.final.name,
-            "size": [int(img.shape[1]), int(img.shape[0])],
+            "size": size,
             "model": {"name": self.model_name, "family": backend.spec.family, "sha256": model_sha,
                       "backend": getattr(backend, "name", "torch")},
             "preset": self.preset.to_dict(),

@@ -227,13 +227,23 @@ class Stitcher:
     """Accumulates tile outputs (``t.h x t.w x C``) into one ``H x W x C`` float32 image.
 
     Non-overlapping plans copy tiles in place; overlapping plans add each tile times its
-    smooth-ramp weight. Memory: one output image plus one tile.
+    smooth-ramp weight. Memory: one output image plus one tile. ``out`` (optional) is a
+    float32 ``H x W x C`` array to fill instead of a new one: a batch reuses one buffer per
+    set in flight, because first-touch page faults of a fresh 24 MP float image cost more than
+    the copying.
     """
 
-    def __init__(self, plan: TilePlan, channels: int = 3) -> None:
+    def __init__(self, plan: TilePlan, channels: int = 3, out: np.ndarray | None = None) -> None:
         self.plan = plan
-        self.out = np.zeros((plan.height, plan.width, channels), dtype=np.float32)
         self._blend = plan.overlapping
+        shape = (plan.height, plan.width, channels)
+        if out is None:
+            out = np.zeros(shape, dtype=np.float32) if self._blend else np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32:
+            raise ValueError(f"stitch buffer {out.shape} {out.dtype} does not match {shape} float32")
+        elif self._blend:
+            out[...] = 0.0
+        self.out = out
         self._added = 0
 
     def add(self, t: Tile, pixels: np.ndarray) -> None:

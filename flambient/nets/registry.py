@@ -82,18 +82,25 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, (size, size))
 
 
+#: Linear value where the networks' input encoding saturates (the sRGB curve runs on [0, 16]).
+ENCODE_MAX = 16.0
+#: Stack channels 0-8 (ambient, flash, window RGB) are encoded; the rest (mask, flags) pass through.
+RGB_CHANNELS = 9
+
+
 def encode_rgb(x: torch.Tensor) -> torch.Tensor:
-    """Compress linear light for a network: sRGB curve on [0, 16], so highlights stay visible.
+    """Compress linear light for a network: sRGB curve on [0, ENCODE_MAX], so highlights stay visible.
 
     Shape-preserving; applies to any tensor of linear values (use on RGB channels only).
+    :func:`flambient.colour.srgb_encode_into` is the same curve for numpy hot loops.
     """
-    x = x.clamp(0.0, 16.0)
+    x = x.clamp(0.0, ENCODE_MAX)
     return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(1e-8) ** (1.0 / 2.4) - 0.055)
 
 
 def encode_stack(x: torch.Tensor) -> torch.Tensor:
     """Encode the RGB channels (0-8) of an N x 13 x H x W stack with :func:`encode_rgb`."""
-    return torch.cat([encode_rgb(x[:, :9]), x[:, 9:]], dim=1)
+    return torch.cat([encode_rgb(x[:, :RGB_CHANNELS]), x[:, RGB_CHANNELS:]], dim=1)
 
 
 def full_pos(x: torch.Tensor) -> torch.Tensor:
