@@ -3,7 +3,7 @@
 Measures, on a synthetic three-frame DNG shoot (default 24 MP, 6000 x 4000):
 
 - end-to-end seconds per set through :func:`flambient.process.process_shoot` (ingest excluded):
-  the wall time of the whole batch (``--sets``, default 6: decode of the next set overlaps
+  the wall time of the whole batch (``--sets``, default 12: decode of the next set overlaps
   the model, as in a real shoot of 20-40 rooms) divided by the number of sets, plus the CPU
   time per set and the decode / context / apply / encode split from the sidecars; and the
   latency of one set processed alone;
@@ -148,7 +148,7 @@ def _memory_run(mp: float, tmp: Path, model: str) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mp", type=float, default=24.0, help="megapixels of the synthetic frames")
-    ap.add_argument("--sets", type=int, default=6, help="sets in the shoot (the batch overlaps decode and compute)")
+    ap.add_argument("--sets", type=int, default=12, help="sets in the shoot (the batch overlaps decode and compute)")
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--memory-mp", type=float, default=0.0, help="also measure peak RSS on an N MP set")
     ap.add_argument("--memory-only", action="store_true", help="only the --memory-mp measurement")
