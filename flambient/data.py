@@ -105,12 +105,20 @@ class Augment:
         mask_dropout: probability of removing the window mask from a sample (channel 9 and
             the has_mask flag zeroed). ``process`` builds stacks from shoots without a mask,
             so a model must work both with and without one.
+        frame_dropout: probability of removing the flash and window-pull frames (and mask):
+            the sample becomes a single-image one (one merged exposure -> final), the other
+            first-class input of ``process``.
+        exposure_jitter: maximum stops (uniform, either sign) by which every frame of a sample
+            is scaled in linear light; the target stays, so the model learns to find the
+            exposure from the image (single merged images arrive at any exposure).
     """
 
     hflip: float = 0.5
     vflip: float = 0.0
     rotate_deg: float = 3.0
     mask_dropout: float = 0.5
+    frame_dropout: float = 0.0
+    exposure_jitter: float = 0.0
 
 
 def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augment,
@@ -127,6 +135,12 @@ def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augm
     s = np.ascontiguousarray(s)
     if aug.mask_dropout > 0 and rng.random() < aug.mask_dropout:
         s = drop_mask(s)
+    if aug.frame_dropout > 0 and rng.random() < aug.frame_dropout:
+        s = drop_frames(s)
+    if aug.exposure_jitter > 0:
+        gain = np.ones(s.shape[2], dtype=np.float32)
+        gain[:9] = 2.0 ** rng.uniform(-aug.exposure_jitter, aug.exposure_jitter)
+        s = s * gain  # a new array: the store's cached pair is never modified
     return s, np.ascontiguousarray(t)
 
 
@@ -137,6 +151,15 @@ def drop_mask(stack: np.ndarray) -> np.ndarray:
     out = stack.copy()
     out[:, :, MASK] = 0.0
     out[:, :, HAS_MASK] = 0.0
+    return out
+
+
+def drop_frames(stack: np.ndarray) -> np.ndarray:
+    """A copy of an HxWx13 stack reduced to its ambient frame (a single-image sample)."""
+    from .stack import AMBIENT, STACK_CHANNELS
+
+    out = np.zeros((*stack.shape[:2], STACK_CHANNELS), dtype=stack.dtype)
+    out[:, :, AMBIENT] = stack[:, :, AMBIENT]
     return out
 
 

@@ -1,19 +1,36 @@
-"""``flambient finetune``: adapt a trained model to a studio's own pairs, on a CPU, in minutes.
+"""``flambient finetune``: adapt a trained model to a studio's own pairs, from 3 to 600+.
 
-Steps: build a dataset from the pairs (any layout ``ingest --pairs`` reads, or a dataset folder
-as is), hold out a fixed validation split, measure the base model on it (BEFORE), train with a
-low learning rate and early stopping (optionally only the context branch), keep the best
-validated EMA weights, measure again (AFTER), and write ``OUT/model.pt`` + ``OUT/model.yaml``
-with both sets of metrics. When fine-tuning does not beat the base model on the held-out
-pairs, the base weights are kept and the card says so.
+Two regimes, chosen from the number of pairs ``n`` (``few_pairs``, default 40):
+
+- **few-shot** (``n < few_pairs``): only the model's *style* parameters move
+  (:meth:`FlambientNet.style_parameters`: for the default ``adaptive`` family about 40 global
+  numbers: tone curve, exposure key, white-balance strength and bias, saturation, colour
+  matrix, flash weight), on whole images, every pair in every step, with an L2 pull toward the
+  base model's values (``style_reg / n``) and a step budget that grows with ``n``. No early
+  stopping on one or two validation images: what was learned is *reported* by cross-validation
+  (leave-one-out up to 5 pairs, 5 folds above: each fold fitted on the other pairs and scored
+  before and after), and the model that is written is fitted on every pair.
+- **many pairs** (``n >= few_pairs``): 10 % (at least 8) of the pairs are held out to report
+  and to stop early, and the whole image-adaptive model trains with a low learning rate
+  (:func:`flambient.train.fit`), the style included.
+
+In both regimes the base model is kept when fine-tuning does not beat it on the held-out
+estimate, and the card says so. Metrics are dE2000 (CIELAB D65) and PSNR on sRGB in [0, 1].
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .errors import InputError
 from .log import get_logger
@@ -26,9 +43,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "lr": 5e-4,
     "warmup": 0.02,
     "min_lr_ratio": 0.1,
-    "patience": 4,
+    "patience": 6,
     "keep_best": True,
-    "val_fraction": 0.2,
+    "val_fraction": 0.1,
     "max_side": 384,
     "val_max_side": 384,
     "batch": 4,
@@ -37,11 +54,24 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "ema_decay": 0.95,
     "rotate_deg": 2.0,
 }
+#: Learning rate of the few-shot style fit (Adam; the style parameters are O(1) numbers).
+STYLE_LR = 0.03
+#: Long edge (px) of the pairs the few-shot regime loads (context input and evaluation).
+STYLE_SIDE = 256
+#: Side (px) of the squares the few-shot loss is computed on (a global style needs colours, not detail).
+STYLE_FIT_SIDE = 64
+#: Folds of the few-shot estimate: leave-one-out up to this many pairs, this many folds above.
+MAX_FOLDS = 5
+#: Fewest held-out pairs in the many-pairs regime.
+MIN_HOLDOUT = 8
+
+Pair = tuple[str, np.ndarray, np.ndarray]
+Progress = Callable[[str], None]
 
 
 @dataclass
 class FinetuneResult:
-    """Metrics before and after, and what was kept."""
+    """Metrics before and after (on held-out pairs or by leave-one-out), and what was kept."""
 
     before: dict[str, float]
     after: dict[str, float]
@@ -49,6 +79,8 @@ class FinetuneResult:
     steps: int
     seconds: float
     model_path: Path
+    regime: str = "few-shot"
+    per_pair: list[dict[str, Any]] = field(default_factory=list)
 
 
 def finetune_config(config: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -71,62 +103,223 @@ def _dataset_from(pairs: Path, tmp: Path) -> Path:
     return res.dataset
 
 
+def style_steps_for(n: int) -> int:
+    """Optimiser steps of a few-shot fit on ``n`` pairs: 150 + 10 per pair, at most 400."""
+    return int(min(400, 150 + 10 * n))
+
+
+def style_batch(net: torch.nn.Module, pairs: Sequence[Pair], side: int, device: torch.device
+                ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Pairs -> (context features, inputs N x 13 x side x side, targets N x 3 x side x side).
+
+    Every pair is area-resized to a ``side`` square (a global style does not depend on the
+    layout of the pixels, so all pairs fit one batch). The context features (None for
+    families without any) come from each pair's full context input, as at inference; the
+    context's own image statistics are then taken from the ``side`` squares (means of the
+    same pixels, cheap enough to recompute every step).
+    """
+    from .nets.registry import downsample
+
+    feats, xs, ys = [], [], []
+    for _, s, t in pairs:
+        x = torch.from_numpy(np.ascontiguousarray(s)).permute(2, 0, 1)[None].to(device)
+        y = torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1)[None].to(device)
+        with torch.no_grad():
+            feats.append(net.context_features(downsample(x, net.spec.context_size)))
+        xs.append(F.interpolate(x, size=(side, side), mode="area"))
+        ys.append(F.interpolate(y, size=(side, side), mode="area"))
+    f = None if any(v is None for v in feats) else torch.cat(feats)
+    return f, torch.cat(xs), torch.cat(ys)
+
+
+def fit_style(net: torch.nn.Module, pairs: Sequence[Pair], steps: int, reg: float, device: torch.device,
+              lr: float = STYLE_LR, side: int = STYLE_FIT_SIDE) -> None:
+    """Fit ``net.style_parameters()`` in place on whole-image pairs (every pair in every step).
+
+    ``pairs`` hold (name, H x W x 13 linear stack, H x W x 3 sRGB target). Loss: L1 plus the
+    CIELAB distance (:func:`flambient.losses.blend_loss` without its structural term: a global
+    style moves colours, not structure) on :func:`style_batch` squares, plus ``reg / len(pairs)``
+    times the squared distance of the style to its starting values. Adam with a cosine-decayed
+    rate; every other parameter stays frozen, so the context features are computed once.
+    """
+    from .losses import LossWeights, blend_loss
+    from .nets.registry import full_pos
+
+    style = list(net.style_parameters())
+    frozen = [(p, p.requires_grad) for p in net.parameters()]
+    for p, _ in frozen:
+        p.requires_grad_(False)
+    for p in style:
+        p.requires_grad_(True)
+    anchor = [p.detach().clone() for p in style]
+    feats, x, y = style_batch(net, pairs, side, device)
+    pos = full_pos(x)
+    weights = LossWeights(l1=1.0, ssim=0.0, lab=1.0, chroma_weight=1.0)
+    opt = torch.optim.Adam(style, lr=lr)
+    lam = reg / max(1, len(pairs))
+    was_training = net.training
+    net.train()
+    try:
+        for step in range(steps):
+            for g in opt.param_groups:
+                g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps))))
+            opt.zero_grad(set_to_none=True)
+            ctx = net.context_from(x, feats) if feats is not None else net.context_of(x)
+            loss = blend_loss(net.apply(x, ctx, pos), y, weights)[0]
+            loss = loss + lam * sum(((p - a) ** 2).sum() for p, a in zip(style, anchor))
+            loss.backward()
+            opt.step()
+    finally:
+        for p, flag in frozen:
+            p.requires_grad_(flag)
+        net.train(was_training)
+
+
+def _per_pair(net: torch.nn.Module, pairs: Sequence[Pair], device: torch.device) -> list[dict[str, float]]:
+    return [evaluate(net, [p], device)[0] for p in pairs]
+
+
+def cross_validate(net: torch.nn.Module, pairs: Sequence[Pair], steps: int, reg: float, device: torch.device,
+                   progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Held-out estimate of a few-shot fit: leave-one-out up to :data:`MAX_FOLDS` pairs, else that many folds.
+
+    Pairs are dealt to folds in name order; each fold is fitted on the other pairs and scored
+    on its own. Returns one record per held-out pair: ``{"name", "fold", "before": {...},
+    "after": {...}}`` with dE2000 and PSNR of the base and of the fold's fit. ``net`` is left
+    unchanged.
+    """
+    base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    order = sorted(range(len(pairs)), key=lambda i: pairs[i][0])
+    k = min(len(pairs), MAX_FOLDS)
+    records: list[dict[str, Any]] = []
+    for fold in range(k):
+        held = [pairs[i] for j, i in enumerate(order) if j % k == fold]
+        rest = [pairs[i] for j, i in enumerate(order) if j % k != fold]
+        before = _per_pair(net, held, device)
+        fit_style(net, rest, steps, reg, device)
+        after = _per_pair(net, held, device)
+        net.load_state_dict(base_state)
+        for p, b, a in zip(held, before, after):
+            records.append({"name": p[0], "fold": fold, "before": b, "after": a})
+        if progress:
+            progress(f"fold {fold + 1}/{k}: held out {', '.join(p[0] for p in held)}: dE2000 "
+                     f"{np.mean([b['delta_e2000'] for b in before]):.2f} -> {np.mean([a['delta_e2000'] for a in after]):.2f}")
+    return records
+
+
+def _mean(records: Sequence[dict[str, float]]) -> dict[str, float]:
+    keys = ("delta_e2000", "psnr")
+    return {**{k: float(np.mean([r[k] for r in records])) for k in keys}, "images": len(records)}
+
+
+def _few_shot(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, device: torch.device,
+              progress: Progress | None) -> tuple[dict[str, float], dict[str, float], list[dict[str, Any]], int, list[str]]:
+    """The few-shot regime: leave-one-out report, then the style fitted on every pair."""
+    side = min(cfg.max_side, STYLE_SIDE)
+    pairs = load_val_pairs(items, side, cfg.val_without_mask)
+    steps = cfg.style_steps or style_steps_for(len(pairs))
+    folds: list[dict[str, Any]] = []
+    if len(pairs) >= 2:
+        folds = cross_validate(net, pairs, steps, cfg.style_reg, device, progress)
+    before = _mean([f["before"] for f in folds]) if folds else _mean(_per_pair(net, pairs, device))
+    fit_style(net, pairs, steps, cfg.style_reg, device)
+    if folds:
+        after = _mean([f["after"] for f in folds])
+    else:  # one pair: nothing to hold out, report the fit on it (said in the card)
+        after = _mean(_per_pair(net, pairs, device))
+    return before, after, folds, steps, [f["name"] for f in folds]
+
+
+def _many_pairs(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, out: Path, device: torch.device
+                ) -> tuple[dict[str, float], dict[str, float], torch.nn.Module, int, float, list[str]]:
+    """The many-pairs regime: a fixed held-out split, the whole model trained with early stopping."""
+    from .data import split_items
+
+    frac = max(cfg.val_fraction, MIN_HOLDOUT / len(items))
+    train_items, val_items = split_items(items, frac, min_val=MIN_HOLDOUT)
+    val_pairs = load_val_pairs(val_items, cfg.val_max_side, cfg.val_without_mask)
+    before, _ = evaluate(net, val_pairs, device)
+    if not cfg.steps and not cfg.max_minutes:
+        cfg.max_minutes = float(min(25.0, max(3.0, len(items) / 25.0)))
+    res = fit(net, train_items, val_items, cfg, out)
+    after, _ = evaluate(res.net, val_pairs, device)
+    return before, after, res.net, res.steps, res.images_per_s, [it.name for it in val_items]
+
+
 def finetune(
     pairs: str | Path,
     out: str | Path,
     base: str | Path = "default",
     cfg: TrainConfig | None = None,
     command: str | None = None,
+    progress: Progress | None = None,
 ) -> FinetuneResult:
-    """Fine-tune model ``base`` (shipped name or path) on ``pairs``; write the result to ``out``."""
-    from .data import split_items
+    """Fine-tune model ``base`` (shipped name or path) on ``pairs``; write the result to ``out``.
+
+    ``progress`` (optional) receives one line per cross-validation fold. Raises
+    :class:`InputError` for a missing folder or no usable pairs.
+    """
     from .dataset import load_dataset
     from .modelcard import command_line, read_card, write_card
     from .nets.registry import load_model, resolve_model_path, save_model
 
     cfg = cfg or finetune_config()
     pairs = Path(pairs)
-    net, meta = load_model(base)
+    out = Path(out)
+    net, _ = load_model(base)
     base_path = resolve_model_path(base)
     cfg.model, cfg.model_config = net.spec.family, dict(net.config)
     device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="flambient-ft-") as td:
         dataset = _dataset_from(pairs, Path(td))
         items = load_dataset(dataset)
-        if len(items) < 2:
-            raise InputError("fine-tuning needs at least 2 pairs (one is held out for validation)", pairs)
-        train_items, val_items = split_items(items, cfg.val_fraction)
-        val_pairs = load_val_pairs(val_items, cfg.val_max_side, cfg.val_without_mask)
+        if not items:
+            raise InputError("no usable pairs found", pairs)
         net.to(device)
-        before, _ = evaluate(net, val_pairs, device)
-        log.info("base model on %d held-out pairs: dE2000 %.3f, PSNR %.2f dB", len(val_pairs),
-                 before["delta_e2000"], before["psnr"])
         base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        res = fit(net, train_items, val_items, cfg, out)
-        after, _ = evaluate(res.net, val_pairs, device)
+        folds: list[dict[str, Any]] = []
+        ips = 0.0
+        if len(items) < cfg.few_pairs:
+            regime = "few-shot"
+            before, after, folds, steps, held = _few_shot(net, items, cfg, device, progress)
+            final = net
+            nf = len({f["fold"] for f in folds})
+            how = (("leave-one-out" if nf == len(items) else f"{nf}-fold cross-validation")
+                   + f" over {len(folds)} pairs (each fold fitted on the others)" if folds
+                   else "one pair: no held-out estimate, metrics are on the training pair")
+        else:
+            regime = "many pairs"
+            before, after, final, steps, ips, held = _many_pairs(net, items, cfg, out, device)
+            how = f"{len(held)} held-out pairs, fixed by a hash of item names"
         kept = "fine-tuned"
-        final = res.net
-        if after["delta_e2000"] >= before["delta_e2000"]:
-            kept = "base (fine-tuning did not improve the held-out pairs)"
+        if after["delta_e2000"] >= before["delta_e2000"] and len(items) > 1:
+            kept = "base (fine-tuning did not improve the held-out estimate)"
             net.load_state_dict(base_state)
             final, after = net, before
-        log.info("after fine-tuning: dE2000 %.3f, PSNR %.2f dB (%s)", after["delta_e2000"], after["psnr"], kept)
+        seconds = time.perf_counter() - t0
+        log.info("%s fine-tune on %d pairs: dE2000 %.3f -> %.3f (%s); kept %s", regime, len(items),
+                 before["delta_e2000"], after["delta_e2000"], how, kept)
         cmd = command or command_line()
         metrics = {"before": before, "after": after}
-        path = save_model(final, out, extra={"train_config": cfg.to_dict(), "steps": res.steps, "metrics": metrics,
-                                             "base": str(base_path), "command": cmd, "kept": kept})
+        path = save_model(final, out, extra={"train_config": cfg.to_dict(), "steps": steps, "metrics": metrics,
+                                             "base": str(base_path), "command": cmd, "kept": kept, "regime": regime})
         base_card = read_card(base_path.parent)
         write_card(
             out,
             family=net.spec.family,
             spec=net.spec.to_dict(),
-            data={"pairs": str(pairs.resolve()), "items": len(items), "train_items": len(train_items),
-                  "validation_items": [it.name for it in val_items], "split": "fixed by a hash of item names",
-                  "base_model": str(base_path), "base_data": base_card.get("data", {})},
+            data={"pairs": str(pairs.resolve()), "items": len(items), "regime": regime, "estimate": how,
+                  "validation_items": held, "base_model": str(base_path), "base_data": base_card.get("data", {})},
             commands=[*base_card.get("commands", []), cmd],
             metrics=metrics,
-            training={"steps": res.steps, "minutes": res.seconds / 60.0, "images_per_s": res.images_per_s,
-                      "stopped": res.stopped, "kept": kept, "context_only": cfg.context_only, "seed": cfg.seed,
-                      "device": str(device), "config": cfg.to_dict()},
+            training={"steps": steps, "minutes": seconds / 60.0, "images_per_s": ips, "kept": kept,
+                      "regime": regime, "trained": "style parameters" if regime == "few-shot" else
+                      ("context branch" if cfg.context_only else "all parameters"),
+                      "held_out": [{"name": f["name"], "fold": f["fold"], "before": f["before"]["delta_e2000"],
+                                         "after": f["after"]["delta_e2000"]} for f in folds],
+                      "seed": cfg.seed, "device": str(device), "config": cfg.to_dict()},
         )
-    return FinetuneResult(before=before, after=after, kept=kept, steps=res.steps, seconds=res.seconds, model_path=path)
+    return FinetuneResult(before=before, after=after, kept=kept, steps=steps, seconds=seconds, model_path=path,
+                          regime=regime, per_pair=folds)

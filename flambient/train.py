@@ -98,10 +98,16 @@ class TrainConfig:
     vflip: float = 0.0
     rotate_deg: float = 3.0
     mask_dropout: float = 0.5
+    frame_dropout: float = 0.0
+    exposure_jitter: float = 0.0
     val_without_mask: bool = True
     previews: int = 3
     log_every: int = 10
     device: str = "auto"
+    few_pairs: int = 40
+    style_lr_scale: float = 1.0
+    style_steps: int = 0
+    style_reg: float = 0.05
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values out of range."""
@@ -115,6 +121,12 @@ class TrainConfig:
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (0 <= self.mask_dropout <= 1, "mask_dropout must be in [0, 1]"),
+            (0 <= self.frame_dropout <= 1, "frame_dropout must be in [0, 1]"),
+            (0 <= self.exposure_jitter <= 4, "exposure_jitter must be in [0, 4] stops"),
+            (self.few_pairs >= 0, "few_pairs must be >= 0"),
+            (self.style_steps >= 0, "style_steps must be >= 0"),
+            (self.style_reg >= 0, "style_reg must be >= 0"),
+            (self.style_lr_scale > 0, "style_lr_scale must be > 0"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
         ]
         for ok, msg in checks:
@@ -475,7 +487,15 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters with these settings")
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # The global style (a few O(1) numbers) learns at style_lr_scale x the rate, without decay.
+    style_ids = {id(p) for p in net.style_parameters()} if cfg.style_lr_scale != 1.0 else set()
+    if style_ids and len(style_ids) < len(params):
+        groups = [{"params": [p for p in params if id(p) not in style_ids], "scale": 1.0},
+                  {"params": [p for p in params if id(p) in style_ids], "scale": cfg.style_lr_scale,
+                   "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params, "scale": 1.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(net).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -508,7 +528,8 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
             ema.load_state_dict(net.state_dict())
     store = PairStore(train_items, cfg.max_side)
     val_pairs = load_val_pairs(val_items, cfg.val_max_side, cfg.val_without_mask) if d.main else []
-    aug = Augment(hflip=cfg.hflip, vflip=cfg.vflip, rotate_deg=cfg.rotate_deg, mask_dropout=cfg.mask_dropout)
+    aug = Augment(hflip=cfg.hflip, vflip=cfg.vflip, rotate_deg=cfg.rotate_deg, mask_dropout=cfg.mask_dropout,
+                  frame_dropout=cfg.frame_dropout, exposure_jitter=cfg.exposure_jitter)
     per_rank = max(1, math.ceil(len(store) / d.world))
     steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch))
     val_every = cfg.val_every or steps_per_epoch
@@ -587,7 +608,7 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
                 x, y = sample_batch(store, idx, crop, aug, rng)
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
             for g in opt.param_groups:
-                g["lr"] = lr_at(progress, cfg)
+                g["lr"] = lr_at(progress, cfg) * g.get("scale", 1.0)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss = model(x, y, box)
@@ -639,26 +660,46 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
 # ----------------------------------------------------------------------------- train command
 
 
+def load_datasets(datasets: str | Path | Sequence[str | Path]) -> list[PairItem]:
+    """The items of one or several dataset folders, in order.
+
+    Item names must be unique (they fix the validation split); when two folders hold the same
+    name, every item of the later folder is renamed ``<folder name>/<item name>``.
+    """
+    from .dataset import load_dataset
+
+    folders = [datasets] if isinstance(datasets, (str, Path)) else list(datasets)
+    items: list[PairItem] = []
+    seen: set[str] = set()
+    for folder in folders:
+        batch = load_dataset(folder)
+        if any(it.name in seen for it in batch):
+            batch = [dataclasses.replace(it, name=f"{Path(folder).name}/{it.name}") for it in batch]
+        seen.update(it.name for it in batch)
+        items.extend(batch)
+    return items
+
+
 def train_dataset(
-    dataset: str | Path,
+    dataset: str | Path | Sequence[str | Path],
     cfg: TrainConfig,
     out: str | Path,
     resume: bool = False,
     command: str | None = None,
     extra_commands: Sequence[str] = (),
 ) -> TrainResult:
-    """``flambient train``: train a fresh ``cfg.model`` net on a dataset folder.
+    """``flambient train``: train a fresh ``cfg.model`` net on one or more dataset folders.
 
     Writes ``out/model.pt`` (EMA weights; train config, steps and metrics in its meta) and the
     ``out/model.yaml`` card. ``extra_commands`` (e.g. the ``synth`` line that made the data)
     are recorded in the card before the training command.
     """
-    from .dataset import load_dataset
     from .data import split_items
     from .modelcard import command_line, read_card, write_card
     from .nets.registry import create_model, save_model
 
-    items = load_dataset(dataset)
+    items = load_datasets(dataset)
+    folders = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
     train_items, val_items = split_items(items, cfg.val_fraction)
     torch.manual_seed(cfg.seed)
     try:
@@ -679,7 +720,7 @@ def train_dataset(
         out,
         family=net.spec.family,
         spec=net.spec.to_dict(),
-        data={"dataset": str(Path(dataset).resolve()), "items": len(items), "train_items": len(train_items),
+        data={"dataset": ", ".join(str(Path(f).resolve()) for f in folders), "items": len(items), "train_items": len(train_items),
               "validation_items": [it.name for it in val_items], "split": "fixed by a hash of item names",
               "validation_max_side": cfg.val_max_side},
         commands=commands,

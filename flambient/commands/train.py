@@ -1,4 +1,4 @@
-"""``flambient train``: train a model family on a dataset folder."""
+"""``flambient train``: train a model family on one or more dataset folders."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         ctx: typer.Context,
-        dataset: Path = typer.Argument(..., help="Dataset folder (from `ingest --pairs` or `synth --pairs`)."),
+        dataset: List[Path] = typer.Argument(..., help="Dataset folder(s) (from `ingest --pairs` or `synth --pairs`); "
+                                             "several are trained on together."),
         out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (model.pt, model.yaml, log.csv, ...)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family (see `flambient models`); default bilateral."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config YAML (keys of TrainConfig)."),

@@ -141,6 +141,25 @@ class FlambientNet(nn.Module):
         """
         return list(self.parameters())
 
+    def context_features(self, low: torch.Tensor) -> torch.Tensor | None:
+        """What :meth:`context` computes from ``low`` that no style parameter changes (None: nothing).
+
+        Few-shot fine-tuning computes it once per image and then calls :meth:`context_from`.
+        """
+        return None
+
+    def context_from(self, low: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`context` given :meth:`context_features` of the same ``low`` (computed once)."""
+        return self.context(low)
+
+    def style_parameters(self) -> list[nn.Parameter]:
+        """The few global parameters a handful of pairs can determine (few-shot ``finetune``).
+
+        The default is the context branch; families with an explicit global style (``adaptive``)
+        override it with just those numbers.
+        """
+        return self.context_parameters()
+
 
 Builder = Callable[..., FlambientNet]
 _REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {}

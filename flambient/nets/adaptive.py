@@ -1,0 +1,337 @@
+"""`adaptive` family (the default): a bounded, image-adaptive global edit plus a small local gain.
+
+Designed so that a real photograph cannot be made worse by an obvious fault, whatever the
+weights (the "safe by construction" properties, each tested in ``tests/test_adaptive.py``):
+
+- **exposure** is measured from the image itself (log-average luminance of the unclipped
+  pixels of the base image) and moved toward a learned key by a bounded number of stops
+  (``ev_range``), so a source that is already at the key keeps its exposure;
+- **white balance** is a grey-world estimate on the base image, applied with a learned
+  strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
+- **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
+  slopes, 0 -> 0 and its end -> 1): no banding from inverted steps, no channel crossing;
+  RGB are scaled by the luminance ratio, so hue is kept;
+- **colour** is a near-identity 3 x 3 matrix and one saturation factor, both bounded;
+- **gamut**: each pixel is pulled toward its own grey until every channel lies in [0, 1]
+  (hue kept; never a clipped channel that tints a highlight);
+- **neutral highlights**: where the source is bright and neutral (a clipped window or lamp),
+  the output is forced to grey, so white never changes hue;
+- **local** edits (window pulls, shadow lift) are a bilateral grid of luminance gains,
+  bounded to ``local_ev`` stops and sliced at absolute image coordinates (tile-exact).
+
+Frames of a bracket set are combined per pixel before the edit: where the ambient frame is
+near clipping, its radiance comes from the window-pull frame (else the flash frame, both
+exposure-normalised, so they carry the unclipped view), and the flash light (flash frame
+minus ambient, >= 0) is added with a learned, image-adaptive weight relative to the ambient's
+brightness. Single images (one merged exposure) are the case without flash or window frame.
+
+``context(low)`` returns one flat vector per image (see :data:`CTX_LAYOUT`): every global
+quantity (flash weight, white-balance gains, exposure gain, curve slopes, saturation, colour
+matrix) and the local grid. ``apply`` is per pixel given that vector and ``pos``.
+
+Parameters split in two groups for fine-tuning (:meth:`AdaptiveNet.style_parameters`): the
+*style* (about 40 numbers: curve, key, strengths, biases, matrix) that a few pairs determine,
+and the image-adaptive CNN that predicts bounded per-image corrections and the local grid,
+trained only when there are many pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import LUMA_WEIGHTS, conv_act, pixel_index_grids
+from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
+
+SPEC = ModelSpec(
+    family="adaptive",
+    description="bounded image-adaptive exposure/WB/curve/colour + local gain grid (default; safe on real photos)",
+    size_multiple=1,
+    tileable=True,
+    overlap=0,
+    needs_context=True,
+    context_size=256,
+    half_precision=False,
+    tile_exact=True,
+    exportable=True,
+    export_note="context and apply export separately; the curve and grid lookups are Gathers and matmuls",
+)
+
+#: Encoded-luminance value where the tone curve reaches 1 (encode(4.9) ~= 2: 2.3 EV above white).
+CURVE_U_MAX = 2.0
+#: Pixels per chunk of ``apply`` at inference (bounds the D x chunk slice buffer).
+CHUNK_PIXELS = 1 << 16
+#: Ambient values (linear) where a pixel starts / finishes counting as clipped for the frame merge.
+CLIP_LO, CLIP_HI = 0.75, 0.97
+#: Ambient minimum-channel range (linear) over which the neutral-highlight guard turns on
+#: (sRGB 0.88 -> 0.91: every channel of the source near white).
+GUARD_LO, GUARD_HI = 0.74, 0.80
+#: Minimum / maximum channel ratio of the substituted frame above which it counts as neutral.
+NEUTRAL_LO, NEUTRAL_HI = 0.90, 0.97
+_EPS = 1e-6
+
+
+def _smoothstep(lo: float, hi: float, x: torch.Tensor) -> torch.Tensor:
+    t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    """Linear luminance of N x 3 x ... -> N x 1 x ... (Rec. 709 weights)."""
+    return LUMA_WEIGHTS[0] * rgb[:, 0:1] + LUMA_WEIGHTS[1] * rgb[:, 1:2] + LUMA_WEIGHTS[2] * rgb[:, 2:3]
+
+
+def _decode(u: torch.Tensor) -> torch.Tensor:
+    """Inverse of the sRGB encoding curve for u >= 0 (encoded -> linear)."""
+    return torch.where(u <= 0.04045, u / 12.92, ((u.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pixel frame merge of an N x 13 x h x w linear stack (exposure-normalised frames).
+
+    Returns ``(radiance, flash_light, clip, substitute)``, each N x 3 x h x w except ``clip``
+    (N x 1 x h x w): ``radiance`` is the ambient frame with near-clipped pixels replaced by the
+    window-pull frame (else the flash frame, else left as is); ``flash_light`` is
+    ``max(flash - ambient, 0)`` (zeros without a flash frame); ``clip`` the blend weight used;
+    ``substitute`` the frame blended in where the ambient clips.
+    """
+    amb, fl, win = x[:, 0:3], x[:, 3:6], x[:, 6:9]
+    hf, hw = x[:, 10:11], x[:, 11:12]
+    sub = hw * win + (1.0 - hw) * (hf * fl + (1.0 - hf) * amb)
+    has_sub = torch.maximum(hf, hw)
+    clip = _smoothstep(CLIP_LO, CLIP_HI, amb.amax(dim=1, keepdim=True)) * has_sub
+    rad = amb + clip * (sub - amb)
+    light = (fl - amb).clamp_min(0.0) * hf * (1.0 - clip)
+    return rad, light, clip, sub
+
+
+def highlight_guard(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
+    """Weight in [0, 1] (N x 1 x h x w) of "this pixel was bright and neutral in the source".
+
+    The ambient frame has every channel near white; when a substitute frame (window pull or
+    flash) filled in a clipped pixel, that frame must be neutral there too (a real view keeps
+    its colour).
+    """
+    amb = x[:, 0:3]
+    bright = _smoothstep(GUARD_LO, GUARD_HI, amb.amin(dim=1, keepdim=True))
+    ratio = sub.amin(dim=1, keepdim=True) / sub.amax(dim=1, keepdim=True).clamp_min(_EPS)
+    neutral_sub = _smoothstep(NEUTRAL_LO, NEUTRAL_HI, ratio)
+    return bright * (1.0 - clip + clip * neutral_sub)
+
+
+def to_gamut(rgb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pull each pixel toward its grey ``y`` (N x 1 x ...) until every channel is in [0, 1].
+
+    ``y`` must lie in [0, 1]. The chromaticity direction (hue) is kept; only saturation drops.
+    """
+    d = rgb - y
+    hi = ((1.0 - y) / d.amax(dim=1, keepdim=True).clamp_min(_EPS)).clamp(max=1.0)
+    lo = (y / (-d.amin(dim=1, keepdim=True)).clamp_min(_EPS)).clamp(max=1.0)
+    return y + d * torch.minimum(hi, lo).clamp_min(0.0)
+
+
+@register(SPEC)
+class AdaptiveNet(FlambientNet):
+    """See the module docstring. Config kwargs are stored in model files.
+
+    Args:
+        grid_size: spatial cells of the local gain grid per side (G).
+        luma_bins: luminance bins of the local grid (D >= 2).
+        width: channels of the context CNN.
+        curve_knots: segments of the tone curve (K).
+        ev_range: (lowest, highest) exposure change in stops the global part may apply.
+        local_ev: bound of the local gain in stops (either sign).
+    """
+
+    spec = SPEC
+
+    def __init__(self, grid_size: int = 8, luma_bins: int = 8, width: int = 32, curve_knots: int = 24,
+                 ev_range: tuple[float, float] | list[float] = (-1.0, 3.0), local_ev: float = 3.0) -> None:
+        ev_range = [float(v) for v in ev_range]
+        super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
+                         ev_range=ev_range, local_ev=local_ev)
+        if grid_size < 2 or luma_bins < 2 or curve_knots < 4:
+            raise ValueError("grid_size and luma_bins must be at least 2, curve_knots at least 4")
+        if not ev_range[0] < 0.0 < ev_range[1]:
+            raise ValueError("ev_range must be (negative, positive) stops")
+        self.grid_size, self.luma_bins, self.curve_knots = grid_size, luma_bins, curve_knots
+        self.ev_lo, self.ev_hi, self.local_ev = ev_range[0], ev_range[1], float(local_ev)
+        k = curve_knots
+        # --- style: global parameters a handful of pairs can determine
+        self.curve_theta = nn.Parameter(self._init_curve(k))
+        self.log2_key = nn.Parameter(torch.tensor(-2.47))      # target log-average luminance (0.18)
+        self.ev_strength = nn.Parameter(torch.tensor(1.0))    # logit: share of the distance to the key
+        self.wb_strength = nn.Parameter(torch.tensor(0.0))    # logit of the grey-world strength
+        self.wb_bias = nn.Parameter(torch.zeros(3))           # log gains on top (luminance kept)
+        self.flash_weight = nn.Parameter(torch.tensor(0.0))   # logit: flash light vs ambient brightness
+        self.saturation = nn.Parameter(torch.tensor(0.0))     # log saturation factor
+        self.matrix = nn.Parameter(torch.zeros(3, 3))         # added to the identity, bounded by tanh
+        # --- image-adaptive CNN: bounded corrections and the local grid
+        c = SPEC.in_channels
+        self.features = nn.Sequential(conv_act(c, 16, 2), conv_act(16, 32, 2), conv_act(32, width, 2),
+                                      conv_act(width, width, 2))
+        self.local = nn.Sequential(conv_act(width, width), nn.Conv2d(width, luma_bins, 1))
+        self.global_fc = nn.Sequential(nn.Linear(width + 4, width), nn.LeakyReLU(0.1),
+                                       nn.Linear(width, k + 6))
+        for m in (self.local[-1], self.global_fc[-1]):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def _init_curve(k: int) -> torch.Tensor:
+        """Slopes of "identity up to encoded 0.8, soft shoulder to 1 at CURVE_U_MAX" (as logits)."""
+        u = (torch.arange(k, dtype=torch.float32) + 0.5) / k * CURVE_U_MAX
+        slope = torch.where(u < 0.8, torch.ones_like(u), torch.full_like(u, 0.2 / (CURVE_U_MAX - 0.8)))
+        return torch.log(torch.expm1(slope))  # inverse softplus
+
+    # ------------------------------------------------------------------ parameter groups
+    def style_parameters(self) -> list[nn.Parameter]:
+        """The global style (what few-shot fine-tuning trains)."""
+        return [self.curve_theta, self.log2_key, self.ev_strength, self.wb_strength, self.wb_bias,
+                self.flash_weight, self.saturation, self.matrix]
+
+    def context_parameters(self) -> list[nn.Parameter]:
+        return [*self.style_parameters(), *self.features.parameters(), *self.local.parameters(),
+                *self.global_fc.parameters()]
+
+    def regulariser(self) -> torch.Tensor:
+        """Small pull of the per-image corrections' weights toward zero (keeps the CNN bounded)."""
+        w = self.global_fc[-1].weight
+        return 1e-4 * (w * w).sum() + 1e-4 * (self.local[-1].weight ** 2).sum()
+
+    # ------------------------------------------------------------------ context
+    @property
+    def ctx_size(self) -> int:
+        """Length of the context vector: 3 flash/exposure/sat + 3 gains + 9 matrix + K + D*G*G."""
+        return 15 + self.curve_knots + self.luma_bins * self.grid_size * self.grid_size
+
+    def context_features(self, low: torch.Tensor) -> torch.Tensor:
+        """The CNN's feature map N x width x s/16 x s/16 (independent of the style parameters)."""
+        return self.features(encode_stack(low))
+
+    def context(self, low: torch.Tensor) -> torch.Tensor:
+        """N x 13 x s x s linear stack -> N x ctx_size vector (layout in :meth:`unpack`)."""
+        return self.context_from(low, self.context_features(low))
+
+    def context_from(self, low: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`context` with the CNN features of ``low`` given (few-shot fitting computes them once)."""
+        f = self.context_features(low) if features is None else features
+        n = low.shape[0]
+        rad, light, _, _ = merge_frames(low)
+        y_rad, y_light = _luma(rad), _luma(light)
+        valid = (rad.amax(dim=1, keepdim=True) < CLIP_HI).float() * (y_rad > 1e-4).float()
+        wsum = valid.sum(dim=(1, 2, 3)).clamp_min(1.0)
+        # Per-image corrections from the features.
+        fg = f.mean(dim=(2, 3))
+        key_rad = (torch.log2(y_rad.clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum
+        key_light = torch.log2((y_light * valid).sum(dim=(1, 2, 3)) / wsum + 1e-6)
+        has_f, has_w = low[:, 10].mean(dim=(1, 2)), low[:, 11].mean(dim=(1, 2))
+        g = self.global_fc(torch.cat([fg, (key_rad + 2.5)[:, None] / 4.0, (key_light + 2.5)[:, None] / 4.0,
+                                      has_f[:, None], has_w[:, None]], dim=1))
+        k = self.curve_knots
+        d_curve, d_ev, d_flash, d_sat, d_wb = g[:, :k], g[:, k], g[:, k + 1], g[:, k + 2], g[:, k + 3 : k + 6]
+        # Flash light scaled relative to the ambient's mean brightness (both linear).
+        mean_rad = (y_rad * valid).sum(dim=(1, 2, 3)) / wsum
+        mean_light = (y_light * valid).sum(dim=(1, 2, 3)) / wsum
+        k_flash = 2.0 * torch.sigmoid(self.flash_weight + 0.5 * torch.tanh(d_flash)) * mean_rad / (mean_light + 1e-6)
+        k_flash = k_flash * has_f
+        base = rad + k_flash.view(n, 1, 1, 1) * light
+        # Grey-world white balance on the base image's unclipped pixels, partial and bounded.
+        mean_c = (base * valid).sum(dim=(2, 3)) / wsum[:, None] + 1e-6            # N x 3
+        mean_y = _luma(mean_c[:, :, None])[:, 0, 0]                                # N
+        strength = torch.sigmoid(self.wb_strength)
+        log_g = strength[None, None] * torch.log(mean_y[:, None] / mean_c) + self.wb_bias[None] + 0.15 * torch.tanh(d_wb)
+        gains = torch.exp(log_g.clamp(-0.69, 0.69))
+        gains = gains / _luma(gains[:, :, None])[:, 0, 0][:, None]
+        # Exposure toward the learned key, bounded.
+        key = ((torch.log2(_luma(base * gains[:, :, None, None]).clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum)
+        ev = torch.sigmoid(self.ev_strength) * (self.log2_key - key) + 0.5 * torch.tanh(d_ev)
+        ev_gain = torch.exp2(ev.clamp(self.ev_lo, self.ev_hi))
+        slopes = F.softplus(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
+        slopes = slopes / (slopes.sum(dim=1, keepdim=True) * (CURVE_U_MAX / k))     # curve ends at 1
+        sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
+        mat = (torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)).reshape(1, 9).expand(n, 9)
+        grid = self.local_ev * torch.tanh(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
+        return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat, slopes,
+                          grid.reshape(n, -1)], dim=1)
+
+    def unpack(self, ctx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split the N x ctx_size context into its named parts (shapes in the values' comments)."""
+        k, d, g = self.curve_knots, self.luma_bins, self.grid_size
+        n = ctx.shape[0]
+        return {
+            "k_flash": ctx[:, 0].view(n, 1, 1, 1),
+            "ev_gain": ctx[:, 1].view(n, 1, 1, 1),
+            "sat": ctx[:, 2].view(n, 1, 1, 1),
+            "gains": ctx[:, 3:6].view(n, 3, 1, 1),
+            "matrix": ctx[:, 6:15].view(n, 3, 3),
+            "slopes": ctx[:, 15 : 15 + k],                                  # N x K
+            "grid": ctx[:, 15 + k : 15 + k + d * g * g].view(n, d, g, g),   # N x D x G x G
+        }
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Tile N x 13 x h x w (linear) + context + pos [y0, x0, H, W] -> sRGB N x 3 x h x w in [0, 1]."""
+        h = x.shape[2]
+        if torch.is_grad_enabled() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+            return self._apply_rows(x, ctx, pos, 0)
+        step = max(1, CHUNK_PIXELS // max(1, x.shape[0] * x.shape[3]))
+        return torch.cat([self._apply_rows(x[:, :, r : r + step], ctx, pos, r) for r in range(0, h, step)], dim=2)
+
+    def _slice_grid(self, grid: torch.Tensor, guide: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                    pos: torch.Tensor) -> torch.Tensor:
+        """Trilinear slice of the N x D x G x G grid at absolute pixel coordinates and guide.
+
+        ``guide`` N x 1 x h x w in [0, 1]; ``rows`` (h,), ``cols`` (w,) absolute pixel indices.
+        Spatial interpolation is separable (two small matmuls per bin), the bin blend uses tent
+        weights: no gather, exportable, exact per pixel (tiles equal the whole image).
+        """
+        d, g = self.luma_bins, self.grid_size
+        ry = self._interp_matrix((rows + 0.5) / pos[2] * g - 0.5, g)     # h x G
+        rx = self._interp_matrix((cols + 0.5) / pos[3] * g - 0.5, g)     # w x G
+        planes = torch.matmul(torch.matmul(ry, grid), rx.t())            # N x D x h x w
+        centres = torch.arange(d, dtype=guide.dtype, device=guide.device).view(1, d, 1, 1)
+        tent = (1.0 - (guide * (d - 1) - centres).abs()).clamp_min(0.0)  # N x D x h x w
+        return (planes * tent).sum(dim=1, keepdim=True)
+
+    @staticmethod
+    def _interp_matrix(u: torch.Tensor, n: int) -> torch.Tensor:
+        """(len(u) x n) linear interpolation weights on ``n`` nodes at node coordinates ``u`` (clamped)."""
+        u = u.clamp(0.0, float(n - 1))
+        nodes = torch.arange(n, dtype=u.dtype, device=u.device)
+        return (1.0 - (u[:, None] - nodes[None, :]).abs()).clamp_min(0.0)
+
+    def _curve(self, u: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+        """Monotone piecewise-linear curve: u N x 1 x h x w in [0, CURVE_U_MAX] -> [0, 1]."""
+        n, k = slopes.shape
+        step = CURVE_U_MAX / k
+        knots = torch.cat([torch.zeros_like(slopes[:, :1]), torch.cumsum(slopes * step, dim=1)], dim=1)  # N x K+1
+        t = u / step
+        lo = t.floor().clamp(0.0, float(k - 1))
+        idx = lo.long().reshape(n, -1)
+        v0 = torch.gather(knots, 1, idx).view_as(u)
+        sl = torch.gather(slopes, 1, idx).view_as(u)
+        return (v0 + sl * (t - lo) * step).clamp(0.0, 1.0)
+
+    def _apply_rows(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor, row0: int) -> torch.Tensor:
+        """:meth:`apply` on rows of a tile starting ``row0`` rows below the tile's top."""
+        p = self.unpack(ctx.to(x.dtype))
+        pos = pos.float()
+        rows, cols = pixel_index_grids(x, pos)
+        rows = rows + float(row0)
+        rad, light, clip, sub = merge_frames(x)
+        rgb = (rad + p["k_flash"] * light) * p["gains"] * p["ev_gain"]
+        rgb = torch.einsum("nij,njhw->nihw", p["matrix"], rgb).clamp_min(0.0)
+        y = _luma(rgb)
+        guide = (encode_rgb(y) / CURVE_U_MAX).clamp(0.0, 1.0)
+        local = self._slice_grid(p["grid"], guide, rows, cols, pos)
+        rgb = rgb * torch.exp2(local)
+        y = _luma(rgb).clamp_min(1e-8)
+        y_out = _decode(self._curve(encode_rgb(y).clamp(0.0, CURVE_U_MAX), p["slopes"]))
+        rgb = rgb * (y_out / y)
+        rgb = y_out + p["sat"] * (rgb - y_out)
+        rgb = to_gamut(rgb, y_out)
+        guard = highlight_guard(x, clip, sub)
+        rgb = rgb + guard * (y_out - rgb)
+        return encode_rgb(rgb).clamp(0.0, 1.0)
