@@ -1,10 +1,10 @@
 """Bracket sets: frames of one composition, their roles and their exposure offsets.
 
-A shoot is a stream of frames in capture order. :func:`group_frames` cuts it into sets
-wherever the camera, the image geometry (orientation, size, focal length) or the picture
-itself changes, or where a long pause falls; :func:`label_set` then gives each frame a role
-(``ambient``, ``flash``, ``window``) and its exposure ``ev`` relative to the set's reference
-ambient frame.
+A shoot is a stream of frames in capture order (one stream per camera). :func:`group_frames`
+cuts it into sets wherever the image geometry (orientation, size, focal length) or the picture
+itself changes, or where a long pause falls (:func:`judge` decides, and says why);
+:func:`label_set` then gives each frame a role (``ambient``, ``flash``, ``window``) and its
+exposure ``ev`` relative to the set's reference ambient frame.
 
 Why not time alone: in a real flambient shoot the pause inside a set (ambient, then the
 photographer walks to place the flash: ~50 s) is as long as the pause between two rooms
@@ -12,6 +12,12 @@ photographer walks to place the flash: ~50 s) is as long as the pause between tw
 the same edges even when one is lit by flash and is 6 EV darker. :func:`thumb_similarity`
 compares the gradient magnitude of log-luminance thumbnails (exposure changes are an offset
 in log space and vanish in the gradient; lighting changes move shading but not edges).
+
+Thumbnail similarity alone is weak evidence: unrelated rooms reach 0.53 on real data, and frames
+of one bracket 6-9 EV apart share too few pixels that are neither clipped nor black to be
+compared at all. A feature match with a geometric check (:mod:`flambient.match`) is the strong
+cue: it confirms one composition across 9 EV and flash, and never did for unrelated pictures in
+the measurements of ``benchmarks/bench_grouping.py`` (thresholds and numbers in the README).
 """
 
 from __future__ import annotations
@@ -39,14 +45,17 @@ _LUMA = LUMA_WEIGHTS.astype(np.float32)
 class GroupingConfig:
     """Knobs of grouping and labelling (defaults tuned on real shoots; all documented in README).
 
-    Grouping breaks between two consecutive frames when any of these says "new composition":
-    a different camera, orientation or image size; focal lengths differing by more than
-    ``focal_tolerance`` (relative); a pause longer than ``max_gap_s``; a set already holding
-    ``max_set_size`` frames; an ambient frame repeating an exposure the set already holds after
-    its flash frames (``split_on_repeated_ambient``); or a thumbnail similarity below
+    Grouping breaks between two consecutive frames of one camera when any of these says "new
+    composition": a different orientation or image size; focal lengths differing by more than
+    ``focal_tolerance`` (relative); a set already holding ``max_set_size`` frames. Then, unless a
+    feature match confirms one composition (``min_inliers`` inliers, corners moved at most
+    ``max_drift`` of the diagonal): frames without capture time and exposure EXIF; a pause longer
+    than ``max_gap_s``; an ambient frame repeating an exposure the set already holds after its
+    flash frames (``split_on_repeated_ambient``); a thumbnail similarity below
     ``min_similarity`` to every frame of the set (``min_similarity_expected`` for a flash or
-    window-pull frame the set still lacks). ``use_exif_geometry`` and ``use_thumbnails``
-    switch the two kinds of evidence off for experiments.
+    window-pull frame the set still lacks). A similarity between ``min_similarity`` and
+    ``sure_similarity`` without confirmation joins "unsure" (a warning). ``use_exif_geometry``,
+    ``use_thumbnails`` and ``use_features`` switch kinds of evidence off for experiments.
     """
 
     max_gap_s: float = 300.0
@@ -65,7 +74,7 @@ class GroupingConfig:
     window_ev: float = 2.0
     #: Flash fallback without EXIF: centre-minus-border log-ratio (natural log) a frame needs.
     flash_falloff: float = 0.1
-    #: Frames from another camera than the shoot's main one: "error" (reported, left out) or "split".
+    #: Frames of another camera where the main one shot brackets: "error" (reported, left out) or "split".
     mixed_cameras: str = "error"
     #: Preview long edge in pixels used for labelling and alignment.
     preview_size: int = 512

@@ -5,7 +5,9 @@ exposure the model stack's ambient channel takes: the darker frames keep the hig
 reference clips, the brighter ones the shadows it buries in noise. :func:`merge_exposures`
 averages the exposure-normalised frames (``pixels * factor``, all at the reference exposure)
 with per-pixel weights that favour well-exposed pixels of each frame as shot: a hat over the
-frame's own linear value (its brightest channel), zero where it is clipped or nearly black.
+frame's own linear value (its brightest channel), zero where it is clipped or nearly black,
+times the light the frame gathered (``2**ev``: a longer exposure has less noise and finer
+quantisation relative to the signal).
 Where every frame is clipped the darkest one is used, where every frame is black the
 brightest. The window pull (the darkest non-flash frame) keeps its own channel; a set with a
 single non-flash frame is unchanged.
@@ -53,7 +55,7 @@ def merge_exposures(parts: list[tuple[np.ndarray, float]], evs: list[float],
         for (pix, fac), ev in zip(parts, evs):
             x = pix[sl, :, :3].astype(np.float32) * np.float32(fac)
             m = x.max(axis=2) * np.float32(2.0 ** ev)
-            wgt = exposure_weight(m)
+            wgt = exposure_weight(m) * np.float32(2.0 ** ev)
             num += x * wgt[:, :, None]
             den += wgt
             norm.append(x)

@@ -10,7 +10,7 @@ half-float OpenEXR under ``SHOOT/.flambient/cache/<set>/``.
 Manifest (YAML)::
 
     format: flambient-manifest
-    version: 1
+    version: 2
     config: {...GroupingConfig...}
     sets:
       - name: mariposa-0001          # from the first frame's stem; filesystem-safe, unique
@@ -23,6 +23,8 @@ Manifest (YAML)::
              f_number: 7.1, iso: 400, exposure_bias: 1.0, flash_fired: false, make: ...,
              model: ..., lens: ..., focal_length: 15.0, orientation: 1, align: null}
     errors:   [{path: bad.nef, error: "truncated RAW file: ...", size: ..., mtime: ...}]
+    grouping: [{path: mariposa-0002.jpg, set: mariposa-0001, joined: true, sure: true,
+                reason: similar pictures, pause_s: 49.4, similarity: 0.711}]   # one per frame
     warnings: [{path: x.nef, warning: "content is JPEG ..."}]
     recursive: false                 # how SHOOT was scanned
     files: {mariposa-0001.jpg: [302337, 1700000000.0], ...}   # every scanned file: size, mtime
@@ -56,7 +58,8 @@ from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_
 log = get_logger("ingest")
 
 MANIFEST_FORMAT = "flambient-manifest"
-MANIFEST_VERSION = 1
+#: 2: grouping by feature evidence (issue 12) and the ``grouping`` record; older manifests are re-made.
+MANIFEST_VERSION = 2
 STATE_DIR = ".flambient"
 #: Sub-folders a recursive scan never enters (outputs of ``process`` and hidden folders).
 SKIP_DIRS = frozenset({"final", STATE_DIR})
@@ -80,6 +83,8 @@ class Manifest:
     recursive: bool = False
     #: Per grouped frame: ``{path, set, joined, sure, reason, pause_s?, similarity?, inliers?, drift?}``.
     grouping: list[dict[str, Any]] = field(default_factory=list)
+    #: Manifest format version it was written with (older ones are never reused).
+    version: int = MANIFEST_VERSION
 
     @property
     def path(self) -> Path:
@@ -412,7 +417,8 @@ def load_manifest(shoot: str | Path) -> Manifest | None:
         return Manifest(shoot=root, sets=sets, errors=list(doc.get("errors") or []),
                         warnings=list(doc.get("warnings") or []),
                         config=GroupingConfig.from_dict(doc.get("config")), files=files,
-                        recursive=bool(doc.get("recursive", False)), grouping=list(doc.get("grouping") or []))
+                        recursive=bool(doc.get("recursive", False)), grouping=list(doc.get("grouping") or []),
+                        version=int(doc.get("version", 1)))
     except (yaml.YAMLError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InputError(f"malformed manifest ({str(exc).splitlines()[0][:120]})", mp,
                          "delete it and run `flambient ingest` again") from None
@@ -439,8 +445,11 @@ def manifest_is_fresh(manifest: Manifest, config: GroupingConfig | None = None) 
     """True when the shoot's image files (names, sizes, mtimes) are exactly those ingested.
 
     The folder is scanned the way it was at ingest (recursive or not). With ``config``, the
-    manifest must also have been made with the same grouping settings.
+    manifest must also have been made with the same grouping settings; a manifest of an older
+    format version is never fresh.
     """
+    if manifest.version != MANIFEST_VERSION:
+        return False  # grouped by an older version: ingest again
     if config is not None and config.to_dict() != manifest.config.to_dict():
         return False
     try:

@@ -170,7 +170,7 @@ def test_real_brackets_without_exif_group_by_features(tmp_path: Path, shared_dat
 
 
 def test_real_shoot_sets_stay_exact(tmp_path: Path, shared_data: Path) -> None:
-    """The real Dave shoot (pause inside a set 49 s, between sets 16-30 s) groups exactly,
+    """The real Dave shoot (pause inside a set 49 s, between two rooms 57 s) groups exactly,
     also when the pause limit is far below the pause inside a set: features confirm."""
     shoot = tmp_path / "dave"
     shoot.mkdir()
@@ -249,3 +249,21 @@ def test_unsure_join_warns_and_explain_shows_cues(tmp_path: Path, shared_data: P
     cap = capsys.readouterr()
     out = cap.out + cap.err
     assert "joined (unsure)" in out and "0.45" in out and "inliers" in out
+
+
+def test_merge_exposures_weights_well_exposed_pixels() -> None:
+    """Synthetic: the merge takes each pixel from the exposures that hold it unclipped."""
+    from flambient.hdr import merge_exposures
+
+    light = np.array([[0.01, 0.2, 3.0, 25.0]], dtype=np.float32).reshape(1, 4, 1).repeat(3, axis=2)
+    evs = [-5.0, 0.0, 3.0]
+    shots = [np.clip(light * 2.0 ** ev, 0, 1) for ev in evs]  # as shot: clipped at 1
+    parts = [(s * np.float32(2.0 ** -ev), 1.0) for s, ev in zip(shots, evs)]  # normalised
+    merged = merge_exposures(parts, evs)
+    np.testing.assert_allclose(merged[0, :, 0], light[0, :, 0], rtol=1e-5)
+    # uint16 RAW parts with their factor give the same result
+    u16 = [(np.round(s * 65535).astype(np.uint16), 2.0 ** -ev / 65535) for s, ev in zip(shots, evs)]
+    np.testing.assert_allclose(merge_exposures(u16, evs)[0, :, 0], light[0, :, 0], rtol=2e-3)
+    # every frame clipped: the darkest frame's value is the best there is
+    hot = [(np.ones((1, 1, 3), np.float32) * np.float32(2.0 ** -ev), 1.0) for ev in evs]
+    assert merge_exposures(hot, evs)[0, 0, 0] == pytest.approx(2.0 ** 5)
