@@ -13,7 +13,7 @@ the same edges even when one is lit by flash and is 6 EV darker. :func:`thumb_si
 compares the gradient magnitude of log-luminance thumbnails (exposure changes are an offset
 in log space and vanish in the gradient; lighting changes move shading but not edges).
 
-Thumbnail similarity alone is weak evidence: unrelated rooms reach 0.53 on real data, and frames
+Thumbnail similarity alone is weak evidence: unrelated rooms reach about 0.5 on real data, and frames
 of one bracket 6-9 EV apart share too few pixels that are neither clipped nor black to be
 compared at all. A feature match with a geometric check (:mod:`flambient.match`) is the strong
 cue: it confirms one composition across 9 EV and flash, and never did for unrelated pictures in

@@ -233,7 +233,8 @@ def test_summary_accounts_for_every_input(tmp_path: Path, shared_data: Path, mod
 
 
 def test_unsure_join_warns_and_explain_shows_cues(tmp_path: Path, shared_data: Path,
-                                                  monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A join on weak evidence (moderate similarity, no feature confirmation) gives a warning,
     and ``ingest --explain`` prints the cues of every decision."""
     folder = tmp_path / "weak"
