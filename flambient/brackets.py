@@ -1,10 +1,10 @@
 """Bracket sets: frames of one composition, their roles and their exposure offsets.
 
-A shoot is a stream of frames in capture order. :func:`group_frames` cuts it into sets
-wherever the camera, the image geometry (orientation, size, focal length) or the picture
-itself changes, or where a long pause falls; :func:`label_set` then gives each frame a role
-(``ambient``, ``flash``, ``window``) and its exposure ``ev`` relative to the set's reference
-ambient frame.
+A shoot is a stream of frames in capture order (one stream per camera). :func:`group_frames`
+cuts it into sets wherever the image geometry (orientation, size, focal length) or the picture
+itself changes, or where a long pause falls (:func:`judge` decides, and says why);
+:func:`label_set` then gives each frame a role (``ambient``, ``flash``, ``window``) and its
+exposure ``ev`` relative to the set's reference ambient frame.
 
 Why not time alone: in a real flambient shoot the pause inside a set (ambient, then the
 photographer walks to place the flash: ~50 s) is as long as the pause between two rooms
@@ -12,6 +12,12 @@ photographer walks to place the flash: ~50 s) is as long as the pause between tw
 the same edges even when one is lit by flash and is 6 EV darker. :func:`thumb_similarity`
 compares the gradient magnitude of log-luminance thumbnails (exposure changes are an offset
 in log space and vanish in the gradient; lighting changes move shading but not edges).
+
+Thumbnail similarity alone is weak evidence: unrelated rooms reach about 0.5 on real data, and frames
+of one bracket 6-9 EV apart share too few pixels that are neither clipped nor black to be
+compared at all. A feature match with a geometric check (:mod:`flambient.match`) is the strong
+cue: it confirms one composition across 9 EV and flash, and never did for unrelated pictures in
+the measurements of ``benchmarks/bench_grouping.py`` (thresholds and numbers in the README).
 """
 
 from __future__ import annotations
@@ -39,14 +45,17 @@ _LUMA = LUMA_WEIGHTS.astype(np.float32)
 class GroupingConfig:
     """Knobs of grouping and labelling (defaults tuned on real shoots; all documented in README).
 
-    Grouping breaks between two consecutive frames when any of these says "new composition":
-    a different camera, orientation or image size; focal lengths differing by more than
-    ``focal_tolerance`` (relative); a pause longer than ``max_gap_s``; a set already holding
-    ``max_set_size`` frames; an ambient frame repeating an exposure the set already holds after
-    its flash frames (``split_on_repeated_ambient``); or a thumbnail similarity below
+    Grouping breaks between two consecutive frames of one camera when any of these says "new
+    composition": a different orientation or image size; focal lengths differing by more than
+    ``focal_tolerance`` (relative); a set already holding ``max_set_size`` frames. Then, unless a
+    feature match confirms one composition (``min_inliers`` inliers, corners moved at most
+    ``max_drift`` of the diagonal): frames without capture time and exposure EXIF; a pause longer
+    than ``max_gap_s``; an ambient frame repeating an exposure the set already holds after its
+    flash frames (``split_on_repeated_ambient``); a thumbnail similarity below
     ``min_similarity`` to every frame of the set (``min_similarity_expected`` for a flash or
-    window-pull frame the set still lacks). ``use_exif_geometry`` and ``use_thumbnails``
-    switch the two kinds of evidence off for experiments.
+    window-pull frame the set still lacks). A similarity between ``min_similarity`` and
+    ``sure_similarity`` without confirmation joins "unsure" (a warning). ``use_exif_geometry``,
+    ``use_thumbnails`` and ``use_features`` switch kinds of evidence off for experiments.
     """
 
     max_gap_s: float = 300.0
@@ -65,12 +74,22 @@ class GroupingConfig:
     window_ev: float = 2.0
     #: Flash fallback without EXIF: centre-minus-border log-ratio (natural log) a frame needs.
     flash_falloff: float = 0.1
-    #: Frames from another camera than the shoot's main one: "error" (reported, left out) or "split".
+    #: Frames of another camera where the main one shot brackets: "error" (reported, left out) or "split".
     mixed_cameras: str = "error"
     #: Preview long edge in pixels used for labelling and alignment.
     preview_size: int = 512
     #: Estimated shift (full-resolution pixels) below which a set counts as shot on a tripod.
     tripod_px: float = 1.0
+    #: Feature matching (:mod:`flambient.match`) as evidence of one composition.
+    use_features: bool = True
+    #: Long edge (pixels) of the images features are detected on.
+    match_size: int = 384
+    #: A feature match confirms one composition with at least this many RANSAC inliers ...
+    min_inliers: int = 20
+    #: ... and a transform moving no image corner more than this fraction of the diagonal.
+    max_drift: float = 0.03
+    #: Thumbnail similarity that joins without feature confirmation (frames with EXIF only).
+    sure_similarity: float = 0.6
 
     def to_dict(self) -> dict[str, Any]:
         """YAML-safe copy of the settings (recorded in the manifest)."""
@@ -177,6 +196,16 @@ class BracketSet:
     def stack_frames(self) -> tuple[Frame, list[Frame], Frame | None]:
         """``(ambient reference, flash frames, window frame)``: what the model stack uses."""
         return self.reference_frame, self.frames_with_role("flash"), self.window_frame
+
+    def ambient_frames(self) -> list[Frame]:
+        """The non-flash frames merged into the ambient channel, the reference first.
+
+        Every non-flash frame except the window pull (:attr:`window_frame`, which keeps its
+        own channel): one frame for a classic flambient set, several for an exposure bracket
+        (see :mod:`flambient.hdr`).
+        """
+        ref, win = self.reference_frame, self.window_frame
+        return [ref] + [f for f in self.frames if f.role != "flash" and f is not ref and f is not win]
 
 
 # ----------------------------------------------------------------------------- thumbnails
@@ -296,57 +325,224 @@ def _repeats_ambient(cur: list[Frame], nxt: Frame) -> bool:
                and abs(f.exif.exposure_value() - ev_n) < 0.5 for f in cur)  # type: ignore[operator]
 
 
-def break_reason(cur: list[Frame], nxt: Frame, cfg: GroupingConfig,
-                 thumbs: dict[int, np.ndarray] | None = None) -> str | None:
-    """Why ``nxt`` cannot join the set ``cur`` (a short reason), or None when it belongs.
+def has_shoot_exif(f: Frame) -> bool:
+    """True when ``f`` carries a capture time or an exposure time (what relates bracket frames).
 
-    ``thumbs`` caches luminance thumbnails by ``id(frame)``.
+    Exported merges and edited images usually carry neither: then only the pictures can say
+    whether two files show one composition.
     """
+    return f.exif.capture_time is not None or f.exif.exposure_value() is not None
+
+
+def _same_exposure_and_flash(a: Frame, b: Frame) -> bool:
+    """True when EXIF says ``a`` and ``b`` were taken alike (same flash state, within 0.5 EV)."""
+    ea, eb = a.exif.exposure_value(), b.exif.exposure_value()
+    return (ea is not None and eb is not None and abs(ea - eb) < 0.5
+            and a.exif.flash_fired is not None and a.exif.flash_fired == b.exif.flash_fired)
+
+
+@dataclass
+class Decision:
+    """Why a frame joined the set before it (``joined``) or started a new set.
+
+    ``cues`` holds the evidence that was measured: ``pause_s`` (capture-time gap to the
+    previous frame), ``similarity`` (best :func:`thumb_similarity` to the set), ``inliers`` and
+    ``drift`` (best feature match, :mod:`flambient.match`). ``sure`` is False for a join the
+    evidence supports only weakly (a similar picture that features do not confirm).
+    """
+
+    frame: Frame
+    joined: bool
+    reason: str
+    cues: dict[str, Any] = field(default_factory=dict)
+    sure: bool = True
+
+
+class Evidence:
+    """Picture evidence of frames, computed once per frame and cached (thumbnails, features)."""
+
+    def __init__(self, cfg: GroupingConfig) -> None:
+        self.cfg = cfg
+        self._thumbs: dict[int, np.ndarray] = {}
+        self._feats: dict[int, tuple[Any, tuple[int, int]]] = {}
+
+    def thumb(self, f: Frame) -> np.ndarray | None:
+        """The luminance thumbnail of ``f`` (None without a preview)."""
+        if f.preview is None:
+            return None
+        if id(f) not in self._thumbs:
+            self._thumbs[id(f)] = luminance_thumb(f.preview, self.cfg.thumb_size)
+        return self._thumbs[id(f)]
+
+    def similarity(self, cur: list[Frame], nxt: Frame) -> float | None:
+        """Best thumbnail similarity of ``nxt`` to a frame of ``cur`` (None when not measurable)."""
+        tn = self.thumb(nxt)
+        if tn is None:
+            return None
+        sims = [thumb_similarity(t, tn, self.cfg.max_shift) for t in map(self.thumb, cur) if t is not None]
+        return max(sims) if sims else None
+
+    def _features(self, f: Frame) -> tuple[Any, tuple[int, int]] | None:
+        from .match import features, match_image
+
+        if f.preview is None:
+            return None
+        if id(f) not in self._feats:
+            img = match_image(f.preview, self.cfg.match_size)
+            self._feats[id(f)] = (features(img), img.shape)
+        return self._feats[id(f)]
+
+    def match(self, cur: list[Frame], nxt: Frame) -> Any:
+        """Best :class:`flambient.match.MatchResult` of ``nxt`` against the frames of ``cur``.
+
+        Frames are tried from the closest exposure (EXIF) and the newest first; the search
+        stops at the first match that confirms one composition. None without previews.
+        """
+        from .match import MatchResult, feature_match
+
+        fb = self._features(nxt)
+        if fb is None:
+            return None
+        ev_n = nxt.exif.exposure_value()
+
+        def closeness(k: int) -> tuple[float, int]:
+            ev = cur[k].exif.exposure_value()
+            return (abs(ev - ev_n) if ev is not None and ev_n is not None else 0.0, -k)
+
+        best: MatchResult | None = None
+        for k in sorted(range(len(cur)), key=closeness):
+            fa = self._features(cur[k])
+            if fa is None or fa[1] != fb[1]:
+                continue
+            m = feature_match(fa[0], fb[0], fb[1])
+            if best is None or (self.confirms(m), m.inliers) > (self.confirms(best), best.inliers):
+                best = m
+            if self.confirms(m):
+                break
+        return best
+
+    def confirms(self, m: Any) -> bool:
+        """True when a match says one composition: enough inliers, transform close to identity."""
+        return m is not None and m.inliers >= self.cfg.min_inliers and m.drift <= self.cfg.max_drift
+
+
+def judge(cur: list[Frame], nxt: Frame, cfg: GroupingConfig, evidence: Evidence | None = None) -> Decision:
+    """Decide whether ``nxt`` joins the set ``cur`` (frames of one camera, in capture order).
+
+    Hard splits: a full set, another camera, another image size or orientation, another focal
+    length. Then the evidence, strongest first: a feature match that confirms one composition
+    (:meth:`Evidence.confirms`) joins even across a long pause, a repeated ambient exposure or
+    a thumbnail similarity ruined by a large exposure difference (a wide tripod bracket).
+    Frames without capture time and exposure EXIF join only on that confirmation. Otherwise
+    a pause over ``max_gap_s`` or a repeated ambient exposure splits; a similarity of at least
+    ``sure_similarity`` joins; one between ``min_similarity`` and ``sure_similarity`` joins
+    unsure, except that two frames EXIF says were taken alike need the confirmation.
+    """
+    ev = evidence or Evidence(cfg)
     prev = cur[-1]
+    cues: dict[str, Any] = {}
+
+    def split(reason: str) -> Decision:
+        return Decision(nxt, False, reason, cues)
+
+    def join(reason: str, sure: bool = True) -> Decision:
+        return Decision(nxt, True, reason, cues, sure)
+
+    ta, tb = capture_seconds(prev.exif.capture_time), capture_seconds(nxt.exif.capture_time)
+    if ta is not None and tb is not None:
+        cues["pause_s"] = round(tb - ta, 2)
     if len(cur) >= cfg.max_set_size:
-        return "set full"
+        return split("set full")
     if prev.exif.camera and nxt.exif.camera and prev.exif.camera != nxt.exif.camera:
-        return "camera changed"
+        return split("camera changed")
     if (prev.height > prev.width) != (nxt.height > nxt.width) or (prev.height, prev.width) != (nxt.height, nxt.width):
-        return "orientation or size changed"
+        return split("orientation or size changed")
     if cfg.use_exif_geometry:
         fa, fb = prev.exif.focal_length, nxt.exif.focal_length
         if fa and fb and abs(fa - fb) > cfg.focal_tolerance * max(fa, fb):
-            return f"focal length {fa:g} -> {fb:g} mm"
-    ta, tb = capture_seconds(prev.exif.capture_time), capture_seconds(nxt.exif.capture_time)
-    if ta is not None and tb is not None and tb - ta > cfg.max_gap_s:
-        return f"pause of {tb - ta:.0f} s"
+            return split(f"focal length {fa:g} -> {fb:g} mm")
+    sim = ev.similarity(cur, nxt) if cfg.use_thumbnails else None
+    if sim is not None:
+        cues["similarity"] = round(sim, 3)
+    checked: list[bool] = []
+
+    def confirmed() -> bool:
+        if not checked:
+            m = ev.match(cur, nxt) if (cfg.use_thumbnails and cfg.use_features) else None
+            if m is not None:
+                cues["inliers"], cues["drift"] = int(m.inliers), round(float(m.drift), 4)
+            checked.append(ev.confirms(m))
+        return checked[0]
+
+    if not (has_shoot_exif(prev) and has_shoot_exif(nxt)):
+        if confirmed():
+            return join("features confirm one composition")
+        if not (cfg.use_thumbnails and cfg.use_features) and sim is not None and sim >= cfg.sure_similarity:
+            return join("similar pictures (features off)", sure=False)
+        return split("no capture time or exposure EXIF, and features do not confirm one composition")
+    if "pause_s" in cues and cues["pause_s"] > cfg.max_gap_s:
+        if confirmed():
+            return join(f"pause of {cues['pause_s']:.0f} s, but features confirm one composition")
+        return split(f"pause of {cues['pause_s']:.0f} s")
     if cfg.split_on_repeated_ambient and _repeats_ambient(cur, nxt):
-        return "ambient frame again after the flash frames"
-    if cfg.use_thumbnails and nxt.preview is not None:
-        thumbs = thumbs if thumbs is not None else {}
+        if confirmed():
+            return join("ambient exposure repeated, but features confirm one composition")
+        return split("ambient frame again after the flash frames")
+    if sim is None:
+        return join("EXIF and capture time (pictures not compared)")
+    if sim >= cfg.sure_similarity:
+        return join("similar pictures")
+    bar = cfg.min_similarity_expected if _expected_next(cur, nxt, cfg) else cfg.min_similarity
+    if sim >= bar:
+        if confirmed():
+            return join("features confirm one composition")
+        if _same_exposure_and_flash(prev, nxt):
+            return split(f"taken alike and only weakly similar (similarity {sim:.2f} < {cfg.sure_similarity:.2f}), "
+                         "features do not confirm")
+        return join(f"weakly similar pictures (similarity {sim:.2f}), features do not confirm", sure=False)
+    if confirmed():
+        return join(f"features confirm one composition (similarity {sim:.2f}: exposures far apart)")
+    return split(f"different picture (similarity {sim:.2f} < {bar:.2f})")
 
-        def th(f: Frame) -> np.ndarray | None:
-            if f.preview is None:
-                return None
-            if id(f) not in thumbs:
-                thumbs[id(f)] = luminance_thumb(f.preview, cfg.thumb_size)
-            return thumbs[id(f)]
 
-        tn = th(nxt)
-        sims = [thumb_similarity(t, tn, cfg.max_shift) for t in map(th, cur) if t is not None]
-        bar = cfg.min_similarity_expected if _expected_next(cur, nxt, cfg) else cfg.min_similarity
-        if sims and max(sims) < bar:
-            return f"different picture (similarity {max(sims):.2f} < {bar:.2f})"
-    return None
+def break_reason(cur: list[Frame], nxt: Frame, cfg: GroupingConfig,
+                 evidence: Evidence | None = None) -> str | None:
+    """Why ``nxt`` cannot join the set ``cur`` (a short reason), or None when it belongs (see :func:`judge`)."""
+    d = judge(cur, nxt, cfg, evidence)
+    return None if d.joined else d.reason
 
 
-def group_frames(frames: list[Frame], cfg: GroupingConfig | None = None) -> list[list[Frame]]:
-    """Split frames (any order) into bracket sets of consecutive frames in capture order."""
+def group_frames(frames: list[Frame], cfg: GroupingConfig | None = None,
+                 decisions: list[Decision] | None = None) -> list[list[Frame]]:
+    """Split frames (any order) into bracket sets of consecutive frames in capture order.
+
+    Each camera's frames form their own stream (frames without a camera name one more), so a
+    frame of another camera shot in the middle of a bracket does not cut it in two. Sets come
+    back in the capture order of their first frames. ``decisions``, when given, receives one
+    :class:`Decision` per frame (the first frame of a stream: "first frame").
+    """
     cfg = cfg or GroupingConfig()
+    ordered = order_frames(frames)
+    position = {id(f): k for k, f in enumerate(ordered)}
+    streams: dict[str | None, list[Frame]] = {}
+    for f in ordered:
+        streams.setdefault(f.exif.camera, []).append(f)
+    evidence = Evidence(cfg)
     groups: list[list[Frame]] = []
-    thumbs: dict[int, np.ndarray] = {}
-    for f in order_frames(frames):
-        if groups and break_reason(groups[-1], f, cfg, thumbs) is None:
-            groups[-1].append(f)
-        else:
-            groups.append([f])
-    return groups
+    for stream in streams.values():
+        stream_groups: list[list[Frame]] = []
+        for f in order_frames(stream):
+            d = judge(stream_groups[-1], f, cfg, evidence) if stream_groups else Decision(f, False, "first frame")
+            if d.joined:
+                stream_groups[-1].append(f)
+            else:
+                stream_groups.append([f])
+            if decisions is not None:
+                decisions.append(d)
+        groups.extend(stream_groups)
+    if decisions is not None:
+        decisions.sort(key=lambda d: position[id(d.frame)])
+    return sorted(groups, key=lambda g: position[id(g[0])])
 
 
 # ----------------------------------------------------------------------------- labelling

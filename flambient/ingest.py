@@ -10,7 +10,7 @@ half-float OpenEXR under ``SHOOT/.flambient/cache/<set>/``.
 Manifest (YAML)::
 
     format: flambient-manifest
-    version: 1
+    version: 2
     config: {...GroupingConfig...}
     sets:
       - name: mariposa-0001          # from the first frame's stem; filesystem-safe, unique
@@ -23,6 +23,8 @@ Manifest (YAML)::
              f_number: 7.1, iso: 400, exposure_bias: 1.0, flash_fired: false, make: ...,
              model: ..., lens: ..., focal_length: 15.0, orientation: 1, align: null}
     errors:   [{path: bad.nef, error: "truncated RAW file: ...", size: ..., mtime: ...}]
+    grouping: [{path: mariposa-0002.jpg, set: mariposa-0001, joined: true, sure: true,
+                reason: similar pictures, pause_s: 49.4, similarity: 0.711}]   # one per frame
     warnings: [{path: x.nef, warning: "content is JPEG ..."}]
     recursive: false                 # how SHOOT was scanned
     files: {mariposa-0001.jpg: [302337, 1700000000.0], ...}   # every scanned file: size, mtime
@@ -43,7 +45,7 @@ import numpy as np
 import yaml
 
 from .align import estimate_alignment, warp_to_reference
-from .brackets import Alignment, BracketSet, Frame, GroupingConfig, group_frames, label_set, name_sets
+from .brackets import Alignment, BracketSet, Decision, Frame, GroupingConfig, group_frames, label_set, name_sets
 from .errors import InputError
 from .io.atomic import atomic_write_text
 from .io.exif import ExifInfo, read_exif
@@ -56,7 +58,8 @@ from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_
 log = get_logger("ingest")
 
 MANIFEST_FORMAT = "flambient-manifest"
-MANIFEST_VERSION = 1
+#: 2: grouping by feature evidence (issue 12) and the ``grouping`` record; older manifests are re-made.
+MANIFEST_VERSION = 2
 STATE_DIR = ".flambient"
 #: Sub-folders a recursive scan never enters (outputs of ``process`` and hidden folders).
 SKIP_DIRS = frozenset({"final", STATE_DIR})
@@ -78,6 +81,10 @@ class Manifest:
     config: GroupingConfig = field(default_factory=GroupingConfig)
     files: dict[str, tuple[int, float]] = field(default_factory=dict)
     recursive: bool = False
+    #: Per grouped frame: ``{path, set, joined, sure, reason, pause_s?, similarity?, inliers?, drift?}``.
+    grouping: list[dict[str, Any]] = field(default_factory=list)
+    #: Manifest format version it was written with (older ones are never reused).
+    version: int = MANIFEST_VERSION
 
     @property
     def path(self) -> Path:
@@ -101,6 +108,7 @@ class Manifest:
             "sets": [_set_to_dict(s, self.shoot) for s in self.sets],
             "errors": list(self.errors),
             "warnings": list(self.warnings),
+            "grouping": list(self.grouping),
         }
 
 
@@ -230,14 +238,19 @@ def ingest_shoot(
         if p.suffix.lower() in _RAW_EXTS and res.fmt != "raw":
             warnings.append({"path": rel, "warning": f"content is {res.fmt.upper()} though the name says "
                              f"{p.suffix}; read as {res.fmt.upper()}", **_stamp(st)})
-    frames = _check_cameras(frames, cfg, root, errors, warnings)
-    groups = group_frames(frames, cfg)
+    decisions: list[Decision] = []
+    groups = group_frames(frames, cfg, decisions)
+    groups = _check_cameras(groups, cfg, root, errors, warnings)
+    kept = {id(f) for g in groups for f in g}
+    frames = [f for f in frames if id(f) in kept]
     sets = [BracketSet(name=n, frames=g) for n, g in zip(name_sets(groups), groups)]
+    grouping = _grouping_record(decisions, sets, root, kept)
+    _warn_unsure(sets, grouping, root, warnings)
     for bset in sets:
         bset.reference = label_set(bset.frames, cfg)
         _align_set(bset, cfg)
     manifest = Manifest(shoot=root, sets=sets, errors=errors, warnings=warnings, config=cfg, files=files,
-                        recursive=recursive)
+                        recursive=recursive, grouping=grouping)
     for e in errors:
         log.error("%s: %s", e["path"], e["error"])
     for w in warnings:
@@ -264,31 +277,68 @@ def _stamp(st: os.stat_result | None) -> dict[str, Any]:
     return {"size": int(st.st_size), "mtime": float(st.st_mtime)} if st else {"size": 0, "mtime": 0.0}
 
 
-def _check_cameras(frames: list[Frame], cfg: GroupingConfig, root: Path,
-                   errors: list[dict[str, Any]], warnings: list[dict[str, Any]]) -> list[Frame]:
-    """Frames from another camera than the shoot's main one: error (left out) or warning (split)."""
+def _check_cameras(groups: list[list[Frame]], cfg: GroupingConfig, root: Path,
+                   errors: list[dict[str, Any]], warnings: list[dict[str, Any]]) -> list[list[Frame]]:
+    """Sets of another camera than the shoot's main one, where that protects a bracket.
+
+    Grouping keeps each camera's frames apart already. When the main camera (most frames)
+    shot brackets (a set of two or more frames), frames of other cameras are most likely strays
+    (a phone snapshot): they are reported as errors and left out, or with ``mixed_cameras:
+    split`` kept in sets of their own with a warning. A folder of single images (no bracket
+    of the main camera) from several cameras is fine: every image is its own set.
+    """
     counts: dict[str, int] = {}
-    for f in frames:
-        if f.exif.camera:
-            counts[f.exif.camera] = counts.get(f.exif.camera, 0) + 1
+    for g in groups:
+        for f in g:
+            if f.exif.camera:
+                counts[f.exif.camera] = counts.get(f.exif.camera, 0) + 1
     if len(counts) < 2:
-        return frames
+        return groups
     main = max(counts, key=lambda c: counts[c])
-    kept: list[Frame] = []
-    for f in frames:
-        cam = f.exif.camera
+    if not any(len(g) > 1 and g[0].exif.camera == main for g in groups):
+        return groups  # single images: nothing to protect
+    kept: list[list[Frame]] = []
+    for g in groups:
+        cam = g[0].exif.camera
         if cam is None or cam == main:
-            kept.append(f)
+            kept.append(g)
             continue
-        msg = f"taken with {cam}, the rest of the shoot with {main}"
-        stamp = {"size": f.size, "mtime": f.mtime}
+        for f in g:
+            msg = f"taken with {cam}, the rest of the shoot (brackets) with {main}"
+            stamp = {"size": f.size, "mtime": f.mtime}
+            if cfg.mixed_cameras == "split":
+                warnings.append({"path": _rel(f.path, root), "warning": msg + "; kept in sets of its own", **stamp})
+            else:
+                errors.append({"path": _rel(f.path, root), "error": msg + " (one shoot folder holds one camera's "
+                               "brackets: move it to its own folder, or pass --allow-mixed-cameras)", **stamp})
         if cfg.mixed_cameras == "split":
-            warnings.append({"path": _rel(f.path, root), "warning": msg + "; kept in sets of its own", **stamp})
-            kept.append(f)
-        else:
-            errors.append({"path": _rel(f.path, root), "error": msg + " (one shoot folder holds one camera's "
-                           "frames: move it to its own folder, or pass --allow-mixed-cameras)", **stamp})
+            kept.append(g)
     return kept
+
+
+def _grouping_record(decisions: list[Decision], sets: list[BracketSet], root: Path,
+                     kept: set[int]) -> list[dict[str, Any]]:
+    """One YAML-safe entry per grouped frame: its set and why it joined or started it."""
+    set_of = {id(f): s.name for s in sets for f in s.frames}
+    out: list[dict[str, Any]] = []
+    for d in decisions:
+        if id(d.frame) not in kept:
+            continue
+        out.append({"path": _rel(d.frame.path, root), "set": set_of.get(id(d.frame)),
+                    "joined": bool(d.joined), "sure": bool(d.sure), "reason": d.reason, **d.cues})
+    return out
+
+
+def _warn_unsure(sets: list[BracketSet], grouping: list[dict[str, Any]], root: Path,
+                 warnings: list[dict[str, Any]]) -> None:
+    """A warning per frame that joined its set on weak evidence (see :class:`~flambient.brackets.Decision`)."""
+    frames = {_rel(f.path, root): f for s in sets for f in s.frames}
+    for g in grouping:
+        if g["joined"] and not g["sure"]:
+            f = frames[g["path"]]
+            warnings.append({"path": g["path"], "warning": f"joined set '{g['set']}' on weak evidence ({g['reason']}); "
+                             "check it with `flambient ingest --explain`, or move the file to its own folder",
+                             "size": f.size, "mtime": f.mtime})
 
 
 def _align_set(bset: BracketSet, cfg: GroupingConfig) -> None:
@@ -367,7 +417,8 @@ def load_manifest(shoot: str | Path) -> Manifest | None:
         return Manifest(shoot=root, sets=sets, errors=list(doc.get("errors") or []),
                         warnings=list(doc.get("warnings") or []),
                         config=GroupingConfig.from_dict(doc.get("config")), files=files,
-                        recursive=bool(doc.get("recursive", False)))
+                        recursive=bool(doc.get("recursive", False)), grouping=list(doc.get("grouping") or []),
+                        version=int(doc.get("version", 1)))
     except (yaml.YAMLError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InputError(f"malformed manifest ({str(exc).splitlines()[0][:120]})", mp,
                          "delete it and run `flambient ingest` again") from None
@@ -394,8 +445,11 @@ def manifest_is_fresh(manifest: Manifest, config: GroupingConfig | None = None) 
     """True when the shoot's image files (names, sizes, mtimes) are exactly those ingested.
 
     The folder is scanned the way it was at ingest (recursive or not). With ``config``, the
-    manifest must also have been made with the same grouping settings.
+    manifest must also have been made with the same grouping settings; a manifest of an older
+    format version is never fresh.
     """
+    if manifest.version != MANIFEST_VERSION:
+        return False  # grouped by an older version: ingest again
     if config is not None and config.to_dict() != manifest.config.to_dict():
         return False
     try:
@@ -461,8 +515,9 @@ def _cache_index(shoot: Path, bset: BracketSet) -> dict[str, Any]:
 
 
 def _stack_frames(bset: BracketSet) -> list[Frame]:
-    ref, flashes, window = bset.stack_frames()
-    return [ref, *flashes, *([window] if window is not None else [])]
+    """Every frame the set's stack reads: ambient exposures (reference first), flashes, window."""
+    _ref, flashes, window = bset.stack_frames()
+    return [*bset.ambient_frames(), *flashes, *([window] if window is not None else [])]
 
 
 def write_cache(manifest: Manifest, n_jobs: int | None = None) -> list[Path]:
@@ -508,10 +563,12 @@ def write_cache(manifest: Manifest, n_jobs: int | None = None) -> list[Path]:
 def load_set_stack(shoot: str | Path, bset: BracketSet, use_cache: bool = True, n_jobs: int | None = None) -> np.ndarray:
     """The model input stack of one set: float32 HxWx13 (layout of :mod:`flambient.stack`).
 
-    Channels hold the reference ambient frame, the mean of the flash frames and the darkest
-    window-pull frame, each linear, exposure-normalised to the reference (``* 2**-ev``) and
-    aligned when the set is handheld: the same array ``build_stack(ambient, mean(flash),
-    window)`` gives. A one-frame set gives an ambient-only stack. Each needed frame is decoded
+    Channels hold the ambient (the reference frame; for an exposure bracket the merge of its
+    non-flash exposures, :func:`flambient.hdr.merge_exposures`), the mean of the flash frames
+    and the darkest window-pull frame, each linear, exposure-normalised to the reference
+    (``* 2**-ev``) and aligned when the set is handheld: the same array ``build_stack(ambient,
+    mean(flash), window)`` gives. A one-frame set gives an ambient-only stack; a bracket
+    without flash frames an ambient (+ window) stack with ``has_flash`` 0. Each needed frame is decoded
     once, in parallel; RAW frames stay 16-bit until they are scaled straight into the stack
     (one pass over memory instead of three). With ``use_cache``, fresh EXR frames written by
     ``ingest --cache`` are read instead of decoding. Raises :class:`InputError` naming the
@@ -530,6 +587,7 @@ def load_set_parts(shoot: str | Path, bset: BracketSet, use_cache: bool = True, 
     """
     root = Path(shoot).resolve()
     _ref, flashes, window = bset.stack_frames()
+    ambients = bset.ambient_frames()
     needed = _stack_frames(bset)
     index = _cache_index(root, bset) if use_cache else {}
 
@@ -551,7 +609,13 @@ def load_set_parts(shoot: str | Path, bset: BracketSet, use_cache: bool = True, 
         if img.shape[:2] != (h, w):
             raise InputError(f"frame size {img.shape[1]}x{img.shape[0]} differs from the reference "
                              f"{w}x{h} in set '{bset.name}'", f.path)
-    return parts[0], parts[1 : 1 + len(flashes)], (parts[-1] if window is not None else None)
+    na = len(ambients)
+    ambient = parts[0]
+    if na > 1:  # an exposure bracket: one merged linear ambient frame (flambient.hdr)
+        from .hdr import merge_exposures
+
+        ambient = (merge_exposures(parts[:na], [f.ev for f in ambients]), 1.0)
+    return ambient, parts[na : na + len(flashes)], (parts[-1] if window is not None else None)
 
 
 def _decode_for_stack(f: Frame) -> tuple[np.ndarray, float]:

@@ -198,7 +198,13 @@ def _load_bracket_folder(job: PairJob) -> tuple[np.ndarray, np.ndarray | None, n
     bset.reference = label_set(bset.frames)
     _align_set(bset, GroupingConfig())
     ref, flashes, window = bset.stack_frames()
-    amb = load_frame(ref)
+    ambients = bset.ambient_frames()
+    if len(ambients) > 1:  # an exposure bracket: merged like process merges it
+        from .hdr import merge_exposures
+
+        amb = merge_exposures([(load_frame(f), 1.0) for f in ambients], [f.ev for f in ambients])
+    else:
+        amb = load_frame(ref)
     flash = None
     if flashes:
         flash = np.mean(np.stack([load_frame(f) for f in flashes]), axis=0, dtype=np.float32)

@@ -98,6 +98,8 @@ class BatchSummary:
     model: str
     preset: str
     seconds: float
+    #: Every input file: its set, role, status and final, or why it has none (:mod:`flambient.accounting`).
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -179,7 +181,7 @@ def input_hashes(bset: BracketSet, shoot: Path, previous: dict[str, Any] | None)
             digest = str(prev["sha256"])
         else:
             digest = sha256_file(f.path)
-        out.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime, "sha256": digest})
+        out.append({"path": rel, "role": f.role, "size": st.st_size, "mtime": st.st_mtime, "sha256": digest})
     return out
 
 
@@ -459,17 +461,22 @@ class _Runner:
 # ----------------------------------------------------------------------------- entry points
 
 
-def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
-    """The shoot's sets and ingest errors: the fresh manifest, or a new ingest when stale/absent."""
+def load_manifest_for_run(shoot: Path) -> Any:
+    """The shoot's :class:`~flambient.ingest.Manifest`: the fresh one, or a new ingest when stale/absent."""
     from .ingest import fresh_manifest, ingest_shoot
 
     if (shoot / ".flambient" / "manifest.yaml").is_file():
         m = fresh_manifest(shoot)
         if m is not None:
             log.info("reusing the manifest of %s", shoot)
-            return m.sets, m.errors
+            return m
         log.info("the shoot changed since ingest; ingesting again")
-    m = ingest_shoot(shoot)
+    return ingest_shoot(shoot)
+
+
+def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
+    """The shoot's sets and ingest errors (see :func:`load_manifest_for_run`)."""
+    m = load_manifest_for_run(shoot)
     return m.sets, m.errors
 
 
@@ -488,8 +495,29 @@ def write_summary(summary: BatchSummary) -> Path:
         "counts": summary.counts(),
         "exit_code": summary.exit_code,
         "sets": [asdict(r) for r in summary.results],
+        "inputs": summary.inputs,
     }
     return atomic_write_text(summary.out / SUMMARY_NAME, json.dumps(doc, indent=2) + "\n")
+
+
+def _account(manifest: Any, summary: BatchSummary, processed: set[str],
+             errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every input file of the shoot with its set and outcome (:func:`flambient.accounting.account_inputs`)."""
+    from .accounting import account_inputs
+
+    def rel(p: Path) -> str:
+        try:
+            return p.relative_to(manifest.shoot).as_posix()
+        except ValueError:
+            return str(p)
+
+    inputs = account_inputs(sorted(manifest.files), manifest.sets, manifest.errors, manifest.grouping,
+                            summary.results, rel, processed)
+    mine = {str(e.get("path")) for e in errors}  # this shard's share of the unreadable files
+    for e in inputs:
+        if "set" not in e and e["path"] not in mine:
+            e["status"] = "other shard"
+    return inputs
 
 
 class _LogFile:
@@ -537,14 +565,16 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
     runner = _Runner(root, opts, progress, on_tile)
     logfile = None if opts.dry_run else _LogFile(runner.out)
     try:
-        sets, errors = load_sets(root)
-        sets = shard_sets(sets, opts.shard)
+        manifest = load_manifest_for_run(root)
+        all_sets, errors = manifest.sets, manifest.errors
+        sets = shard_sets(all_sets, opts.shard)
         if opts.shard is not None:
             errors = [e for k, e in enumerate(sorted(errors, key=lambda e: str(e.get("path"))))
                       if k % opts.shard[1] == opts.shard[0] - 1]
         if on_plan is not None:
             on_plan(len(sets) + len(errors))
         summary = runner.run(sets, errors)
+        summary.inputs = _account(manifest, summary, {b.name for b in sets}, errors)
         if not opts.dry_run:
             write_summary(summary)
         return summary

@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         pairs: Optional[Path] = typer.Option(None, "--pairs", help="Build a dataset from this folder of sources and finals."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Dataset folder to write (with --pairs)."),
         jobs: int = typer.Option(0, "--jobs", "-j", help="Parallel decoders (0 = all cores)."),
+        explain: bool = typer.Option(False, "--explain",
+                                     help="Print why each frame joined its set or started a new one (the cues)."),
     ) -> None:
         """Group a shoot's frames into bracket sets (ambient/flash/window), or build a dataset from pairs."""
         from ..brackets import GroupingConfig
@@ -52,6 +54,8 @@ def register(app: typer.Typer) -> None:
                              mixed_cameras="split" if allow_mixed_cameras else "error")
         manifest = ingest_shoot(shoot, cache=cache, config=cfg, n_jobs=n_jobs, recursive=recursive)
         _print_summary(manifest)
+        if explain:
+            _print_explain(manifest)
         if manifest.errors:
             raise typer.Exit(1)
 
@@ -74,3 +78,28 @@ def _print_summary(manifest) -> None:  # type: ignore[no-untyped-def]
         table.add_row(s.name, str(len(s.frames)), roles, "yes" if s.handheld else "no")
     console.print(table)
     console.print(f"manifest: {manifest.path}" + (f"  ({len(manifest.errors)} file(s) failed)" if manifest.errors else ""))
+
+
+def _print_explain(manifest) -> None:  # type: ignore[no-untyped-def]
+    """One row per frame: its set, joined or new, the reason and the measured cues."""
+    from rich.table import Table
+
+    from ..log import console
+
+    table = Table(title="grouping decisions (capture order per camera)")
+    for col in ("file", "set", "decision", "pause s", "similarity", "inliers", "drift", "reason"):
+        table.add_column(col)
+
+    def cue(g: dict, key: str) -> str:  # type: ignore[type-arg]
+        v = g.get(key)
+        return "" if v is None else (f"{v:g}" if isinstance(v, (int, float)) else str(v))
+
+    for g in manifest.grouping:
+        decision = ("joined" if g["sure"] else "joined (unsure)") if g["joined"] else "new set"
+        table.add_row(g["path"], str(g["set"]), decision, cue(g, "pause_s"), cue(g, "similarity"),
+                      cue(g, "inliers"), cue(g, "drift"), g["reason"])
+    console.print(table)
+    cfg = manifest.config
+    console.print(f"joins on features: >= {cfg.min_inliers} inliers and drift <= {cfg.max_drift:g}; "
+                  f"sure similarity {cfg.sure_similarity:g}, minimum {cfg.min_similarity:g}; "
+                  f"pause limit {cfg.max_gap_s:g} s", soft_wrap=True)

@@ -96,6 +96,7 @@ def _report(summary, dry_run: bool, quiet: bool) -> None:  # type: ignore[no-unt
     failed = [r for r in summary.results if r.status == "failed"]
     for r in failed:
         console.print(f"[bold red]failed:[/] {r.name}: {r.error}", soft_wrap=True)
+    _report_inputs(summary.inputs, quiet)
     if quiet:
         return
     if dry_run:
@@ -104,3 +105,22 @@ def _report(summary, dry_run: bool, quiet: bool) -> None:  # type: ignore[no-unt
                           + (f"  ({r.note})" if r.note else ""), soft_wrap=True)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "nothing to do"
     console.print(f"{counts} in {summary.seconds:.1f} s; finals in {summary.out}", soft_wrap=True)
+
+
+def _report_inputs(inputs: list, quiet: bool) -> None:  # type: ignore[type-arg]
+    """One line on where the input files went; the sets that hold files joined on weak evidence."""
+    from ..accounting import unsure_sets
+    from ..log import console
+
+    if not inputs:
+        return
+    sets = {e["set"] for e in inputs if e.get("set")}
+    shared = sum(1 for e in inputs if e.get("frames_in_set", 1) > 1)
+    failed = sum(1 for e in inputs if "set" not in e and e["status"] == "failed")
+    if not quiet:
+        console.print(f"{len(inputs)} input file(s): {len(inputs) - failed} in {len(sets)} set(s)"
+                      f" ({shared} share a set with other files), {failed} unusable; per file: "
+                      "flambient-summary.json", soft_wrap=True)
+    for name, paths in unsure_sets(inputs).items():
+        console.print(f"[yellow]warning:[/] set {name} joins {', '.join(paths)} on weak evidence "
+                      "(see `flambient ingest --explain`)", soft_wrap=True)
