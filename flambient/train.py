@@ -293,12 +293,11 @@ class _LossModule(nn.Module):
         self.parts: dict[str, float] = {}
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-        hook = getattr(self.net, "training_loss", None)
         xc, yc = x, y
         if box is not None:
             y0, x0, h, w = box
             xc, yc = x[:, :, y0 : y0 + h, x0 : x0 + w], y[:, :, y0 : y0 + h, x0 : x0 + w]
-        loss = hook(xc, yc) if callable(hook) else None
+        loss = self.net.training_loss(xc, yc)
         if loss is None:
             if box is None:
                 pred = self.net(x)
@@ -308,9 +307,9 @@ class _LossModule(nn.Module):
             loss, self.parts = blend_loss(pred, yc, self.weights)
         else:
             self.parts = {"l1": float("nan"), "ssim": float("nan"), "lab": float("nan")}
-        reg = getattr(self.net, "regulariser", None)
-        if callable(reg):
-            loss = loss + reg()
+        reg = self.net.regulariser()
+        if reg is not None:
+            loss = loss + reg
         return loss
 
 

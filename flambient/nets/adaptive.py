@@ -70,6 +70,7 @@ GUARD_LO, GUARD_HI = 0.74, 0.80
 #: Minimum / maximum channel ratio of the substituted frame above which it counts as neutral.
 NEUTRAL_LO, NEUTRAL_HI = 0.90, 0.97
 _EPS = 1e-6
+_LN2 = 0.6931471805599453
 
 
 def _smoothstep(lo: float, hi: float, x: torch.Tensor) -> torch.Tensor:
@@ -195,7 +196,7 @@ class AdaptiveNet(FlambientNet):
         return [*self.style_parameters(), *self.features.parameters(), *self.local.parameters(),
                 *self.global_fc.parameters()]
 
-    def regulariser(self) -> torch.Tensor:
+    def regulariser(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
         """Small pull of the per-image corrections' weights toward zero (keeps the CNN bounded)."""
         w = self.global_fc[-1].weight
         return 1e-4 * (w * w).sum() + 1e-4 * (self.local[-1].weight ** 2).sum()
@@ -247,7 +248,7 @@ class AdaptiveNet(FlambientNet):
         # Exposure toward the learned key, bounded.
         key = ((torch.log2(_luma(base * gains[:, :, None, None]).clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum)
         ev = torch.sigmoid(self.ev_strength) * (self.log2_key - key) + 0.5 * torch.tanh(d_ev)
-        ev_gain = torch.exp2(ev.clamp(self.ev_lo, self.ev_hi))
+        ev_gain = torch.exp(ev.clamp(self.ev_lo, self.ev_hi) * _LN2)
         slopes = F.softplus(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
         slopes = slopes / (slopes.sum(dim=1, keepdim=True) * (CURVE_U_MAX / k))     # curve ends at 1
         sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
@@ -326,7 +327,7 @@ class AdaptiveNet(FlambientNet):
         y = _luma(rgb)
         guide = (encode_rgb(y) / CURVE_U_MAX).clamp(0.0, 1.0)
         local = self._slice_grid(p["grid"], guide, rows, cols, pos)
-        rgb = rgb * torch.exp2(local)
+        rgb = rgb * torch.exp(local * _LN2)
         y = _luma(rgb).clamp_min(1e-8)
         y_out = _decode(self._curve(encode_rgb(y).clamp(0.0, CURVE_U_MAX), p["slopes"]))
         rgb = rgb * (y_out / y)

@@ -141,6 +141,17 @@ class FlambientNet(nn.Module):
         """
         return list(self.parameters())
 
+    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """A family's own training loss on (N x 13 x h x w stack, N x 3 x h x w sRGB target).
+
+        None (the default) means the trainer's standard regression loss on :meth:`forward`.
+        """
+        return None
+
+    def regulariser(self, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
+        """A weight penalty the trainer adds to the loss (None, the default: nothing to add)."""
+        return None
+
     def context_features(self, low: torch.Tensor) -> torch.Tensor | None:
         """What :meth:`context` computes from ``low`` that no style parameter changes (None: nothing).
 
