@@ -90,7 +90,10 @@ class TorchBackend:
             self.net = self.net.half()
         self.meta: dict[str, Any] = dict(meta or {})
         self.path: Path | None = Path(self.meta["path"]) if self.meta.get("path") else None
-        self._ctx_key: int | None = None
+        # The context array last moved to the device and its device copy. The array itself is
+        # held (not its id(), which Python reuses once an array is freed), so a new image's
+        # context can never be mistaken for the previous one's.
+        self._ctx_src: np.ndarray | None = None
         self._ctx_dev: Any = None
 
     def _to_dev(self, a: np.ndarray) -> Any:
@@ -110,8 +113,8 @@ class TorchBackend:
         import torch
 
         with torch.inference_mode():
-            if self._ctx_key != id(ctx):  # keep the (small) context on the device between tiles
-                self._ctx_dev, self._ctx_key = self._to_dev(ctx), id(ctx)
+            if self._ctx_src is not ctx:  # keep the (small) context on the device between tiles
+                self._ctx_dev, self._ctx_src = self._to_dev(ctx), ctx
             p = torch.as_tensor(np.asarray(pos, dtype=np.float32).reshape(4), device=self.device)
             y = self.net.apply(self._to_dev(x), self._ctx_dev, p)
             return y.float().cpu().numpy()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import inspect
 import math
 import os
 import time
@@ -47,6 +48,8 @@ from .errors import ConfigError, DeviceError, InputError
 from .log import console, get_logger
 from .losses import LossWeights, blend_loss
 from .nets.registry import FlambientNet
+from .schema import Field, dataclass_fields
+from .schema import validate as validate_schema
 
 log = get_logger("train")
 
@@ -131,24 +134,9 @@ def config_fields() -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 
-def _coerce(key: str, value: Any, default: Any, where: Path | None) -> Any:
-    """Check a config value against the default's type (ints accepted for floats)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, dict):
-        ok = isinstance(value, dict)
-    else:  # pragma: no cover - every field has one of the types above
-        ok = True
-    if not ok:
-        raise ConfigError(f"config key '{key}' must be a {type(default).__name__}, got {value!r:.40}", where)
-    return value
+def config_schema() -> dict[str, Field]:
+    """The declarative schema of a training config (:mod:`flambient.schema`), from the defaults."""
+    return dataclass_fields(TrainConfig)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -160,16 +148,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML ({str(exc).splitlines()[0]})", p) from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigError("a training config must be a YAML mapping of key: value", p)
-    known = set(config_fields())
-    unknown = sorted(str(k) for k in doc if k not in known)
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}", p, f"known keys: {', '.join(sorted(known))}")
-    defaults = TrainConfig()
-    return {k: _coerce(k, v, getattr(defaults, k), p) for k, v in doc.items()}
+    return validate_schema(doc, config_schema(), p)
 
 
 def make_config(path: str | Path | None = None, base: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
@@ -177,7 +156,7 @@ def make_config(path: str | Path | None = None, base: dict[str, Any] | None = No
 
     Overrides that are None count as not given. With neither ``steps`` nor ``max_minutes`` set,
     the run is 1000 steps. Raises :class:`ConfigError` for malformed YAML, unknown keys, wrong
-    types or bad values.
+    types or bad values, including a ``model_config`` the family's constructor refuses.
     """
     defaults = TrainConfig()
     values: dict[str, Any] = dict(base or {})
@@ -186,14 +165,18 @@ def make_config(path: str | Path | None = None, base: dict[str, Any] | None = No
     for k, v in overrides.items():
         if v is not None:
             values[k] = v
-    for k in list(values):
-        if k not in config_fields():
-            raise ConfigError(f"unknown training option '{k}'")
-        values[k] = _coerce(k, values[k], getattr(defaults, k), None)
+    values = validate_schema(values, config_schema())
     cfg = dataclasses.replace(defaults, **values)
     if not cfg.steps and not cfg.max_minutes:
         cfg.steps = 1000
     cfg.validate()
+    if cfg.model_config:
+        from .nets.registry import create_model
+
+        try:
+            create_model(cfg.model, **cfg.model_config)  # the family's own checks, before any work
+        except ConfigError as exc:
+            raise ConfigError(exc.message, Path(path) if path is not None else None, exc.hint) from None
     return cfg
 
 
@@ -271,7 +254,8 @@ class _LossModule(nn.Module):
     With ``box`` = (y0, x0, h, w) the net works as at inference on a large image: the context
     comes from the WHOLE (augmented) image ``x`` and ``apply`` runs on the crop ``box`` only,
     with the crop's position; the loss is taken on that crop. Without ``box`` the whole image
-    goes through ``forward``. A family's own ``training_loss(x, y)`` (diffusion) gets the crop.
+    goes through ``forward``. A family's own ``training_loss(x, y, ctx)`` (diffusion) gets the crop
+    and the whole image's context.
     """
 
     def __init__(self, net: FlambientNet, weights: LossWeights) -> None:
@@ -286,7 +270,11 @@ class _LossModule(nn.Module):
         if box is not None:
             y0, x0, h, w = box
             xc, yc = x[:, :, y0 : y0 + h, x0 : x0 + w], y[:, :, y0 : y0 + h, x0 : x0 + w]
-        loss = hook(xc, yc) if callable(hook) else None
+        loss = None
+        if callable(hook):
+            # As at inference, the context is the WHOLE image's, not the crop's (when the hook takes one).
+            takes_ctx = "ctx" in inspect.signature(hook).parameters
+            loss = hook(xc, yc, ctx=self.net.context_of(x)) if box is not None and takes_ctx else hook(xc, yc)
         if loss is None:
             if box is None:
                 pred = self.net(x)
@@ -661,10 +649,7 @@ def train_dataset(
     items = load_dataset(dataset)
     train_items, val_items = split_items(items, cfg.val_fraction)
     torch.manual_seed(cfg.seed)
-    try:
-        net = create_model(cfg.model, **cfg.model_config)
-    except TypeError as exc:
-        raise ConfigError(f"model_config does not fit family '{cfg.model}' ({exc})") from None
+    net = create_model(cfg.model, **cfg.model_config)  # ConfigError when the family refuses model_config
     earlier = list(read_card(out).get("commands", [])) if resume else []
     res = fit(net, train_items, val_items, cfg, out, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
