@@ -34,14 +34,12 @@ from .errors import ConfigError, ModelError
 from .log import get_logger
 from .nets.registry import FlambientNet, ModelSpec
 from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS, WINDOW
-from .tiling import Stitcher, Tile, pad_to_multiple, plan_tiles
+from .tiling import MIN_TILE, Stitcher, Tile, pad_to_multiple, plan_overlap, plan_tiles
 
 log = get_logger("inference")
 
 #: Default tile side (pixels) when neither the preset nor the command line sets one.
 DEFAULT_TILE = 1024
-#: Smallest tile side the out-of-memory retry halves down to.
-MIN_TILE = 128
 BACKENDS = ("torch", "onnx")
 
 
@@ -345,14 +343,6 @@ def _apply_tiles(backend: Backend, src: StackSource, ctx: np.ndarray, tile: int 
         if on_tile is not None:
             on_tile(k + 1, len(plan))
     return stitcher.result()
-
-
-def plan_overlap(margin: int) -> int:
-    """Overlap between neighbouring tiles for a model margin: both margins plus a ramp of ``margin / 2``.
-
-    0 for per-pixel families (no overlap at all).
-    """
-    return 0 if margin <= 0 else 2 * margin + max(4, margin // 2)
 
 
 def _free_device_memory() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text", dict: "a mapping",
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text", dict: "a mapping (key: value lines)",
                list: "a list"}
 
 
