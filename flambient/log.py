@@ -1,7 +1,10 @@
 """Logging and terminal output shared by the CLI and the library.
 
 The library logs through :mod:`logging` under the ``flambient`` logger and never prints; the
-CLI installs a rich handler whose level follows ``-v`` / ``-q``.
+CLI installs a rich handler whose level follows ``-v`` / ``-q``. Everything here goes to
+stderr: stdout carries only data (see :mod:`flambient.commands._out`). Under ``-q``
+:data:`console` (notes, progress bars) is muted; warnings and errors still reach
+:data:`err_console`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from rich.logging import RichHandler
 
 LOGGER_NAME = "flambient"
 
-#: The console every command writes to (stderr, so stdout stays clean for data).
+#: The console commands write notes and progress to (stderr, so stdout stays clean for data);
+#: muted by ``-q``.
 console = Console(stderr=True, highlight=False)
+#: Log records and error messages (stderr; never muted).
+err_console = Console(stderr=True, highlight=False)
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
@@ -27,7 +33,8 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
-    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    console.quiet = quiet
+    handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)

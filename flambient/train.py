@@ -44,6 +44,7 @@ from torch import nn
 
 from .data import Augment, PairStore, epoch_order, progressive_crop, resize_pair, sample_batch
 from .dataset import PairItem
+from .devices import parse_device
 from .errors import ConfigError, DeviceError, InputError
 from .log import console, get_logger
 from .losses import LossWeights, blend_loss
@@ -118,11 +119,14 @@ class TrainConfig:
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (0 <= self.mask_dropout <= 1, "mask_dropout must be in [0, 1]"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        try:
+            self.device = parse_device(self.device)  # the one device grammar (flambient.devices)
+        except DeviceError as exc:
+            raise ConfigError(f"device: {exc.message}", hint=exc.hint) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML- and weights_only-safe)."""

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
                                             "goes beside it as *.context.onnx)."),
         fp16: bool = typer.Option(False, "--fp16", help="Convert to float16 (parity tolerance 1e-2)."),
         trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (NVIDIA GPU + TensorRT)."),
-        opset: int = typer.Option(17, "--opset", help="ONNX opset (13-20)."),
+        opset: int = typer.Option(17, "--opset", min=13, max=20, help="ONNX opset (13-20)."),
     ) -> None:
         """Export MODEL to ONNX with dynamic tile size; check it against torch before writing it."""
         from rich.table import Table

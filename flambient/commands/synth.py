@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ._options import FrameFormat, Style
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``synth`` command to ``app``."""
@@ -14,17 +16,17 @@ def register(app: typer.Typer) -> None:
     @app.command("synth")
     def synth_cmd(
         out: Path = typer.Argument(..., help="Output folder (a shoot, or a dataset with --pairs)."),
-        sets: int = typer.Option(3, "--sets", "-n", help="Number of bracket sets (or pairs)."),
+        sets: int = typer.Option(3, "--sets", "-n", min=1, help="Number of bracket sets (or pairs)."),
         size: Optional[str] = typer.Option(None, "--size", help="Frame size WIDTHxHEIGHT (default 1536x1024; "
                                            "384x256 with --pairs)."),
         megapixels: Optional[float] = typer.Option(None, "--megapixels", help="Frame size in megapixels (3:2)."),
         seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same shoot."),
-        fmt: str = typer.Option("dng", "--format", help="Frame format: dng or jpg."),
-        style: str = typer.Option("studio", "--style", help="House style of the finals: studio or natural."),
+        frame_format: FrameFormat = typer.Option(FrameFormat.dng, "--format", help="Frame format."),
+        house_style: Style = typer.Option(Style.studio, "--style", help="House style of the finals."),
         from_dir: Optional[Path] = typer.Option(None, "--from", help="Folder of edited finals to re-light into "
                                                 "ambient/flash frames (the finals become the truth)."),
         pairs: bool = typer.Option(False, "--pairs", help="Write a training dataset instead of a shoot."),
-        workers: int = typer.Option(2, "--workers", "-j", help="Threads."),
+        workers: int = typer.Option(2, "--workers", "-j", min=1, help="Threads."),
     ) -> None:
         """Render synthetic bracket shoots: frames like a camera's, plus truth/ (finals, masks, sets.yaml)."""
         from rich.progress import Progress
@@ -32,6 +34,7 @@ def register(app: typer.Typer) -> None:
         from ..log import console
         from ..synth.shoot import parse_size, synth_pairs, synth_shoot
 
+        fmt, style = frame_format.value, house_style.value
         default = (384, 256) if pairs else (1536, 1024)
         wh = parse_size(size, megapixels, default)
         with Progress(console=console, transient=True) as bar:

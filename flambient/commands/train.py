@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ._options import device_option
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``train`` command to ``app``."""
@@ -18,13 +20,15 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (model.pt, model.yaml, log.csv, ...)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family (see `flambient models`); default bilateral."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config YAML (keys of TrainConfig)."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Stop after this many optimiser steps."),
-        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time."),
+        steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Stop after this many optimiser steps."),
+        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0,
+                                                    help="Stop after this much training time."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights, batches, augmentations)."),
-        batch: Optional[int] = typer.Option(None, "--batch", "-b", help="Batch size per process."),
-        crop: Optional[int] = typer.Option(None, "--crop", help="Final training crop side in pixels."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (default)."),
+        batch: Optional[int] = typer.Option(None, "--batch", "-b", min=1, help="Batch size per process."),
+        crop: Optional[int] = typer.Option(None, "--crop", min=16, help="Final training crop side in pixels."),
+        device: Optional[str] = typer.Option(None, "--device", callback=device_option,
+                                             help="auto (default), cpu, cuda or cuda:N."),
         data_command: Optional[List[str]] = typer.Option(
             None, "--data-command", help="Command line that made the dataset, recorded in the model card (repeatable)."),
     ) -> None:
