@@ -42,6 +42,8 @@ class BuildPyWithShipped(build_py):
         if getattr(self, "editable_mode", False):
             return
         dest_root = Path(self.build_lib) / "flambient" / "_shipped"
+        if dest_root.exists():  # a reused build folder must not ship files removed since
+            shutil.rmtree(dest_root)
         for rel in shipped_files():
             dest = dest_root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
