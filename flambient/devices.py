@@ -70,9 +70,12 @@ def parse_device(spec: str | None) -> str:
     The same grammar as :func:`parse_devices` (``gpu`` = ``cuda``, ``1`` = ``cuda:1``) but one
     device at most; returns the normalised name. Raises :class:`DeviceError` otherwise.
     """
-    kind, idx = parse_devices(spec)
+    try:
+        kind, idx = parse_devices(spec)
+    except DeviceError:
+        raise DeviceError(f"unknown device '{spec}'", hint="use auto, cpu, cuda or cuda:N") from None
     if len(idx) > 1:
-        raise DeviceError(f"bad --device value '{spec}': one device only", hint="use auto, cpu, cuda or cuda:N")
+        raise DeviceError(f"device '{spec}': one device only", hint="use auto, cpu, cuda or cuda:N")
     return f"cuda:{idx[0]}" if idx else kind
 
 

@@ -338,7 +338,7 @@ class _Runner:
         spec = backends[0].spec
         if spec.tileable:  # the tiling rule with the model's margin and size multiple, before any set
             problem = tiling_problem(self.tile, self.overlap if self.overlap is not None else spec.overlap,
-                                     spec.size_multiple)
+                                     spec.size_multiple, ranges=False)  # ranges: checked by the CLI/preset
             if problem is not None:
                 raise ConfigError(f"{problem[0]} for model {self.model_name} ({spec.family})", hint=problem[1])
         model_sha = model_fingerprint(backends[0])

@@ -75,7 +75,7 @@ def test_train_config_errors_name_file_and_key(tmp_path: Path) -> None:
     for doc, needle in [({"batch": "eight"}, "batch: bad value 'eight'"), ({"amp": "yes"}, "amp: bad value"),
                         ({"model_config": [1]}, "model_config: bad value"),
                         ({"model_config": {"gird_size": 8}}, "model_config.gird_size: unknown key"),
-                        ({"device": "tpu"}, "device: bad --devices value")]:
+                        ({"device": "tpu"}, "device: unknown device 'tpu'")]:
         cfg.write_text(yaml.safe_dump(doc))
         with pytest.raises(ConfigError, match=needle) as ei:
             make_config(cfg)
