@@ -16,8 +16,7 @@ import typer
 
 from . import __version__
 from .errors import FlambientError
-from .log import err_console as console
-from .log import setup_logging
+from .log import console, setup_logging
 
 #: Order of commands in ``flambient --help`` (others follow alphabetically).
 COMMAND_ORDER = ["ingest", "synth", "train", "finetune", "process", "eval", "export", "models", "presets"]

@@ -2,9 +2,8 @@
 
 The library logs through :mod:`logging` under the ``flambient`` logger and never prints; the
 CLI installs a rich handler whose level follows ``-v`` / ``-q``. Everything here goes to
-stderr: stdout carries only data (see :mod:`flambient.commands._out`). Under ``-q``
-:data:`console` (notes, progress bars) is muted; warnings and errors still reach
-:data:`err_console`.
+stderr: stdout carries only data (see :mod:`flambient.commands._out`, whose ``note`` prints
+a message for people unless ``-q`` is given).
 """
 
 from __future__ import annotations
@@ -16,11 +15,8 @@ from rich.logging import RichHandler
 
 LOGGER_NAME = "flambient"
 
-#: The console commands write notes and progress to (stderr, so stdout stays clean for data);
-#: muted by ``-q``.
+#: The console every command writes to (stderr, so stdout stays clean for data).
 console = Console(stderr=True, highlight=False)
-#: Log records and error messages (stderr; never muted).
-err_console = Console(stderr=True, highlight=False)
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
@@ -33,8 +29,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
-    console.quiet = quiet
-    handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)

@@ -29,6 +29,7 @@ import copy
 import csv
 import dataclasses
 import inspect
+import logging
 import math
 import os
 import time
@@ -547,7 +548,8 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
 
     prog = Progress(TextColumn("[bold]train[/]"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                     TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not d.main, transient=False)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                    disable=not d.main or not log.isEnabledFor(logging.INFO), transient=False)  # off under -q
     stopped = "budget"
     run_loss: list[float] = []
     win_t, win_imgs, crop = 0.0, 0, cfg.crop

@@ -78,6 +78,15 @@ def test_json_file_and_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "studio" in {p["name"] for p in json.loads(dest.read_text())["presets"]}
 
 
+def test_quiet_synth_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "synth", str(tmp_path / "s"), "--sets", "1", "--size", "96x64"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err == ""
+    assert main(["synth", str(tmp_path / "s2"), "--sets", "1", "--size", "96x64"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == "" and "wrote 3 frames" in cap.err  # a note for people: stderr
+
+
 def test_process_summary_on_stdout_and_quiet(shoot: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["process", str(shoot), "--model", str(tiny_model), "--devices", "cpu", "--json", "-"]) == 0
     cap = capsys.readouterr()

@@ -64,6 +64,14 @@ def print_table(table: Table) -> None:
     sys.stdout.flush()
 
 
+def note(text: str) -> None:
+    """A message for people (what was written, where) on stderr; nothing under ``-q``."""
+    if not quiet():
+        from ..log import console
+
+        console.print(text, soft_wrap=True)
+
+
 def print_line(text: str) -> None:
     """Print one plain result line to stdout (nothing under ``-q``)."""
     if not quiet():

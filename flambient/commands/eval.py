@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         from ._out import emit, quiet
 
         with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                      console=console, transient=True) as bar:
+                      console=console, transient=True, disable=quiet()) as bar:
             task = bar.add_task("", total=None)
 
             def progress(done: int, total: int, name: str) -> None:

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
 
         from ..export import export_model
         from ..log import console
+        from ._out import note, quiet
 
         res = export_model(model, onnx, fp16=fp16, trt=trt, opset=opset)
         table = Table(title=f"parity of {res.family} ({'fp16' if res.fp16 else 'fp32'}, opset {res.opset}, "
@@ -34,9 +35,10 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, justify="right")
         for c in res.parity.cases:
             table.add_row(str(c.batch), f"{c.height} x {c.width}", f"{c.max_abs:.2e}", f"{c.mean_abs:.2e}")
-        console.print(table)
-        console.print(f"parity ok: max abs error {res.parity.max_abs:.2e}, mean {res.parity.mean_abs:.2e} "
-                      f"(tolerance {res.parity.tolerance:g}; context max {res.parity.context_max_abs:.2e})")
-        console.print(f"wrote {res.onnx_path} and {res.context_path.name} in {res.seconds:.1f} s")
+        if not quiet():
+            console.print(table)
+        note(f"parity ok: max abs error {res.parity.max_abs:.2e}, mean {res.parity.mean_abs:.2e} "
+             f"(tolerance {res.parity.tolerance:g}; context max {res.parity.context_max_abs:.2e})")
+        note(f"wrote {res.onnx_path} and {res.context_path.name} in {res.seconds:.1f} s")
         for f in res.trt_files:
-            console.print(f"TensorRT ({res.trt_method}): {f}")
+            note(f"TensorRT ({res.trt_method}): {f}")

@@ -31,12 +31,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fine-tune a model on your own edits; the card records held-out metrics before and after."""
         from ..finetune import finetune, finetune_config
-        from ..log import console
         from ..modelcard import command_from_context
+        from ._out import note
 
         cfg = finetune_config(config, steps=steps, max_minutes=max_minutes, seed=seed, lr=lr, device=device,
                               context_only=context_only or None)
         res = finetune(pairs, out, base=base, cfg=cfg, command=command_from_context(ctx))
-        console.print(f"fine-tuned {res.steps} steps ({res.seconds / 60:.1f} min): held-out dE2000 "
-                      f"{res.before['delta_e2000']:.3f} -> {res.after['delta_e2000']:.3f}, PSNR "
-                      f"{res.before['psnr']:.2f} -> {res.after['psnr']:.2f} dB; kept {res.kept} -> {res.model_path}")
+        note(f"fine-tuned {res.steps} steps ({res.seconds / 60:.1f} min): held-out dE2000 "
+             f"{res.before['delta_e2000']:.3f} -> {res.after['delta_e2000']:.3f}, PSNR "
+             f"{res.before['psnr']:.2f} -> {res.after['psnr']:.2f} dB; kept {res.kept} -> {res.model_path}")

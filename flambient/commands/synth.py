@@ -33,11 +33,12 @@ def register(app: typer.Typer) -> None:
 
         from ..log import console
         from ..synth.shoot import parse_size, synth_pairs, synth_shoot
+        from ._out import note, quiet
 
         fmt, style = frame_format.value, house_style.value
         default = (384, 256) if pairs else (1536, 1024)
         wh = parse_size(size, megapixels, default)
-        with Progress(console=console, transient=True) as bar:
+        with Progress(console=console, transient=True, disable=quiet()) as bar:
             task = bar.add_task("synth", total=sets)
 
             def progress(done: int, total: int) -> None:
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
 
                 doc = synth_from_finals(from_dir, out, size=wh if (size or megapixels or pairs) else None, seed=seed,
                                         fmt=fmt, pairs=pairs, limit=None, progress=progress)
-                console.print(f"re-lit {len(doc['sets'])} finals from {from_dir} into {out}")
+                note(f"re-lit {len(doc['sets'])} finals from {from_dir} into {out}")
                 if doc["skipped"]:
                     console.print(f"[red]{len(doc['skipped'])} finals could not be read[/]")
                     raise typer.Exit(1)
@@ -56,10 +57,10 @@ def register(app: typer.Typer) -> None:
             if pairs:
                 index = synth_pairs(out, pairs=sets, size=wh, seed=seed, style=style, workers=workers,
                                     progress=progress)
-                console.print(f"wrote {sets} pairs ({wh[0]}x{wh[1]}, style {style}) -> {index}")
+                note(f"wrote {sets} pairs ({wh[0]}x{wh[1]}, style {style}) -> {index}")
                 return
             doc = synth_shoot(out, sets=sets, size=wh, seed=seed, fmt=fmt, style=style, workers=workers,
                               progress=progress)
         frames = sum(len(s["frames"]) for s in doc["sets"])
-        console.print(f"wrote {frames} frames in {len(doc['sets'])} sets ({wh[0]}x{wh[1]} {fmt}, style {style}) "
-                      f"-> {out}; truth in {out / 'truth'}")
+        note(f"wrote {frames} frames in {len(doc['sets'])} sets ({wh[0]}x{wh[1]} {fmt}, style {style}) "
+             f"-> {out}; truth in {out / 'truth'}")

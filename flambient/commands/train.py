@@ -37,15 +37,15 @@ def register(app: typer.Typer) -> None:
         Under `torchrun --nproc_per_node N` every process runs this command and they train
         together (DDP; gloo on CPU, nccl on CUDA); rank 0 writes the outputs.
         """
-        from ..log import console
         from ..modelcard import command_from_context
         from ..train import make_config, train_dataset
+        from ._out import note
 
         cfg = make_config(config, model=model, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
                           crop=crop, device=device)
         res = train_dataset(dataset, cfg, out, resume=resume, command=command_from_context(ctx),
                             extra_commands=data_command or [])
         m = res.metrics
-        console.print(f"trained {cfg.model} for {res.steps} steps ({res.seconds / 60:.1f} min, "
-                      f"{res.images_per_s:.2f} images/s): validation dE2000 {m.get('delta_e2000', float('nan')):.3f}, "
-                      f"PSNR {m.get('psnr', float('nan')):.2f} dB -> {out / 'model.pt'}")
+        note(f"trained {cfg.model} for {res.steps} steps ({res.seconds / 60:.1f} min, "
+             f"{res.images_per_s:.2f} images/s): validation dE2000 {m.get('delta_e2000', float('nan')):.3f}, "
+             f"PSNR {m.get('psnr', float('nan')):.2f} dB -> {out / 'model.pt'}")
