@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # click usage errors and unexpected failures
         # Typer vendors click; duck-type its usage errors instead of importing it.
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show(file=sys.stderr)  # type: ignore[attr-defined]
+            _usage_error(exc)
             return int(getattr(exc, "exit_code", 2) or 2)
         if type(exc).__name__ == "Abort":
             return 130
@@ -94,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
                       soft_wrap=True)
         return 3
     return 0
+
+
+def _usage_error(exc: Exception) -> None:
+    """A click usage error as one line on stderr, with where to look for help."""
+    fmt = getattr(exc, "format_message", None)
+    msg = " ".join((fmt() if callable(fmt) else str(exc)).split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None and getattr(ctx, "command_path", None) else "flambient"
+    console.print(f"[bold red]error:[/] {msg} (see: {where} --help)", markup=True, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

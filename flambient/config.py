@@ -21,7 +21,8 @@ optional and defaults to the values below. Unknown keys and bad values raise
       naming: "{set}"         # file stem; fields {set}, {preset}, {model}; extension from format
     tiling:
       tile: 1024              # largest tile side in pixels (128..16384); null = whole image
-      overlap: null           # overlap between tiles in pixels; null = the model's need
+      overlap: null           # model margin at tile borders (0..512 px); null = the model's need
+                              # (one rule with --tile/--overlap: flambient.tiling.tiling_problem)
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import yaml
 
 from .errors import ConfigError
 from .paths import search_dirs
+from .schema import Field, validate
+from .tiling import MAX_MARGIN, MAX_TILE, MIN_TILE, tiling_problem
 
 PRESET_SUFFIXES = (".yaml", ".yml")
 FORMATS = ("jpeg", "tiff16")
@@ -162,119 +165,69 @@ def list_presets() -> list[Preset]:
 # ----------------------------------------------------------------------------- validation
 
 
+#: The declarative schema of a preset file (:mod:`flambient.schema`), section by section.
+PRESET_SCHEMA: dict[str, Field] = {
+    "description": Field(str, "", optional=True),
+    "model": Field(str, "default", optional=True),
+    "edit": Field(dict, None, optional=True),
+    "output": Field(dict, None, optional=True),
+    "tiling": Field(dict, None, optional=True),
+}
+EDIT_SCHEMA: dict[str, Field] = {
+    "strength": Field(float, 1.0, 0.0, 1.0),
+    "exposure_bias": Field(float, 0.0, -3.0, 3.0),
+    "white_balance": Field(float, None, 2000.0, 12000.0, optional=True),
+}
+OUTPUT_SCHEMA: dict[str, Field] = {
+    "format": Field(str, "jpeg", choices=FORMATS),
+    "quality": Field(int, 95, 1, 100),
+    "colour_space": Field(str, "srgb", choices=COLOUR_SPACES),
+    "long_edge": Field(int, None, 64, 65536, optional=True),
+    "sharpen": Field(float, 0.0, 0.0, 3.0),
+    "sharpen_radius": Field(float, 1.0, 0.3, 10.0),
+    "naming": Field(str, "{set}", optional=True),
+}
+TILING_SCHEMA: dict[str, Field] = {
+    "tile": Field(int, 1024, MIN_TILE, MAX_TILE, optional=True),
+    "overlap": Field(int, None, 0, MAX_MARGIN, optional=True),
+}
+
+
 def parse_preset(doc: Any, name: str, path: Path | None = None) -> Preset:
     """Validate a parsed YAML document into a :class:`Preset` (raises :class:`ConfigError`)."""
-    v = _Validator(path)
-    top = v.mapping(doc, "")
-    v.known(top, "", ["description", "model", "edit", "output", "tiling"])
-    description = v.text(top, "description", "")
-    model = v.text(top, "model", "default") or "default"
+    top = validate(doc, PRESET_SCHEMA, path)
+    description = top.get("description") or ""
+    model = top.get("model") or "default"
     if path is not None and ("/" in model or model.endswith((".pt", ".onnx"))) and not Path(model).is_absolute():
         model = str((path.parent / model).resolve())
-    e = v.mapping(top.get("edit", {}), "edit")
-    v.known(e, "edit", [f.name for f in fields(EditSettings)])
-    edit = EditSettings(
-        strength=v.number(e, "edit.strength", 1.0, 0.0, 1.0),
-        exposure_bias=v.number(e, "edit.exposure_bias", 0.0, -3.0, 3.0),
-        white_balance=v.number(e, "edit.white_balance", None, 2000.0, 12000.0, optional=True),
-    )
-    o = v.mapping(top.get("output", {}), "output")
-    v.known(o, "output", [f.name for f in fields(OutputSettings)])
-    naming = v.text(o, "output.naming", "{set}")
-    v.naming(naming)
-    output = OutputSettings(
-        format=v.choice(o, "output.format", "jpeg", FORMATS),
-        quality=int(v.number(o, "output.quality", 95, 1, 100, integer=True)),
-        colour_space=v.choice(o, "output.colour_space", "srgb", COLOUR_SPACES),
-        long_edge=v.int_or_none(o, "output.long_edge", None, 64, 65536),
-        sharpen=v.number(o, "output.sharpen", 0.0, 0.0, 3.0),
-        sharpen_radius=v.number(o, "output.sharpen_radius", 1.0, 0.3, 10.0),
-        naming=naming,
-    )
-    t = v.mapping(top.get("tiling", {}), "tiling")
-    v.known(t, "tiling", [f.name for f in fields(TilingSettings)])
-    tiling = TilingSettings(tile=v.int_or_none(t, "tiling.tile", 1024, 128, 16384),
-                            overlap=v.int_or_none(t, "tiling.overlap", None, 0, 512))
-    if tiling.tile is not None and tiling.overlap is not None and tiling.tile <= 2 * tiling.overlap:
-        raise ConfigError(f"tiling.tile ({tiling.tile}) must exceed twice tiling.overlap ({tiling.overlap})", path)
-    return Preset(name=name, description=description, model=model, edit=edit, output=output, tiling=tiling,
-                  path=path)
+    edit = EditSettings(**validate(top.get("edit"), EDIT_SCHEMA, path, "edit", defaults=True))
+    o = validate(top.get("output"), OUTPUT_SCHEMA, path, "output", defaults=True)
+    o["naming"] = o["naming"] or "{set}"
+    _check_naming(o["naming"], path)
+    output = OutputSettings(**o)
+    t = validate(top.get("tiling"), TILING_SCHEMA, path, "tiling", defaults=True)
+    problem = tiling_problem(t["tile"], t["overlap"], names=("tiling.tile", "tiling.overlap"))
+    if problem is not None:
+        raise ConfigError(problem[0], path, problem[1])
+    return Preset(name=name, description=description, model=model, edit=edit, output=output,
+                  tiling=TilingSettings(**t), path=path)
 
 
-class _Validator:
-    """Typed getters that raise :class:`ConfigError` naming the file, the key and what is allowed."""
+def _check_naming(template: str, path: Path | None) -> None:
+    """The ``output.naming`` template: only known fields, must hold {set}, a plain file name."""
+    allowed = ", ".join("{" + f + "}" for f in NAMING_FIELDS)
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    def fail(msg: str, hint: str) -> ConfigError:
+        return ConfigError(f"output.naming: {msg}", path, f"allowed: {hint}")
 
-    def fail(self, key: str, msg: str, allowed: str) -> ConfigError:
-        return ConfigError(f"{key}: {msg}", self.path, f"allowed: {allowed}")
-
-    def mapping(self, value: Any, key: str) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(key or "preset", f"expected a mapping of keys, got {type(value).__name__}",
-                            "key: value lines")
-        return value
-
-    def known(self, d: dict[str, Any], section: str, allowed: list[str]) -> None:
-        for k in d:
-            if k not in allowed:
-                full = f"{section}.{k}" if section else str(k)
-                raise self.fail(full, "unknown key", ", ".join(allowed))
-
-    @staticmethod
-    def _get(d: dict[str, Any], key: str) -> tuple[bool, Any]:
-        short = key.rsplit(".", 1)[-1]
-        return short in d, d.get(short)
-
-    def text(self, d: dict[str, Any], key: str, default: str) -> str:
-        present, val = self._get(d, key)
-        if not present or val is None:
-            return default
-        if not isinstance(val, str):
-            raise self.fail(key, f"expected text, got {val!r}", "a string")
-        return val
-
-    def number(self, d: dict[str, Any], key: str, default: Any, lo: float, hi: float, *,
-               optional: bool = False, integer: bool = False) -> Any:
-        present, val = self._get(d, key)
-        rng = f"{'an integer' if integer else 'a number'} from {lo:g} to {hi:g}" + (" or null" if optional else "")
-        if not present or (val is None and optional):
-            return default
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or (integer and not float(val).is_integer()):
-            raise self.fail(key, f"bad value {val!r}", rng)
-        if not lo <= float(val) <= hi:
-            raise self.fail(key, f"{val!r} is out of range", rng)
-        return int(val) if integer else float(val)
-
-    def int_or_none(self, d: dict[str, Any], key: str, default: int | None, lo: int, hi: int) -> int | None:
-        present, val = self._get(d, key)
-        if not present:
-            return default
-        if val is None:
-            return None
-        return int(self.number(d, key, default, lo, hi, optional=True, integer=True))
-
-    def choice(self, d: dict[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
-        present, val = self._get(d, key)
-        if not present or val is None:
-            return default
-        if not isinstance(val, str) or val.lower() not in allowed:
-            raise self.fail(key, f"bad value {val!r}", ", ".join(allowed))
-        return val.lower()
-
-    def naming(self, template: str) -> None:
-        allowed = ", ".join("{" + f + "}" for f in NAMING_FIELDS)
-        try:
-            names = [fld for _, fld, _, _ in string.Formatter().parse(template) if fld is not None]
-        except ValueError as exc:
-            raise self.fail("output.naming", f"bad template ({exc})", f"text with {allowed}") from None
-        bad = [n for n in names if n not in NAMING_FIELDS]
-        if bad:
-            raise self.fail("output.naming", f"unknown field {{{bad[0]}}}", allowed)
-        if "set" not in names:
-            raise self.fail("output.naming", "must contain {set} (else every set writes the same file)", allowed)
-        if "/" in template or "\\" in template or template.startswith("."):
-            raise self.fail("output.naming", "must be a plain file name", f"text with {allowed}, no '/' or leading '.'")
+    try:
+        names = [fld for _, fld, _, _ in string.Formatter().parse(template) if fld is not None]
+    except ValueError as exc:
+        raise fail(f"bad template ({exc})", f"text with {allowed}") from None
+    bad = [n for n in names if n not in NAMING_FIELDS]
+    if bad:
+        raise fail(f"unknown field {{{bad[0]}}}", allowed)
+    if "set" not in names:
+        raise fail("must contain {set} (else every set writes the same file)", allowed)
+    if "/" in template or "\\" in template or template.startswith("."):
+        raise fail("must be a plain file name", f"text with {allowed}, no '/' or leading '.'")

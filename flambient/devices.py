@@ -1,6 +1,8 @@
 """Compute devices: discovery (CUDA GPUs, then the CPU) and the ``--devices`` option.
 
-``--devices`` accepts ``auto`` (every CUDA GPU, or the CPU when there is none), ``cpu``,
+One grammar for every device option (``process --devices``, ``train``/``finetune --device``,
+the onnx backend): :func:`parse_devices` / :func:`parse_device`; the CLI checks values with
+them while parsing its arguments, before any work. ``--devices`` accepts ``auto`` (every CUDA GPU, or the CPU when there is none), ``cpu``,
 ``cuda`` (every GPU) or ``cuda:0,1`` / ``0,1`` (those GPUs). Asking for CUDA on a machine
 without a usable GPU falls back to the CPU with a warning (a cron job keeps working); naming a
 GPU index that does not exist is a :class:`~flambient.errors.DeviceError`.
@@ -60,6 +62,21 @@ def parse_devices(spec: str | None) -> tuple[str, list[int]]:
     if not parts or not all(p.isdigit() for p in parts):
         raise DeviceError(f"bad --devices value '{spec}'", hint="use auto, cpu, cuda or cuda:0,1")
     return "cuda", sorted({int(p) for p in parts})
+
+
+def parse_device(spec: str | None) -> str:
+    """Parse a single-device value (``train --device``, the onnx backend): auto, cpu, cuda or cuda:N.
+
+    The same grammar as :func:`parse_devices` (``gpu`` = ``cuda``, ``1`` = ``cuda:1``) but one
+    device at most; returns the normalised name. Raises :class:`DeviceError` otherwise.
+    """
+    try:
+        kind, idx = parse_devices(spec)
+    except DeviceError:
+        raise DeviceError(f"unknown device '{spec}'", hint="use auto, cpu, cuda or cuda:N") from None
+    if len(idx) > 1:
+        raise DeviceError(f"device '{spec}': one device only", hint="use auto, cpu, cuda or cuda:N")
+    return f"cuda:{idx[0]}" if idx else kind
 
 
 def resolve_devices(spec: str | None = "auto") -> list[Device]:

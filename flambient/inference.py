@@ -34,14 +34,12 @@ from .errors import ConfigError, ModelError
 from .log import get_logger
 from .nets.registry import FlambientNet, ModelSpec
 from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS, WINDOW
-from .tiling import Stitcher, Tile, pad_to_multiple, plan_tiles
+from .tiling import MIN_TILE, Stitcher, Tile, pad_to_multiple, plan_overlap, plan_tiles
 
 log = get_logger("inference")
 
 #: Default tile side (pixels) when neither the preset nor the command line sets one.
 DEFAULT_TILE = 1024
-#: Smallest tile side the out-of-memory retry halves down to.
-MIN_TILE = 128
 BACKENDS = ("torch", "onnx")
 
 
@@ -90,7 +88,10 @@ class TorchBackend:
             self.net = self.net.half()
         self.meta: dict[str, Any] = dict(meta or {})
         self.path: Path | None = Path(self.meta["path"]) if self.meta.get("path") else None
-        self._ctx_key: int | None = None
+        # The context array last moved to the device and its device copy. The array itself is
+        # held (not its id(), which Python reuses once an array is freed), so a new image's
+        # context can never be mistaken for the previous one's.
+        self._ctx_src: np.ndarray | None = None
         self._ctx_dev: Any = None
 
     def _to_dev(self, a: np.ndarray) -> Any:
@@ -110,8 +111,8 @@ class TorchBackend:
         import torch
 
         with torch.inference_mode():
-            if self._ctx_key != id(ctx):  # keep the (small) context on the device between tiles
-                self._ctx_dev, self._ctx_key = self._to_dev(ctx), id(ctx)
+            if self._ctx_src is not ctx:  # keep the (small) context on the device between tiles
+                self._ctx_dev, self._ctx_src = self._to_dev(ctx), ctx
             p = torch.as_tensor(np.asarray(pos, dtype=np.float32).reshape(4), device=self.device)
             y = self.net.apply(self._to_dev(x), self._ctx_dev, p)
             return y.float().cpu().numpy()
@@ -342,14 +343,6 @@ def _apply_tiles(backend: Backend, src: StackSource, ctx: np.ndarray, tile: int 
         if on_tile is not None:
             on_tile(k + 1, len(plan))
     return stitcher.result()
-
-
-def plan_overlap(margin: int) -> int:
-    """Overlap between neighbouring tiles for a model margin: both margins plus a ramp of ``margin / 2``.
-
-    0 for per-pixel families (no overlap at all).
-    """
-    return 0 if margin <= 0 else 2 * margin + max(4, margin // 2)
 
 
 def _free_device_memory() -> None:

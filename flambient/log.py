@@ -1,7 +1,9 @@
 """Logging and terminal output shared by the CLI and the library.
 
 The library logs through :mod:`logging` under the ``flambient`` logger and never prints; the
-CLI installs a rich handler whose level follows ``-v`` / ``-q``.
+CLI installs a rich handler whose level follows ``-v`` / ``-q``. Everything here goes to
+stderr: stdout carries only data (see :mod:`flambient.commands._out`, whose ``note`` prints
+a message for people unless ``-q`` is given).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .devices import parse_device
 from .errors import DeviceError, ModelError
 from .log import get_logger
 from .nets.registry import ModelSpec
@@ -194,12 +195,8 @@ def tensorrt_install_hint(probe: ProviderProbe) -> str:
 
 
 def _device_id(device: str | None) -> int:
-    if device and ":" in device:
-        try:
-            return int(device.split(":", 1)[1])
-        except ValueError:
-            raise DeviceError(f"bad device '{device}'", hint="use cpu, cuda or cuda:N") from None
-    return 0
+    dev = parse_device(device)
+    return int(dev.split(":", 1)[1]) if ":" in dev else 0
 
 
 def choose_providers(device: str | None = None, *, trt_cache: str | Path | None = None, fp16: bool = False,
@@ -215,9 +212,7 @@ def choose_providers(device: str | None = None, *, trt_cache: str | Path | None 
             optimisation profile (:func:`trt_profile_shapes`).
         require_trt: raise :class:`DeviceError` (with what to install) when TensorRT is unusable.
     """
-    dev = (device or "auto").lower()
-    if dev not in ("auto", "cpu") and not dev.startswith("cuda"):
-        raise DeviceError(f"unknown device '{device}' for the onnx backend", hint="use cpu, cuda or cuda:N")
+    dev = parse_device(device)  # the one device grammar (DeviceError for anything else)
     probe = probe_providers()
     if require_trt and (dev == "cpu" or not probe.tensorrt):
         raise DeviceError(tensorrt_install_hint(probe))

@@ -150,12 +150,63 @@ def exif_bytes(info: ExifInfo | None) -> bytes:
 
 
 def write_final(path: str | Path, srgb: np.ndarray, out: OutputSettings, exif: bytes | None) -> Path:
-    """Write the finished sRGB HxWx3 image atomically as JPEG (ICC + EXIF) or 16-bit TIFF (ICC)."""
+    """Write the finished sRGB HxWx3 image atomically as JPEG or 16-bit TIFF, both with the sRGB ICC.
+
+    ``exif`` (from :func:`exif_bytes`) goes into the JPEG as its APP1 segment; a TIFF gets the
+    same camera, lens, capture time and exposure fields as tags (:func:`tiff_tags`).
+    """
     from .io.images import write_jpeg, write_tiff16
 
     if out.format == "jpeg":
         return write_jpeg(path, srgb, quality=out.quality, exif=exif)
-    return write_tiff16(path, srgb, icc=True)
+    return write_tiff16(path, srgb, icc=True, tags=tiff_tags(exif))
+
+
+#: EXIF fields a TIFF final carries, by tag: (tifffile dtype, kind). TIFF shares EXIF's tag
+#: numbers, so they are written in the image's IFD (as DNG does), readable by exiftool and Pillow.
+_TIFF_FIELDS: dict[int, str] = {
+    271: "text",    # Make
+    272: "text",    # Model
+    36867: "text",  # DateTimeOriginal
+    36881: "text",  # OffsetTimeOriginal
+    42036: "text",  # LensModel
+    34855: "short",  # ISO
+    33434: "rational",  # ExposureTime
+    33437: "rational",  # FNumber
+    37386: "rational",  # FocalLength
+}
+
+
+def tiff_tags(exif: bytes | None) -> list[tuple[int, str, int, Any, bool]]:
+    """tifffile ``extratags`` for a TIFF final from a final's EXIF bytes (:func:`exif_bytes`).
+
+    Camera make and model, lens, capture time (also as DateTime, tag 306), ISO, exposure
+    time, f-number and focal length, plus Orientation 1 (the pixels are upright).
+    """
+    from fractions import Fraction
+
+    from PIL import Image
+
+    tags: list[tuple[int, str, int, Any, bool]] = [(274, "H", 1, 1, True)]  # Orientation: upright
+    if not exif:
+        return tags
+    ex = Image.Exif()
+    ex.load(exif)
+    values: dict[int, Any] = {**dict(ex), **dict(ex.get_ifd(0x8769))}
+    for tag, kind in _TIFF_FIELDS.items():
+        v = values.get(tag)
+        if v is None or v == "":
+            continue
+        if kind == "text":
+            tags.append((tag, "s", 0, str(v).rstrip("\x00"), True))
+        elif kind == "short":
+            tags.append((tag, "H", 1, int(v), True))
+        else:
+            f = Fraction(float(v)).limit_denominator(100000)
+            tags.append((tag, "2I", 1, (f.numerator, f.denominator), True))
+    if values.get(36867):
+        tags.append((306, "s", 0, str(values[36867]).rstrip("\x00"), True))  # DateTime
+    return tags
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -40,6 +40,7 @@ from .io.atomic import atomic_write_text
 from .locks import DEFAULT_STALE_AFTER, SetLock
 from .log import get_logger
 from .output import edit_post, exif_bytes, finish, read_sidecar, sha256_file, write_final, write_sidecar
+from .tiling import tiling_problem
 
 log = get_logger("process")
 
@@ -336,6 +337,12 @@ class _Runner:
             self.record(SetResult(str(e.get("path")), "failed", error=str(e.get("error"))))
         devices = [Device("cpu", "CPU")] if self.opts.dry_run else resolve_devices(self.opts.devices)
         backends = [load_backend(self.model_name, self.opts.backend, self._backend_device(d, devices)) for d in devices]
+        spec = backends[0].spec
+        if spec.tileable:  # the tiling rule with the model's margin and size multiple, before any set
+            problem = tiling_problem(self.tile, self.overlap if self.overlap is not None else spec.overlap,
+                                     spec.size_multiple, ranges=False)  # ranges: checked by the CLI/preset
+            if problem is not None:
+                raise ConfigError(f"{problem[0]} for model {self.model_name} ({spec.family})", hint=problem[1])
         model_sha = model_fingerprint(backends[0])
         log.info("model %s; %d set(s); output %s", backends[0].describe(), len(sets), self.out)
         todo: list[BracketSet] = []
@@ -481,8 +488,13 @@ def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
 
 
 def write_summary(summary: BatchSummary) -> Path:
-    """Write ``OUT/flambient-summary.json`` atomically; returns its path."""
-    doc = {
+    """Write ``OUT/flambient-summary.json`` (:func:`summary_doc`) atomically; returns its path."""
+    return atomic_write_text(summary.out / SUMMARY_NAME, json.dumps(summary_doc(summary), indent=2) + "\n")
+
+
+def summary_doc(summary: BatchSummary) -> dict[str, Any]:
+    """The summary document (``flambient-summary.json``, ``process --json``)."""
+    return {
         "flambient_version": __version__,
         "shoot": str(summary.shoot),
         "out": str(summary.out),
@@ -497,7 +509,6 @@ def write_summary(summary: BatchSummary) -> Path:
         "sets": [asdict(r) for r in summary.results],
         "inputs": summary.inputs,
     }
-    return atomic_write_text(summary.out / SUMMARY_NAME, json.dumps(doc, indent=2) + "\n")
 
 
 def _account(manifest: Any, summary: BatchSummary, processed: set[str],

@@ -71,6 +71,53 @@ class Tile:
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
 
+#: Smallest and largest tile side (pixels) a preset or ``--tile`` may ask for (0/None = whole image).
+MIN_TILE = 128
+MAX_TILE = 16384
+#: Largest model margin (``--overlap``, ``tiling.overlap``) in pixels.
+MAX_MARGIN = 512
+
+
+def plan_overlap(margin: int) -> int:
+    """Overlap between neighbouring tiles for a model margin: both margins plus a ramp of ``margin / 2``.
+
+    0 for per-pixel families (no overlap at all).
+    """
+    return 0 if margin <= 0 else 2 * margin + max(4, margin // 2)
+
+
+def tiling_problem(tile: int | None, margin: int | None, multiple: int = 1,
+                   names: tuple[str, str] = ("--tile", "--overlap"), ranges: bool = True) -> tuple[str, str] | None:
+    """The one rule for tile side and margin: None when they work, else ``(message, hint)``.
+
+    ``tile`` None or 0 is the whole image (always fine); otherwise ``MIN_TILE <= tile <=
+    MAX_TILE``. ``margin`` (None = unknown yet, the model's) is ``0..MAX_MARGIN``. A tile must
+    exceed the overlap the plan puts between tiles (:func:`plan_overlap` of the margin) by
+    more than the size multiple, after rounding down to that multiple (what
+    :func:`axis_spans` needs). ``names`` are what the messages call the two settings.
+    ``ranges=False`` checks only that last, structural part (library callers such as tests
+    may tile tiny images with tiles below ``MIN_TILE``).
+    """
+    tname, mname = names
+    if margin is not None and (margin < 0 or (ranges and margin > MAX_MARGIN)):
+        return f"{mname} {margin} is out of range", f"use 0 to {MAX_MARGIN} pixels, or leave it to the model"
+    if tile is None or tile == 0:
+        return None
+    if tile < 0:
+        return f"{tname} {tile} is negative", f"use 0 (whole image) or {MIN_TILE} to {MAX_TILE} pixels"
+    if ranges and not MIN_TILE <= tile <= MAX_TILE:
+        return f"{tname} {tile} is out of range", f"use 0 (whole image) or {MIN_TILE} to {MAX_TILE} pixels"
+    if margin:
+        m = max(1, multiple)
+        need = plan_overlap(margin) + m + 1  # smallest tile (after rounding to m) that leaves room
+        if max(m, tile // m * m) < need:
+            need_m = -(-need // m) * m
+            return (f"{tname} {tile} is too small for {mname} {margin} (tiles overlap by {plan_overlap(margin)} px)",
+                    f"use {tname} {max(need_m, MIN_TILE) if ranges else need_m} or more, a smaller {mname}, "
+                    f"or {tname} 0")
+    return None
+
+
 def _up(v: int, m: int) -> int:
     return -(-v // m) * m
 

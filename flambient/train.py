@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -43,10 +44,13 @@ from torch import nn
 
 from .data import Augment, PairStore, epoch_order, progressive_crop, resize_pair, sample_batch
 from .dataset import PairItem
+from .devices import parse_device
 from .errors import ConfigError, DeviceError, InputError
 from .log import console, get_logger
 from .losses import LossWeights, blend_loss
 from .nets.registry import FlambientNet
+from .schema import Field, dataclass_fields
+from .schema import validate as validate_schema
 
 log = get_logger("train")
 
@@ -127,11 +131,14 @@ class TrainConfig:
             (self.style_steps >= 0, "style_steps must be >= 0"),
             (self.style_reg >= 0, "style_reg must be >= 0"),
             (self.style_lr_scale > 0, "style_lr_scale must be > 0"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        try:
+            self.device = parse_device(self.device)  # the one device grammar (flambient.devices)
+        except DeviceError as exc:
+            raise ConfigError(f"device: {exc.message}", hint=exc.hint) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML- and weights_only-safe)."""
@@ -143,24 +150,9 @@ def config_fields() -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 
-def _coerce(key: str, value: Any, default: Any, where: Path | None) -> Any:
-    """Check a config value against the default's type (ints accepted for floats)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, dict):
-        ok = isinstance(value, dict)
-    else:  # pragma: no cover - every field has one of the types above
-        ok = True
-    if not ok:
-        raise ConfigError(f"config key '{key}' must be a {type(default).__name__}, got {value!r:.40}", where)
-    return value
+def config_schema() -> dict[str, Field]:
+    """The declarative schema of a training config (:mod:`flambient.schema`), from the defaults."""
+    return dataclass_fields(TrainConfig)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -172,16 +164,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML ({str(exc).splitlines()[0]})", p) from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigError("a training config must be a YAML mapping of key: value", p)
-    known = set(config_fields())
-    unknown = sorted(str(k) for k in doc if k not in known)
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}", p, f"known keys: {', '.join(sorted(known))}")
-    defaults = TrainConfig()
-    return {k: _coerce(k, v, getattr(defaults, k), p) for k, v in doc.items()}
+    return validate_schema(doc, config_schema(), p)
 
 
 def make_config(path: str | Path | None = None, base: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
@@ -189,7 +172,7 @@ def make_config(path: str | Path | None = None, base: dict[str, Any] | None = No
 
     Overrides that are None count as not given. With neither ``steps`` nor ``max_minutes`` set,
     the run is 1000 steps. Raises :class:`ConfigError` for malformed YAML, unknown keys, wrong
-    types or bad values.
+    types or bad values, including a ``model_config`` the family's constructor refuses.
     """
     defaults = TrainConfig()
     values: dict[str, Any] = dict(base or {})
@@ -198,14 +181,18 @@ def make_config(path: str | Path | None = None, base: dict[str, Any] | None = No
     for k, v in overrides.items():
         if v is not None:
             values[k] = v
-    for k in list(values):
-        if k not in config_fields():
-            raise ConfigError(f"unknown training option '{k}'")
-        values[k] = _coerce(k, values[k], getattr(defaults, k), None)
+    values = validate_schema(values, config_schema())
     cfg = dataclasses.replace(defaults, **values)
     if not cfg.steps and not cfg.max_minutes:
         cfg.steps = 1000
     cfg.validate()
+    if cfg.model_config:
+        from .nets.registry import create_model
+
+        try:
+            create_model(cfg.model, **cfg.model_config)  # the family's own checks, before any work
+        except ConfigError as exc:
+            raise ConfigError(exc.message, Path(path) if path is not None else None, exc.hint) from None
     return cfg
 
 
@@ -283,7 +270,8 @@ class _LossModule(nn.Module):
     With ``box`` = (y0, x0, h, w) the net works as at inference on a large image: the context
     comes from the WHOLE (augmented) image ``x`` and ``apply`` runs on the crop ``box`` only,
     with the crop's position; the loss is taken on that crop. Without ``box`` the whole image
-    goes through ``forward``. A family's own ``training_loss(x, y)`` (diffusion) gets the crop.
+    goes through ``forward``. A family's own ``training_loss(x, y, ctx)`` (diffusion) gets the crop
+    and the whole image's context.
     """
 
     def __init__(self, net: FlambientNet, weights: LossWeights) -> None:
@@ -297,14 +285,13 @@ class _LossModule(nn.Module):
         if box is not None:
             y0, x0, h, w = box
             xc, yc = x[:, :, y0 : y0 + h, x0 : x0 + w], y[:, :, y0 : y0 + h, x0 : x0 + w]
-        loss = self.net.training_loss(xc, yc)
+        # As at inference, the context is the WHOLE image's, computed once for either loss.
+        ctx = self.net.context_of(x)
+        loss = self.net.training_loss(xc, yc, ctx=ctx)
         if loss is None:
-            if box is None:
-                pred = self.net(x)
-            else:
-                pos = torch.tensor([float(box[0]), float(box[1]), float(x.shape[-2]), float(x.shape[-1])], device=x.device)
-                pred = self.net.apply(xc, self.net.context_of(x), pos)
-            loss, self.parts = blend_loss(pred, yc, self.weights)
+            y0, x0 = (box[0], box[1]) if box is not None else (0, 0)
+            pos = torch.tensor([float(y0), float(x0), float(x.shape[-2]), float(x.shape[-1])], device=x.device)
+            loss, self.parts = blend_loss(self.net.apply(xc, ctx, pos), yc, self.weights)
         else:
             self.parts = {"l1": float("nan"), "ssim": float("nan"), "lab": float("nan")}
         reg = self.net.regulariser()
@@ -575,7 +562,8 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
 
     prog = Progress(TextColumn("[bold]train[/]"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                     TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not d.main, transient=False)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                    disable=not d.main or not log.isEnabledFor(logging.INFO), transient=False)  # off under -q
     stopped = "budget"
     run_loss: list[float] = []
     win_t, win_imgs, crop = 0.0, 0, cfg.crop
@@ -701,10 +689,7 @@ def train_dataset(
     folders = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
     train_items, val_items = split_items(items, cfg.val_fraction)
     torch.manual_seed(cfg.seed)
-    try:
-        net = create_model(cfg.model, **cfg.model_config)
-    except TypeError as exc:
-        raise ConfigError(f"model_config does not fit family '{cfg.model}' ({exc})") from None
+    net = create_model(cfg.model, **cfg.model_config)  # ConfigError when the family refuses model_config
     earlier = list(read_card(out).get("commands", [])) if resume else []
     res = fit(net, train_items, val_items, cfg, out, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from flambient.colour import linear_to_srgb
-from flambient.errors import ModelError
+from flambient.errors import ConfigError, ModelError
 from flambient.nets.layers import coordinate_noise
 from flambient.nets.registry import (
     FlambientNet,
@@ -330,7 +330,7 @@ def test_diffusion_sampler_is_deterministic_and_bounded() -> None:
     with torch.no_grad():
         c = eight.eval().apply(x, ctx, pos)
     assert c.shape == a.shape and torch.isfinite(c).all() and not torch.equal(a, c)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="steps"):  # the project's config error, not a bare ValueError
         create_model("diffusion", steps=9)
 
 

@@ -71,5 +71,5 @@ def test_bad_yaml_and_unknown_name(tmp_path: Path) -> None:
 
 
 def test_tile_must_exceed_overlap() -> None:
-    with pytest.raises(ConfigError, match="twice"):
+    with pytest.raises(ConfigError, match="tiling.tile 128 is too small for tiling.overlap 64"):
         parse_preset({"tiling": {"tile": 128, "overlap": 64}}, "x")

@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         """Make a small synthetic DNG shoot (if FOLDER has no images) and process it with --preset studio."""
         from ..config import load_preset
         from ..io.images import IMAGE_EXTENSIONS
-        from ..log import console
         from ..process import ProcessOptions, process_shoot
+        from ._out import note
 
         p = load_preset(preset)
         has_images = folder.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in folder.iterdir()
@@ -29,14 +29,13 @@ def register(app: typer.Typer) -> None:
         if not has_images:
             from ..synth import synth_shoot
 
-            console.print(f"making a synthetic shoot of {sets} bracket sets in {folder} ...")
+            note(f"making a synthetic shoot of {sets} bracket sets in {folder} ...")
             synth_shoot(folder, sets=sets, size=(1536, 1024), seed=0, fmt="dng", style="studio")
         summary = process_shoot(folder, ProcessOptions(preset=p, devices="auto"))
         for r in summary.results:
             line = (f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else "")
                     + (f"  ({r.error})" if r.error else ""))
-            console.print(line, soft_wrap=True)
-        console.print(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / 'flambient-summary.json'})",
-                      soft_wrap=True)
+            note(line)
+        note(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / 'flambient-summary.json'})")
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)

@@ -20,17 +20,19 @@ def register(app: typer.Typer) -> None:
             "thumbnails, window masks, baselines)."),
         baselines: bool = typer.Option(
             False, "--baselines", help="Also score ambient-only, luminosity blend and Mertens fusion (needs --inputs)."),
-        json_path: Optional[Path] = typer.Option(None, "--json", help="Write metrics.json here."),
+        json_path: Optional[str] = typer.Option(
+            None, "--json", metavar="PATH", help="Write metrics.json here; '-' prints only the JSON, on stdout."),
         report: Optional[Path] = typer.Option(None, "--report", help="Write the self-contained report.html here."),
     ) -> None:
         """Score predictions against reference edits: PSNR, SSIM, MS-SSIM, CIEDE2000, WB, tone, exposure, FLIP."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from ..evaluate import evaluate, summary_table, write_metrics_json
+        from ..evaluate import evaluate, summary_table
         from ..log import console
+        from ._out import emit, quiet
 
         with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                      console=console, transient=True) as bar:
+                      console=console, transient=True, disable=quiet()) as bar:
             task = bar.add_task("", total=None)
 
             def progress(done: int, total: int, name: str) -> None:
@@ -38,14 +40,16 @@ def register(app: typer.Typer) -> None:
 
             result = evaluate(pred, truth, inputs=inputs, with_baselines=baselines, keep_views=report is not None,
                               progress=progress)
-        console.print(summary_table(result))
         for msg in result.missing:
             console.print(f"[yellow]missing:[/] {msg}", soft_wrap=True)
-        if json_path is not None:
-            console.print(f"metrics: {write_metrics_json(result, json_path)}")
+        written = emit(result.to_json(), summary_table(result), json_path)
+        if written is not None and not quiet():
+            console.print(f"metrics: {written}")
         if report is not None:
             from ..report import write_report
 
-            console.print(f"report: {write_report(result, report)}")
+            path = write_report(result, report)
+            if not quiet():
+                console.print(f"report: {path}")
         if result.failed or result.missing:
             raise typer.Exit(1)

@@ -19,13 +19,14 @@ def register(app: typer.Typer) -> None:
                                             "goes beside it as *.context.onnx)."),
         fp16: bool = typer.Option(False, "--fp16", help="Convert to float16 (parity tolerance 1e-2)."),
         trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (NVIDIA GPU + TensorRT)."),
-        opset: int = typer.Option(17, "--opset", help="ONNX opset (13-20)."),
+        opset: int = typer.Option(17, "--opset", min=13, max=20, help="ONNX opset (13-20)."),
     ) -> None:
         """Export MODEL to ONNX with dynamic tile size; check it against torch before writing it."""
         from rich.table import Table
 
         from ..export import export_model
         from ..log import console
+        from ._out import note, quiet
 
         res = export_model(model, onnx, fp16=fp16, trt=trt, opset=opset)
         table = Table(title=f"parity of {res.family} ({'fp16' if res.fp16 else 'fp32'}, opset {res.opset}, "
@@ -34,9 +35,10 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, justify="right")
         for c in res.parity.cases:
             table.add_row(str(c.batch), f"{c.height} x {c.width}", f"{c.max_abs:.2e}", f"{c.mean_abs:.2e}")
-        console.print(table)
-        console.print(f"parity ok: max abs error {res.parity.max_abs:.2e}, mean {res.parity.mean_abs:.2e} "
-                      f"(tolerance {res.parity.tolerance:g}; context max {res.parity.context_max_abs:.2e})")
-        console.print(f"wrote {res.onnx_path} and {res.context_path.name} in {res.seconds:.1f} s")
+        if not quiet():
+            console.print(table)
+        note(f"parity ok: max abs error {res.parity.max_abs:.2e}, mean {res.parity.mean_abs:.2e} "
+             f"(tolerance {res.parity.tolerance:g}; context max {res.parity.context_max_abs:.2e})")
+        note(f"wrote {res.onnx_path} and {res.context_path.name} in {res.seconds:.1f} s")
         for f in res.trt_files:
-            console.print(f"TensorRT ({res.trt_method}): {f}")
+            note(f"TensorRT ({res.trt_method}): {f}")

@@ -20,12 +20,15 @@ def register(app: typer.Typer) -> None:
             False, "--allow-mixed-cameras", help="Keep frames of other cameras (in sets of their own)."),
         no_thumbnails: bool = typer.Option(
             False, "--no-thumbnails", help="Group by EXIF and time only, without comparing pictures."),
-        max_gap: float = typer.Option(300.0, "--max-gap", help="Pause (s) that always starts a new set."),
+        max_gap: float = typer.Option(300.0, "--max-gap", min=0.0, help="Pause (s) that always starts a new set."),
         min_similarity: float = typer.Option(
-            0.35, "--min-similarity", help="Picture similarity (0-1) below which a new set starts."),
+            0.35, "--min-similarity", min=0.0, max=1.0, help="Picture similarity (0-1) below which a new set starts."),
         pairs: Optional[Path] = typer.Option(None, "--pairs", help="Build a dataset from this folder of sources and finals."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Dataset folder to write (with --pairs)."),
-        jobs: int = typer.Option(0, "--jobs", "-j", help="Parallel decoders (0 = all cores)."),
+        jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Parallel decoders (0 = all cores)."),
+        json_out: Optional[str] = typer.Option(
+            None, "--json", metavar="PATH",
+            help="Also write the result (the manifest's sets and errors) as JSON; '-' prints only the JSON."),
         explain: bool = typer.Option(False, "--explain",
                                      help="Print why each frame joined its set or started a new one (the cues)."),
     ) -> None:
@@ -41,8 +44,7 @@ def register(app: typer.Typer) -> None:
             from ..pairs import ingest_pairs
 
             res = ingest_pairs(pairs, out, n_jobs=n_jobs)
-            console.print(f"{len(res.items)} pair(s) -> {res.dataset / 'dataset.yaml'}"
-                          f" ({len(res.unmatched)} unmatched, {len(res.errors)} failed)")
+            _print_pairs(res, json_out)
             if res.errors:
                 raise typer.Exit(1)
             return
@@ -53,22 +55,19 @@ def register(app: typer.Typer) -> None:
         cfg = GroupingConfig(max_gap_s=max_gap, min_similarity=min_similarity, use_thumbnails=not no_thumbnails,
                              mixed_cameras="split" if allow_mixed_cameras else "error")
         manifest = ingest_shoot(shoot, cache=cache, config=cfg, n_jobs=n_jobs, recursive=recursive)
-        _print_summary(manifest)
+        _print_summary(manifest, json_out)
         if explain:
             _print_explain(manifest)
         if manifest.errors:
             raise typer.Exit(1)
 
 
-def _print_summary(manifest) -> None:  # type: ignore[no-untyped-def]
-    import logging
-
+def _print_summary(manifest, json_out: Optional[str]) -> None:  # type: ignore[no-untyped-def]
+    """The sets as data on stdout (table or TSV, or JSON); the manifest's path on stderr."""
     from rich.table import Table
 
-    from ..log import console, get_logger
-
-    if get_logger().getEffectiveLevel() > logging.INFO:  # -q: only warnings and errors
-        return
+    from ..log import console
+    from ._out import emit, json_to_stdout, quiet
 
     table = Table(title=f"{len(manifest.sets)} bracket set(s) in {manifest.shoot}")
     for col in ("set", "frames", "roles (EV)", "handheld"):
@@ -76,8 +75,22 @@ def _print_summary(manifest) -> None:  # type: ignore[no-untyped-def]
     for s in manifest.sets:
         roles = ", ".join(f"{f.role}{'*' if i == s.reference else ''} {f.ev:+.1f}" for i, f in enumerate(s.frames))
         table.add_row(s.name, str(len(s.frames)), roles, "yes" if s.handheld else "no")
-    console.print(table)
-    console.print(f"manifest: {manifest.path}" + (f"  ({len(manifest.errors)} file(s) failed)" if manifest.errors else ""))
+    emit({"shoot": str(manifest.shoot), "manifest": str(manifest.path), **manifest.to_dict()}, table, json_out)
+    if not quiet() and not json_to_stdout(json_out):
+        console.print(f"manifest: {manifest.path}" + (f"  ({len(manifest.errors)} file(s) failed)"
+                                                      if manifest.errors else ""), soft_wrap=True)
+
+
+def _print_pairs(res, json_out: Optional[str]) -> None:  # type: ignore[no-untyped-def]
+    """``ingest --pairs``: one result line on stdout (or JSON)."""
+    from ._out import json_to_stdout, print_line, write_json
+
+    doc = {"dataset": str(res.dataset), "items": len(res.items), "unmatched": [str(u) for u in res.unmatched],
+           "errors": [str(e) for e in res.errors]}
+    write_json(doc, json_out)
+    if not json_to_stdout(json_out):
+        print_line(f"{len(res.items)} pair(s) -> {res.dataset / 'dataset.yaml'}"
+                   f" ({len(res.unmatched)} unmatched, {len(res.errors)} failed)")
 
 
 def _print_explain(manifest) -> None:  # type: ignore[no-untyped-def]

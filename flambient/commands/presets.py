@@ -1,6 +1,8 @@
-"""``flambient presets``: list the available presets with a one-line description."""
+"""``flambient presets``: list the available presets with a one-line description (data on stdout)."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import typer
 
@@ -9,19 +11,25 @@ def register(app: typer.Typer) -> None:
     """Add the ``presets`` command to ``app``."""
 
     @app.command("presets")
-    def presets_cmd() -> None:
-        """List presets (presets/*.yaml, $FLAMBIENT_PRESETS) with their description and output."""
+    def presets_cmd(
+        json_out: Optional[str] = typer.Option(
+            None, "--json", metavar="PATH",
+            help="Also write the listing as JSON to this file; '-' prints only the JSON, on stdout."),
+    ) -> None:
+        """List presets ($FLAMBIENT_PRESETS, the user folder, the shipped ones) with description and output."""
         from rich.table import Table
 
         from ..config import list_presets
-        from ..log import console
+        from ._out import emit
 
+        presets = list_presets()
         table = Table(title="presets (use with: flambient process SHOOT --preset NAME)")
         for col in ("preset", "output", "description", "file"):
             table.add_column(col)
-        for p in list_presets():
+        for p in presets:
             o = p.output
             fmt = f"JPEG q{o.quality}" if o.format == "jpeg" else "16-bit TIFF"
             size = f", {o.long_edge} px" if o.long_edge else ""
             table.add_row(p.name, fmt + size, p.description, str(p.path))
-        console.print(table)
+        doc = {"presets": [{**p.to_dict(), "description": p.description, "file": str(p.path)} for p in presets]}
+        emit(doc, table, json_out)

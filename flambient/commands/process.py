@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ._options import BackendChoice, devices_option, overlap_option, tile_option
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``process`` command to ``app``."""
@@ -17,18 +19,24 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("studio", "--preset", "-p", help="Preset name (flambient presets) or a .yaml path."),
         model: Optional[str] = typer.Option(None, "--model", "-m",
                                             help="Model name, model folder or .onnx file (default: the preset's)."),
-        backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
-        devices: str = typer.Option("auto", "--devices", "-d", help="auto, cpu, cuda or cuda:0,1."),
+        backend: BackendChoice = typer.Option(BackendChoice.torch, "--backend", help="Model runtime."),
+        devices: str = typer.Option("auto", "--devices", "-d", callback=devices_option,
+                                    help="auto, cpu, cuda or cuda:0,1."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: SHOOT/final)."),
         force: bool = typer.Option(False, "--force", help="Redo sets whose final is up to date."),
         dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; write nothing."),
         shard: Optional[str] = typer.Option(None, "--shard", help="Do only shard i of n (e.g. 1/3), by set order."),
-        tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in pixels (0 = whole image)."),
+        tile: Optional[int] = typer.Option(None, "--tile", callback=tile_option,
+                                           help="Tile side in pixels, 128-16384 (0 = whole image)."),
         overlap: Optional[int] = typer.Option(
-            None, "--overlap", help="Model margin at tile borders in pixels (default: the model's spec)."),
+            None, "--overlap", callback=overlap_option,
+            help="Model margin at tile borders in pixels, 0-512 (default: the model's spec)."),
         no_cache: bool = typer.Option(False, "--no-cache",
                                       help="Decode originals even when ingest --cache frames exist."),
-        jobs: int = typer.Option(0, "--jobs", "-j", help="Decoder threads per set (0 = all cores)."),
+        jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Decoder threads per set (0 = all cores)."),
+        json_out: Optional[str] = typer.Option(
+            None, "--json", metavar="PATH",
+            help="Also write the run's summary as JSON to this file; '-' prints only the JSON, on stdout."),
     ) -> None:
         """Blend every bracket set of SHOOT into a final (skips sets already done; exit 1 if any failed)."""
         import dataclasses
@@ -38,25 +46,26 @@ def register(app: typer.Typer) -> None:
         from ..errors import ConfigError
         from ..log import get_logger
         from ..process import ProcessOptions, parse_shard
+        from ..tiling import tiling_problem
 
         p = load_preset(preset)
-        if tile is not None and tile < 0:
-            raise ConfigError("--tile must be 0 (whole image) or a positive number of pixels")
-        if tile is not None and tile > 0 and tile < 128:
-            raise ConfigError(f"--tile {tile} is too small", hint="use at least 128, or 0 for the whole image")
-        if overlap is not None and overlap < 0:
-            raise ConfigError("--overlap must be >= 0")
         if tile is not None or overlap is not None:
             t = p.tiling
             p = dataclasses.replace(p, tiling=dataclasses.replace(
                 t, tile=(tile or None) if tile is not None else t.tile,
                 overlap=overlap if overlap is not None else t.overlap))
+        # The tile/overlap pair, before any work (the model's own margin and size multiple are
+        # checked again once it is loaded, still before any set).
+        problem = tiling_problem(p.tiling.tile, p.tiling.overlap)
+        if problem is not None:
+            raise ConfigError(problem[0], hint=problem[1])
+        shard_range = parse_shard(shard) if shard else None
         quiet = get_logger().getEffectiveLevel() > logging.INFO
-        opts = ProcessOptions(preset=p, model=model, backend=backend, devices=devices, out=out, force=force,
-                              dry_run=dry_run, shard=parse_shard(shard) if shard else None,
+        opts = ProcessOptions(preset=p, model=model, backend=backend.value, devices=devices, out=out, force=force,
+                              dry_run=dry_run, shard=shard_range,
                               use_cache=not no_cache, decode_jobs=jobs or None)
         summary = _run_with_progress(shoot, opts, quiet)
-        _report(summary, dry_run, quiet)
+        _report(summary, dry_run, json_out)
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)
 
@@ -90,21 +99,27 @@ def _run_with_progress(shoot: Path, opts, quiet: bool):  # type: ignore[no-untyp
         return process_shoot(shoot, opts, progress=on_item, on_plan=on_plan, on_tile=on_tile)
 
 
-def _report(summary, dry_run: bool, quiet: bool) -> None:  # type: ignore[no-untyped-def]
-    from ..log import console
+def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Failures on stderr; the per-set results and counts (data) on stdout; JSON when asked."""
+    from rich.table import Table
 
-    failed = [r for r in summary.results if r.status == "failed"]
-    for r in failed:
-        console.print(f"[bold red]failed:[/] {r.name}: {r.error}", soft_wrap=True)
-    _report_inputs(summary.inputs, quiet)
-    if quiet:
-        return
-    if dry_run:
-        for r in summary.results:
-            console.print(f"{r.status:>13}  {r.name}" + (f"  -> {r.final}" if r.final else "")
-                          + (f"  ({r.note})" if r.note else ""), soft_wrap=True)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "nothing to do"
-    console.print(f"{counts} in {summary.seconds:.1f} s; finals in {summary.out}", soft_wrap=True)
+    from ..log import console
+    from ..process import summary_doc
+    from ._out import emit, json_to_stdout, quiet
+
+    for r in summary.results:
+        if r.status == "failed":
+            console.print(f"[bold red]failed:[/] {r.name}: {r.error}", soft_wrap=True)
+    _report_inputs(summary.inputs, quiet())
+    table = Table(title=f"{'dry run: ' if dry_run else ''}{summary.shoot}")
+    for col in ("status", "set", "final", "note"):
+        table.add_column(col)
+    for r in summary.results:
+        table.add_row(r.status, r.name, r.final or "", r.error or r.note or "")
+    emit(summary_doc(summary), table, json_out)
+    if not json_to_stdout(json_out) and not quiet():  # a note for people, on stderr
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "nothing to do"
+        console.print(f"{counts} in {summary.seconds:.1f} s; finals in {summary.out}", soft_wrap=True)
 
 
 def _report_inputs(inputs: list, quiet: bool) -> None:  # type: ignore[type-arg]

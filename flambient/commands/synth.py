@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ._options import FrameFormat, Style
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``synth`` command to ``app``."""
@@ -14,27 +16,29 @@ def register(app: typer.Typer) -> None:
     @app.command("synth")
     def synth_cmd(
         out: Path = typer.Argument(..., help="Output folder (a shoot, or a dataset with --pairs)."),
-        sets: int = typer.Option(3, "--sets", "-n", help="Number of bracket sets (or pairs)."),
+        sets: int = typer.Option(3, "--sets", "-n", min=1, help="Number of bracket sets (or pairs)."),
         size: Optional[str] = typer.Option(None, "--size", help="Frame size WIDTHxHEIGHT (default 1536x1024; "
                                            "384x256 with --pairs)."),
         megapixels: Optional[float] = typer.Option(None, "--megapixels", help="Frame size in megapixels (3:2)."),
         seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same shoot."),
-        fmt: str = typer.Option("dng", "--format", help="Frame format: dng or jpg."),
-        style: str = typer.Option("studio", "--style", help="House style of the finals: studio or natural."),
+        frame_format: FrameFormat = typer.Option(FrameFormat.dng, "--format", help="Frame format."),
+        house_style: Style = typer.Option(Style.studio, "--style", help="House style of the finals."),
         from_dir: Optional[Path] = typer.Option(None, "--from", help="Folder of edited finals to re-light into "
                                                 "ambient/flash frames (the finals become the truth)."),
         pairs: bool = typer.Option(False, "--pairs", help="Write a training dataset instead of a shoot."),
-        workers: int = typer.Option(2, "--workers", "-j", help="Threads."),
+        workers: int = typer.Option(2, "--workers", "-j", min=1, help="Threads."),
     ) -> None:
         """Render synthetic bracket shoots: frames like a camera's, plus truth/ (finals, masks, sets.yaml)."""
         from rich.progress import Progress
 
         from ..log import console
         from ..synth.shoot import parse_size, synth_pairs, synth_shoot
+        from ._out import note, quiet
 
+        fmt, style = frame_format.value, house_style.value
         default = (384, 256) if pairs else (1536, 1024)
         wh = parse_size(size, megapixels, default)
-        with Progress(console=console, transient=True) as bar:
+        with Progress(console=console, transient=True, disable=quiet()) as bar:
             task = bar.add_task("synth", total=sets)
 
             def progress(done: int, total: int) -> None:
@@ -45,7 +49,7 @@ def register(app: typer.Typer) -> None:
 
                 doc = synth_from_finals(from_dir, out, size=wh if (size or megapixels or pairs) else None, seed=seed,
                                         fmt=fmt, pairs=pairs, limit=None, progress=progress)
-                console.print(f"re-lit {len(doc['sets'])} finals from {from_dir} into {out}")
+                note(f"re-lit {len(doc['sets'])} finals from {from_dir} into {out}")
                 if doc["skipped"]:
                     console.print(f"[red]{len(doc['skipped'])} finals could not be read[/]")
                     raise typer.Exit(1)
@@ -53,10 +57,10 @@ def register(app: typer.Typer) -> None:
             if pairs:
                 index = synth_pairs(out, pairs=sets, size=wh, seed=seed, style=style, workers=workers,
                                     progress=progress)
-                console.print(f"wrote {sets} pairs ({wh[0]}x{wh[1]}, style {style}) -> {index}")
+                note(f"wrote {sets} pairs ({wh[0]}x{wh[1]}, style {style}) -> {index}")
                 return
             doc = synth_shoot(out, sets=sets, size=wh, seed=seed, fmt=fmt, style=style, workers=workers,
                               progress=progress)
         frames = sum(len(s["frames"]) for s in doc["sets"])
-        console.print(f"wrote {frames} frames in {len(doc['sets'])} sets ({wh[0]}x{wh[1]} {fmt}, style {style}) "
-                      f"-> {out}; truth in {out / 'truth'}")
+        note(f"wrote {frames} frames in {len(doc['sets'])} sets ({wh[0]}x{wh[1]} {fmt}, style {style}) "
+             f"-> {out}; truth in {out / 'truth'}")

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ._options import device_option
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``train`` command to ``app``."""
@@ -19,13 +21,15 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (model.pt, model.yaml, log.csv, ...)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family (see `flambient models`); default bilateral."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config YAML (keys of TrainConfig)."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Stop after this many optimiser steps."),
-        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time."),
+        steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Stop after this many optimiser steps."),
+        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0,
+                                                    help="Stop after this much training time."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights, batches, augmentations)."),
-        batch: Optional[int] = typer.Option(None, "--batch", "-b", help="Batch size per process."),
-        crop: Optional[int] = typer.Option(None, "--crop", help="Final training crop side in pixels."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (default)."),
+        batch: Optional[int] = typer.Option(None, "--batch", "-b", min=1, help="Batch size per process."),
+        crop: Optional[int] = typer.Option(None, "--crop", min=16, help="Final training crop side in pixels."),
+        device: Optional[str] = typer.Option(None, "--device", callback=device_option,
+                                             help="auto (default), cpu, cuda or cuda:N."),
         data_command: Optional[List[str]] = typer.Option(
             None, "--data-command", help="Command line that made the dataset, recorded in the model card (repeatable)."),
     ) -> None:
@@ -34,15 +38,15 @@ def register(app: typer.Typer) -> None:
         Under `torchrun --nproc_per_node N` every process runs this command and they train
         together (DDP; gloo on CPU, nccl on CUDA); rank 0 writes the outputs.
         """
-        from ..log import console
         from ..modelcard import command_from_context
         from ..train import make_config, train_dataset
+        from ._out import note
 
         cfg = make_config(config, model=model, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
                           crop=crop, device=device)
         res = train_dataset(dataset, cfg, out, resume=resume, command=command_from_context(ctx),
                             extra_commands=data_command or [])
         m = res.metrics
-        console.print(f"trained {cfg.model} for {res.steps} steps ({res.seconds / 60:.1f} min, "
-                      f"{res.images_per_s:.2f} images/s): validation dE2000 {m.get('delta_e2000', float('nan')):.3f}, "
-                      f"PSNR {m.get('psnr', float('nan')):.2f} dB -> {out / 'model.pt'}")
+        note(f"trained {cfg.model} for {res.steps} steps ({res.seconds / 60:.1f} min, "
+             f"{res.images_per_s:.2f} images/s): validation dE2000 {m.get('delta_e2000', float('nan')):.3f}, "
+             f"PSNR {m.get('psnr', float('nan')):.2f} dB -> {out / 'model.pt'}")

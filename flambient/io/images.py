@@ -9,7 +9,9 @@ as displayed (EXIF orientation applied), so the whole pipeline works upright.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -277,11 +279,17 @@ def write_png(path: str | Path, srgb: np.ndarray, bits: int = 8) -> Path:
     return Path(path)
 
 
-def write_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True) -> Path:
-    """Write sRGB float HxWx3 as a 16-bit TIFF with an embedded sRGB profile, atomically."""
+def write_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True,
+                 tags: Sequence[tuple[int, str, int, Any, bool]] = ()) -> Path:
+    """Write sRGB float HxWx3 as a 16-bit TIFF with an embedded sRGB profile, atomically.
+
+    ``tags`` are extra TIFF tags in tifffile's ``extratags`` form (code, dtype, count, value,
+    writeonce), e.g. :func:`flambient.output.tiff_tags`.
+    """
     import tifffile
 
     extratags = [(34675, "B", None, srgb_icc_profile(), True)] if icc else []
+    extratags += list(tags)
     with atomic_path(path) as tmp:
         tifffile.imwrite(str(tmp), to_uint16(srgb), photometric="rgb", compression="zlib",
                          extratags=extratags)

@@ -249,9 +249,6 @@ class BilateralNet(FlambientNet):
         out = torch.bmm(cells, wf.to(cells.dtype)).view(n, h, w, 3)
         return out.permute(0, 3, 1, 2).clamp(0.0, 1.0)
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-        """Uniform trainer hook: None = use the standard regression loss on ``forward(x)``."""
-        return None
 
 
 def _runs(lo: torch.Tensor, max_len: int | None = None) -> list[tuple[int, int, int]]:

@@ -135,7 +135,7 @@ class DiffusionNet(FlambientNet):
             z = math.sqrt(g_next) * x0 + math.sqrt(1.0 - g_next) * eps
         return (self.base(x) + x0 / self.scale).clamp(0.0, 1.0)
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
+    def training_loss(self, x: torch.Tensor, target: torch.Tensor, *, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
         """Diffusion loss: L1 of the x0 (scaled residual) prediction at a random gamma.
 
         ``x``: N x 13 x H x W linear stack (H, W multiples of 4); ``target``: N x 3 x H x W sRGB.

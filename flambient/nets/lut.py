@@ -161,9 +161,6 @@ class LutNet(FlambientNet):
             mono = mono + torch.relu(-diff).mean()
         return LAMBDA_SMOOTH * smooth + LAMBDA_MONO * mono
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-        """Uniform trainer hook: None = standard regression loss (add :meth:`regulariser`)."""
-        return None
 
 
 @register(SPEC)

@@ -73,9 +73,6 @@ class NAFNetNet(FlambientNet):
         delta, _ = self.unet(encode_stack(x), stats)
         return (encode_rgb(x[:, 0:3]).clamp(0.0, 1.0) + delta).clamp(0.0, 1.0)
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-        """Uniform trainer hook: None = standard regression loss on ``forward(x)``."""
-        return None
 
 
 @register(SPEC)

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..paths import search_dirs
+from ..schema import signature_fields, validate
 from ..stack import STACK_CHANNELS
 
 #: Magic value stored in every model file, checked on load.
@@ -116,7 +117,7 @@ class FlambientNet(nn.Module):
     def __init__(self, **config: Any) -> None:
         super().__init__()
         #: Constructor arguments, stored in model files to rebuild the net.
-        self.config: dict[str, Any] = dict(config)
+        self.config: dict[str, Any] = check_family_config(type(self), config)
 
     def context(self, low: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Whole-image context from the N x 13 x s x s low-resolution stack."""
@@ -141,10 +142,13 @@ class FlambientNet(nn.Module):
         """
         return list(self.parameters())
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    def training_loss(self, x: torch.Tensor, target: torch.Tensor, *, ctx: torch.Tensor | None = None
+                      ) -> torch.Tensor | None:
         """A family's own training loss on (N x 13 x h x w stack, N x 3 x h x w sRGB target).
 
-        None (the default) means the trainer's standard regression loss on :meth:`forward`.
+        ``ctx`` is the context of the WHOLE image when ``x`` is a crop of it (as at inference);
+        None means the context of ``x`` itself. None (the default return) means the trainer's
+        standard regression loss on ``apply``.
         """
         return None
 
@@ -170,6 +174,20 @@ class FlambientNet(nn.Module):
         override it with just those numbers.
         """
         return self.context_parameters()
+
+
+def check_family_config(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """Validate a family's constructor arguments against the signature of ``cls.__init__``.
+
+    Every family gets this through :class:`FlambientNet`: a key the constructor does not
+    name (a typo such as ``gird_size`` swallowed by ``**extra``) or a value of the wrong type
+    (by the parameter's default) raises :class:`ConfigError` naming ``model_config.<key>``.
+    A constructor that names no parameters (only ``**config``) is not checked.
+    """
+    schema = signature_fields(cls.__init__)  # type: ignore[misc]
+    if schema is None:
+        return dict(config)
+    return validate(config, schema, section="model_config")
 
 
 Builder = Callable[..., FlambientNet]
@@ -211,15 +229,33 @@ def create_model(family: str, **config: Any) -> FlambientNet:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise ModelError(f"unknown model family '{family}'", hint=f"known families: {known}")
     _, builder = _REGISTRY[family]
-    return builder(**config)
+    try:
+        return builder(**config)
+    except (TypeError, ValueError) as exc:  # a constructor refusing its arguments
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ConfigError(f"model_config does not fit family '{family}' ({first})") from None
 
 
 # ----------------------------------------------------------------------------- model files
 
 
 def model_search_paths() -> list[Path]:
-    """Folders searched for ``models/<name>/``: $FLAMBIENT_MODELS, the repo's models/, ./models."""
+    """Folders searched for ``models/<name>/``: $FLAMBIENT_MODELS, the user folder, the shipped models.
+
+    See :mod:`flambient.paths`; the current folder is not searched.
+    """
     return search_dirs("FLAMBIENT_MODELS", "models")
+
+
+def available_models() -> dict[str, Path]:
+    """Model names usable as ``--model NAME`` -> their folder (first search folder wins), sorted."""
+    found: dict[str, Path] = {}
+    for base in model_search_paths():
+        if base.is_dir():
+            for d in sorted(base.iterdir()):
+                if (d / "model.pt").is_file():
+                    found.setdefault(d.name, d)
+    return dict(sorted(found.items()))
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -240,8 +276,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
             cand = base / str(name_or_path) / "model.pt"
             if cand.is_file():
                 return cand
-    shipped = sorted({d.name for base in model_search_paths() if base.is_dir() for d in base.iterdir()
-                      if (d / "model.pt").is_file()})
+    shipped = list(available_models())
     raise ModelError(f"unknown model '{name_or_path}'",
                      hint=f"shipped models: {', '.join(shipped) or 'none'}; or give a model folder or file path")
 
@@ -290,7 +325,10 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
         raise ModelError("not a flambient model file (format marker missing)", path)
     if int(payload.get("format_version", 0)) > MODEL_FORMAT_VERSION:
         raise ModelError("model file is from a newer flambient", path, "upgrade flambient")
-    net = create_model(str(payload["family"]), **dict(payload.get("config", {})))
+    try:
+        net = create_model(str(payload["family"]), **dict(payload.get("config", {})))
+    except ConfigError as exc:
+        raise ModelError(f"model file's settings do not fit its family ({exc})", path) from None
     try:
         net.load_state_dict(payload["state_dict"])
     except Exception as exc:
