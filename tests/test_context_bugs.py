@@ -51,7 +51,7 @@ def test_diffusion_training_context_is_the_whole_images() -> None:
 
     def spy(x: torch.Tensor, target: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
         seen.append(None if ctx is None else ctx.detach().clone())
-        return orig(x, target, ctx)
+        return orig(x, target, ctx=ctx)
 
     net.training_loss = spy  # type: ignore[method-assign]
     loss_mod = _LossModule(net, LossWeights())
