@@ -1,4 +1,4 @@
-"""End-to-end test of `flambient finetune` on tiny generated pairs."""
+"""`flambient finetune`: few-shot (style only, cross-validated) and many-pairs regimes, end to end."""
 
 from __future__ import annotations
 
@@ -6,66 +6,113 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from flambient.cli import main
 from flambient.colour import linear_to_srgb
 from flambient.errors import InputError
-from flambient.finetune import finetune, finetune_config
+from flambient.finetune import cross_validate, finetune, finetune_config, fit_style
 from flambient.io.images import write_png
-from flambient.nets.registry import load_model
-from flambient.train import make_config, train_dataset
+from flambient.nets.registry import create_model, load_model, save_model
+from flambient.train import evaluate, load_val_pairs
 
 from test_train_helpers import make_dataset
 
-TINY = {"width": 8, "hidden": 8, "grid_size": 4, "luma_bins": 4}
+TINY = {"width": 8, "grid_size": 4, "luma_bins": 4, "curve_knots": 8}
 
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny `adaptive` model (the family of the shipped default)."""
     root = tmp_path_factory.mktemp("base")
-    ds = make_dataset(root / "ds", n=4, h=32, w=32, seed=1, w_flash=0.7)
-    cfg = make_config(None, steps=1, batch=2, crop=32, val_every=1, model_config=TINY, previews=0)
-    train_dataset(ds, cfg, root / "model", command="flambient train base")
+    torch.manual_seed(0)
+    save_model(create_model("adaptive", **TINY), root / "model", extra={"command": "flambient train base"})
+    (root / "model" / "model.yaml").write_text(yaml.safe_dump({"commands": ["flambient train base"]}))
     return root / "model"
 
 
+def _look_pairs(folder: Path, n: int, seed: int = 0) -> Path:
+    """``n`` single-image pairs (src/ + tgt/) whose edit is one global look: +1 EV, warmer, more contrast."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:40, 0:56].astype(np.float32)
+    for i in range(n):
+        base = rng.uniform(0.03, 0.25, size=3).astype(np.float32)
+        grad = (0.4 + 0.6 * np.sin(xx / 56 * rng.uniform(2, 6) + yy / 40 * rng.uniform(1, 4)) ** 2)[:, :, None]
+        amb = (base * grad).astype(np.float32)
+        edit = np.clip(amb * 2.0 * np.array([1.12, 1.0, 0.85], np.float32), 0, 1) ** 1.15
+        write_png(folder / "src" / f"room{i}.png", linear_to_srgb(amb), bits=16)
+        write_png(folder / "tgt" / f"room{i}.png", linear_to_srgb(edit), bits=16)
+    return folder
+
+
 @pytest.mark.slow
-def test_finetune_dataset_writes_card_with_before_and_after(base_model: Path, tmp_path: Path) -> None:
-    ds = make_dataset(tmp_path / "warm", n=6, h=32, w=32, seed=2, w_flash=0.3, warm=0.15)
-    cfg = finetune_config(None, steps=16, batch=3, crop=32, lr=5e-3, previews=0, val_every=8, patience=0,
-                          ema_decay=0.5, warmup=0.0)
-    res = finetune(ds, tmp_path / "ft", base=str(base_model), cfg=cfg, command="flambient finetune test")
+def test_few_shot_finetune_learns_a_look_and_reports_cross_validation(base_model: Path, tmp_path: Path) -> None:
+    pairs = _look_pairs(tmp_path / "pairs", 6)
+    cfg = finetune_config(None, style_steps=80, seed=1)
+    lines: list[str] = []
+    res = finetune(pairs, tmp_path / "ft", base=str(base_model), cfg=cfg, command="flambient finetune test",
+                   progress=lines.append)
+    assert res.regime == "few-shot" and res.kept == "fine-tuned"
+    assert res.after["delta_e2000"] < 0.7 * res.before["delta_e2000"]
+    assert len(lines) == 5 and len(res.per_pair) == 6  # 5 folds over 6 pairs, each pair held out once
     card = yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text())
-    before, after = card["validation"]["before"], card["validation"]["after"]
-    assert before["delta_e2000"] == pytest.approx(res.before["delta_e2000"], rel=1e-4)
-    assert after["delta_e2000"] <= before["delta_e2000"]
-    assert res.kept == "fine-tuned" and after["delta_e2000"] < 0.9 * before["delta_e2000"]
+    assert card["validation"]["before"]["delta_e2000"] == pytest.approx(res.before["delta_e2000"], rel=1e-4)
+    assert card["training"]["trained"] == "style parameters"
+    assert "5-fold cross-validation" in card["data"]["estimate"]
+    assert sorted(card["data"]["validation_items"]) == [f"room{i}" for i in range(6)]
     assert card["commands"] == ["flambient train base", "flambient finetune test"]
-    assert card["data"]["validation_items"] and card["data"]["base_model"].endswith("model.pt")
-    net, meta = load_model(tmp_path / "ft")
-    assert meta["metrics"]["after"]["delta_e2000"] == pytest.approx(after["delta_e2000"], rel=1e-4)
+    base, _ = load_model(base_model)
+    tuned, meta = load_model(tmp_path / "ft")
+    assert meta["regime"] == "few-shot"
+    style = {"curve_theta", "log2_key", "ev_strength", "wb_strength", "wb_bias", "flash_weight", "saturation", "matrix"}
+    moved = {name for name, value in base.state_dict().items() if not torch.equal(value, tuned.state_dict()[name])}
+    assert moved and moved <= style  # only the global style moved
 
 
 @pytest.mark.slow
-def test_finetune_cli_on_raw_pairs_folder_context_only(base_model: Path, tmp_path: Path) -> None:
-    """A src/ + tgt/ pairs folder is ingested on the fly; --context-only leaves apply weights alone."""
-    pairs = tmp_path / "pairs"
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        amb = rng.uniform(0.05, 0.5, size=(24, 32, 3)).astype(np.float32)
-        write_png(pairs / "src" / f"room{i}.png", linear_to_srgb(amb), bits=16)
-        write_png(pairs / "tgt" / f"room{i}.png", linear_to_srgb(np.clip(amb * 1.6, 0, 1)), bits=16)
-    rc = main(["finetune", "--pairs", str(pairs), "--base", str(base_model), "--out", str(tmp_path / "ft"),
-               "--steps", "2", "--context-only", "--seed", "1"])
+def test_finetune_on_three_pairs_improves_its_training_pairs(base_model: Path, tmp_path: Path) -> None:
+    pairs = _look_pairs(tmp_path / "pairs", 3, seed=4)
+    rc = main(["finetune", "--pairs", str(pairs), "--base", str(base_model), "--out", str(tmp_path / "ft"), "--seed", "1"])
     assert rc == 0
+    from flambient.finetune import _dataset_from
+    from flambient.dataset import load_dataset
+
+    items = load_dataset(_dataset_from(pairs, tmp_path / "ds"))
+    val = load_val_pairs(items, 256)
+    before = evaluate(load_model(base_model)[0], val, torch.device("cpu"))[0]["delta_e2000"]
+    after = evaluate(load_model(tmp_path / "ft")[0], val, torch.device("cpu"))[0]["delta_e2000"]
+    assert after < 0.6 * before
     card = yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text())
-    assert card["training"]["context_only"] is True
+    assert card["data"]["estimate"].startswith("leave-one-out over 3 pairs")
+
+
+def test_cross_validation_leaves_the_net_unchanged(base_model: Path, tmp_path: Path) -> None:
+    from flambient.finetune import _dataset_from
+    from flambient.dataset import load_dataset
+
+    pairs = _look_pairs(tmp_path / "pairs", 4, seed=2)
+    val = load_val_pairs(load_dataset(_dataset_from(pairs, tmp_path / "ds")), 64)
+    net, _ = load_model(base_model)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    recs = cross_validate(net, val, steps=5, reg=0.05, device=torch.device("cpu"))
+    assert sorted(r["name"] for r in recs) == [f"room{i}" for i in range(4)]
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
+    fit_style(net, val, steps=5, reg=0.05, device=torch.device("cpu"))
+    assert not torch.equal(state["curve_theta"], net.state_dict()["curve_theta"])
+    assert torch.equal(state["features.0.0.weight"], net.state_dict()["features.0.0.weight"])
+
+
+@pytest.mark.slow
+def test_many_pairs_regime_trains_with_a_held_out_split(base_model: Path, tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "warm", n=12, h=32, w=32, seed=2, w_flash=0.3, warm=0.15)
+    cfg = finetune_config(None, few_pairs=10, steps=6, batch=2, crop=32, previews=0, val_every=3, warmup=0.0)
+    res = finetune(ds, tmp_path / "ft", base=str(base_model), cfg=cfg, command="flambient finetune many")
+    assert res.regime == "many pairs"
+    card = yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text())
+    assert len(card["data"]["validation_items"]) == 8  # at least 8 held out, never 1 or 2
     assert set(card["validation"]) == {"before", "after"}
-    base, _ = load_model(base_model)
-    tuned, _ = load_model(tmp_path / "ft")
-    for name in ("pw1.weight", "pw2.weight", "guide_scale"):
-        assert (base.state_dict()[name] == tuned.state_dict()[name]).all()
+    assert card["validation"]["after"]["delta_e2000"] <= card["validation"]["before"]["delta_e2000"]
 
 
 def test_finetune_errors(base_model: Path, tmp_path: Path) -> None:
