@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         pairs: Optional[Path] = typer.Option(None, "--pairs", help="Build a dataset from this folder of sources and finals."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Dataset folder to write (with --pairs)."),
         jobs: int = typer.Option(0, "--jobs", "-j", help="Parallel decoders (0 = all cores)."),
+        force: bool = typer.Option(False, "--force", help="With --pairs: replace a dataset already in --out."),
     ) -> None:
         """Group a shoot's frames into bracket sets (ambient/flash/window), or build a dataset from pairs."""
         from ..brackets import GroupingConfig
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError("--pairs needs --out DATASET", hint="e.g. flambient ingest --pairs ./pairs --out ./dataset")
             from ..pairs import ingest_pairs
 
-            res = ingest_pairs(pairs, out, n_jobs=n_jobs)
+            res = ingest_pairs(pairs, out, n_jobs=n_jobs, force=force)
             console.print(f"{len(res.items)} pair(s) -> {res.dataset / 'dataset.yaml'}"
                           f" ({len(res.unmatched)} unmatched, {len(res.errors)} failed)")
             if res.errors:

@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         devices: str = typer.Option("auto", "--devices", "-d", help="auto, cpu, cuda or cuda:0,1."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: SHOOT/final)."),
         force: bool = typer.Option(False, "--force", help="Redo sets whose final is up to date."),
+        overwrite_user_files: bool = typer.Option(
+            False, "--overwrite-user-files",
+            help="Replace files under a final's name that flambient did not write or that were edited."),
         dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; write nothing."),
         shard: Optional[str] = typer.Option(None, "--shard", help="Do only shard i of n (e.g. 1/3), by set order."),
         tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in pixels (0 = whole image)."),
@@ -30,7 +33,10 @@ def register(app: typer.Typer) -> None:
                                       help="Decode originals even when ingest --cache frames exist."),
         jobs: int = typer.Option(0, "--jobs", "-j", help="Decoder threads per set (0 = all cores)."),
     ) -> None:
-        """Blend every bracket set of SHOOT into a final (skips sets already done; exit 1 if any failed)."""
+        """Blend every bracket set of SHOOT into a final (skips sets already done).
+
+        Exit 0 when all is done, 1 if any set failed, 4 if sets were left to another worker's lock.
+        """
         import dataclasses
         import logging
 
@@ -54,7 +60,8 @@ def register(app: typer.Typer) -> None:
         quiet = get_logger().getEffectiveLevel() > logging.INFO
         opts = ProcessOptions(preset=p, model=model, backend=backend, devices=devices, out=out, force=force,
                               dry_run=dry_run, shard=parse_shard(shard) if shard else None,
-                              use_cache=not no_cache, decode_jobs=jobs or None)
+                              use_cache=not no_cache, decode_jobs=jobs or None,
+                              overwrite_user_files=overwrite_user_files)
         summary = _run_with_progress(shoot, opts, quiet)
         _report(summary, dry_run, quiet)
         if summary.exit_code:
@@ -91,11 +98,18 @@ def _run_with_progress(shoot: Path, opts, quiet: bool):  # type: ignore[no-untyp
 
 
 def _report(summary, dry_run: bool, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
+
     from ..log import console
 
     failed = [r for r in summary.results if r.status == "failed"]
     for r in failed:
         console.print(f"[bold red]failed:[/] {r.name}: {r.error}", soft_wrap=True)
+    for r in summary.results:  # what this run could not do, also with -q
+        if r.status in ("locked", "kept"):
+            console.print(f"[bold yellow]{r.status}:[/] {escape(r.name)}: {escape(r.note or '')}", soft_wrap=True)
+    for p in summary.problems:
+        console.print(f"[bold red]error:[/] {escape(p)}", soft_wrap=True)
     if quiet:
         return
     if dry_run:

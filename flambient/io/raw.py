@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .limits import check_image_size
 
 #: A RAW file holding fewer bytes than this many per sensor pixel is truncated: even lossy
 #: compressed RAW needs several bits per pixel; metadata-only stubs hold a few kilobytes.
@@ -53,6 +54,7 @@ def _check_decodable(raw, p: Path, size: int) -> None:  # type: ignore[no-untype
             raise InputError(f"film-scanner file ({model}), not a camera RAW", p,
                              "export the scan as TIFF, or leave it out of the shoot")
     sizes = raw.sizes
+    check_image_size(max(int(sizes.width), int(sizes.raw_width)), max(int(sizes.height), int(sizes.raw_height)), p)
     pixels = int(sizes.raw_width) * int(sizes.raw_height)
     if pixels > 0 and size < pixels * MIN_BYTES_PER_PIXEL:
         raise InputError(
