@@ -155,11 +155,11 @@ def exif_bytes(info: ExifInfo | None) -> bytes:
 
 
 def write_final(path: str | Path, srgb: np.ndarray, out: OutputSettings, exif: bytes | None,
-                before_publish: Callable[[str], None] | None = None) -> Path:
+                before_publish: Callable[[str, Path], None] | None = None) -> Path:
     """Write the finished sRGB HxWx3 image atomically as JPEG (ICC + EXIF) or 16-bit TIFF (ICC).
 
-    ``before_publish(sha256)`` is called with the hash of the complete file while it is still
-    under its temporary name (``process`` writes the sidecar there), then the file is renamed
+    ``before_publish(sha256, tmp)`` is called with the hash of the complete file while it is
+    still under its temporary name ``tmp`` (``process`` writes the sidecar there), then the file is renamed
     onto ``path``. An exception from it leaves ``path`` as it was.
     """
     from .io.atomic import atomic_path
@@ -171,7 +171,7 @@ def write_final(path: str | Path, srgb: np.ndarray, out: OutputSettings, exif: b
         else:
             save_tiff16(tmp, srgb, icc=True)
         if before_publish is not None:
-            before_publish(sha256_file(tmp))
+            before_publish(sha256_file(tmp), tmp)
     return Path(path)
 
 
@@ -215,7 +215,9 @@ def final_ownership(final: str | Path) -> tuple[str, dict[str, Any] | None, str 
     final whose sha256 is the one the sidecar recorded for it, or for the final it replaced)
     or ``"user"``: a final without a flambient sidecar, a final edited since (hash differs),
     a final from a flambient too old to record hashes, a link or folder under that name, or a
-    ``<final>.json`` that is not a flambient sidecar. Raises OSError when the final cannot be read.
+    ``<final>.json`` that is not a flambient sidecar. The final is hashed unless its size and
+    mtime (ns) are those the sidecar recorded (``final_stat``), like input hashes are reused.
+    Raises OSError when the final cannot be read.
     """
     p = Path(final)
     side_p = sidecar_path(p)
@@ -230,6 +232,11 @@ def final_ownership(final: str | Path) -> tuple[str, dict[str, Any] | None, str 
         return "absent", side, None
     if p.is_symlink() or not p.is_file():
         return "user", side, None
+    st = p.stat()
+    known = (side or {}).get("final_stat")
+    if (side is not None and side.get("final_sha256") and isinstance(known, dict)
+            and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns):
+        return "ours", side, str(side["final_sha256"])  # same size and mtime as written: not re-read
     sha = sha256_file(p)
     if side is not None and sha in {side.get("final_sha256"), side.get("replaces_sha256")} - {None}:
         return "ours", side, sha

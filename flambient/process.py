@@ -23,6 +23,7 @@ hashes, so a run killed between the two renames still recognises its own final.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -371,7 +372,7 @@ class _Runner:
         ref = job.bset.reference_frame
         if not job.lock.still_held():
             return SetResult(job.bset.name, "locked", note="lock was taken over by another process; result discarded")
-        for stale in self.out.glob(f".{job.final.stem}.*.partial*"):
+        for stale in self.out.glob(f".{glob.escape(job.final.stem)}.*.partial*"):
             stale.unlink(missing_ok=True)  # left by a killed run of this set (we hold its lock)
         owner, _side, old_sha = final_ownership(job.final)  # again: a user may have saved one meanwhile
         if owner == "user" and not self.opts.overwrite_user_files:
@@ -382,12 +383,14 @@ class _Runner:
         size = [int(img.shape[1]), int(img.shape[0])]
         side_doc = self._sidecar_doc(job, device, model_sha, backend, size)
 
-        def publish(new_sha: str) -> None:  # the final is complete under its temporary name
+        def publish(new_sha: str, tmp: Path) -> None:  # the final is complete under its temporary name
             job.timings["encode"] = time.perf_counter() - t0
             job.timings = {k: round(v, 4) for k, v in job.timings.items()}
             job.timings["total"] = round(sum(job.timings.values()), 4)
             side_doc["timings"] = job.timings
             side_doc["final_sha256"] = new_sha
+            st = tmp.stat()  # a rename keeps size and mtime: later runs need not re-read the final
+            side_doc["final_stat"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
             side_doc["replaces_sha256"] = old_sha if owner == "ours" else None
             write_sidecar(job.final, side_doc)
 
@@ -415,6 +418,7 @@ class _Runner:
             "fingerprint": job.fp,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "final_sha256": None,
+            "final_stat": None,
             "replaces_sha256": None,
         }
 
