@@ -47,7 +47,7 @@ from .errors import ConfigError, FlambientError, InputError, describe_os_error
 from .inference import Backend, PartsStack, infer_image, load_backend, plan_overlap
 from .io.atomic import atomic_write_text, clean_partials
 from .locks import DEFAULT_STALE_AFTER, SetLock
-from .log import get_logger
+from .log import REPORTED_LATER, get_logger, reported_later
 from .output import (edit_post, exif_bytes, final_ownership, finish, read_sidecar, sha256_file, sidecar_path,
                      write_final, write_sidecar)
 from .safepath import check_name, contained
@@ -291,7 +291,8 @@ class _Runner:
             self.results[res.name] = res
         level = logging.ERROR if res.status == "failed" else logging.INFO
         extra = f": {res.error}" if res.error else (f" ({res.note})" if res.note else "")
-        log.log(level, "%s %s%s", res.name, res.status, extra)
+        log.log(level, "%s %s%s", res.name, res.status, extra,
+                extra=REPORTED_LATER if res.status in ("failed", "kept", "locked") else None)
         if self.progress is not None:
             self.progress(res)
 
@@ -584,7 +585,8 @@ def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
             log.info("reusing the manifest of %s", shoot)
             return m.sets, m.errors
         log.info("the shoot changed since ingest; ingesting again")
-    m = ingest_shoot(shoot)
+    with reported_later("ingest"):  # its per-file errors come back as failed items
+        m = ingest_shoot(shoot)
     return m.sets, m.errors
 
 

@@ -421,3 +421,33 @@ def test_ingest_pairs_does_not_replace_an_existing_dataset(tmp_path: Path) -> No
     assert (out / "dataset.yaml").read_text() == "precious: index\n"
     assert main(["ingest", "--pairs", str(src), "--out", str(out), "--force"]) == 0
     assert "flambient-dataset" in (out / "dataset.yaml").read_text()
+
+
+# ----------------------------------------------------------------------------- cron output
+
+
+def test_cron_output_one_line_per_problem(tmp_path: Path, shoot: Path, model_dir: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (shoot / "bad.jpg").write_bytes(b"garbage")
+    assert _cli(shoot, model_dir) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "bad.jpg" in ln]
+    assert len(lines) == 1 and "unknown file format (expected RAW, JPEG, PNG, TIFF or EXR)" in lines[0], err
+    log = (shoot / "final" / "flambient-process.log").read_text()
+    assert "flambient.ingest: bad.jpg" in log and "bad.jpg failed" in log  # the log file keeps both
+
+
+def test_libraw_chatter_goes_to_the_log_not_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from conftest import shared_file
+
+    src = shared_file("raw-metadata-stubs-exiftool", "Nikon.nef")
+    p = tmp_path / "Nikon.nef"
+    shutil.copy(src, p)
+    from flambient.io.raw import decode_raw_u16
+
+    with caplog.at_level("INFO", logger="flambient.libraw"), pytest.raises(InputError):
+        decode_raw_u16(p)
+    out, err = capfd.readouterr()
+    assert "data corrupted" not in err and "data corrupted" not in out
+    assert any("LibRaw:" in r.getMessage() and "data corrupted" in r.getMessage() for r in caplog.records)
