@@ -621,7 +621,7 @@ class _QuietFileHandler(logging.FileHandler):
 
         exc = sys.exc_info()[1]
         why = describe_os_error(exc) if isinstance(exc, OSError) else type(exc).__name__
-        print(f"warning: cannot write the log file ({why}); logging to it stopped", file=sys.stderr)
+        log.warning("cannot write the log file (%s); logging to it stopped", why)  # not back here: _broken
 
 
 class _LogFile:

@@ -451,3 +451,23 @@ def test_libraw_chatter_goes_to_the_log_not_stderr(tmp_path: Path, capfd: pytest
     out, err = capfd.readouterr()
     assert "data corrupted" not in err and "data corrupted" not in out
     assert any("LibRaw:" in r.getMessage() and "data corrupted" in r.getMessage() for r in caplog.records)
+
+
+def test_full_disk_under_the_log_file_is_one_warning(shoot: Path, model_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    def full(self, record):  # type: ignore[no-untyped-def]
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", self.baseFilename)
+        except OSError:
+            self.handleError(record)
+
+    from flambient import process as proc
+
+    monkeypatch.setattr(proc._QuietFileHandler, "emit", full)
+    assert _cli(shoot, model_dir) == 0
+    err = capsys.readouterr().err
+    assert err.count("cannot write the log file") == 1 and "Traceback" not in err
+    assert logging.raiseExceptions  # the handler, not a global switch, keeps tracebacks away
