@@ -2,7 +2,9 @@
 
 Every command lives in :mod:`flambient.commands` and registers itself. Exit status: 0 when
 everything worked, 1 when a batch finished with failed items, 2 for errors a user can fix
-(bad arguments, missing or corrupt input, bad YAML, unknown model); tracebacks only with -v.
+(bad arguments, missing or corrupt input, bad YAML, unknown model, and OS errors such as a
+full disk or a read-only folder, printed with their path), 3 for an internal error, 4 when
+``process`` left sets to another worker's lock; tracebacks only with -v.
 """
 
 from __future__ import annotations
@@ -78,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except SystemExit as exc:  # click's own exits
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
+    except OSError as exc:  # disk full, read-only, permissions, a vanished file: one line with the path
+        from rich.markup import escape
+
+        from .errors import describe_os_error
+
+        if _state["verbose"]:
+            console.print_exception()
+        console.print(f"[bold red]error:[/] {escape(describe_os_error(exc))}", markup=True, highlight=False,
+                      soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
         return 130

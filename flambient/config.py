@@ -154,6 +154,9 @@ def load_preset(name_or_path: str | Path) -> Preset:
         raise ConfigError(f"not valid YAML{where}", path, "fix the syntax") from None
     except OSError as exc:
         raise ConfigError(f"cannot read preset ({exc.strerror})", path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})", path,
+                          "save the preset as UTF-8") from None
     return parse_preset(doc if doc is not None else {}, name=path.stem, path=path)
 
 
@@ -221,9 +224,14 @@ def _check_naming(template: str, path: Path | None) -> None:
         return ConfigError(f"output.naming: {msg}", path, f"allowed: {hint}")
 
     try:
-        names = [fld for _, fld, _, _ in string.Formatter().parse(template) if fld is not None]
+        parts = [(fld, spec, conv) for _, fld, spec, conv in string.Formatter().parse(template) if fld is not None]
     except ValueError as exc:
         raise fail(f"bad template ({exc})", f"text with {allowed}") from None
+    for fld, spec, conv in parts:
+        if spec or conv:  # {set:.>20} pads with dots (hidden files), {set:x>300} is too long
+            extra = (f"!{conv}" if conv else "") + (f":{spec}" if spec else "")
+            raise fail(f"format specs and conversions are not allowed ({{{fld}{extra}}})", allowed)
+    names = [fld for fld, _, _ in parts]
     bad = [n for n in names if n not in NAMING_FIELDS]
     if bad:
         raise fail(f"unknown field {{{bad[0]}}}", allowed)

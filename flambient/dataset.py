@@ -18,7 +18,8 @@ Layout of a dataset folder::
          window: null, mask: null, target: items/set01/target.png, source: "...", notes: []}
     unmatched: ["path: why", ...]      # sources without targets and the reverse
 
-All paths are relative to DATASET. Readers use :func:`load_dataset`; writers use
+All paths are relative to DATASET and must stay inside it (``..`` out of it or an absolute path
+is an error naming the index); item names are plain file names. Readers use :func:`load_dataset`; writers use
 :func:`write_item` then :func:`write_index`.
 """
 
@@ -34,6 +35,7 @@ import yaml
 from .errors import InputError
 from .io.atomic import atomic_write_text
 from .io.images import read_exr, read_linear, read_srgb, write_exr, write_png
+from .safepath import check_name, contained
 from .stack import build_stack
 
 DATASET_FORMAT = "flambient-dataset"
@@ -105,7 +107,7 @@ def write_item(
     ``target_srgb`` HxWx3 sRGB in [0, 1] (written as 16-bit PNG).
     """
     root = Path(dataset)
-    d = root / "items" / name
+    d = root / "items" / check_name(name, root, "item name")
     d.mkdir(parents=True, exist_ok=True)
     entry: dict[str, Any] = {"name": name, "source": source, "notes": list(notes or [])}
     write_exr(d / "ambient.exr", ambient)
@@ -148,21 +150,27 @@ def load_dataset(dataset: str | Path) -> list[PairItem]:
     if not index.is_file():
         raise InputError("no dataset.yaml here", root, "make one with `flambient ingest --pairs SRC --out DATASET`")
     try:
-        doc = yaml.safe_load(index.read_text())
+        doc = yaml.safe_load(index.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InputError(f"malformed YAML ({str(exc).splitlines()[0]})", index) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", index) from None
     if not isinstance(doc, dict) or doc.get("format") != DATASET_FORMAT:
         raise InputError("not a flambient dataset index", index)
     items: list[PairItem] = []
+
+    def inside(raw: dict[str, Any], key: str) -> Path:  # a path of the index, kept inside DATASET
+        return contained(root, raw[key], index, f"item {key} path")
+
     for raw in doc.get("items") or []:
         try:
             item = PairItem(
-                name=str(raw["name"]),
-                ambient=root / raw["ambient"],
-                target=root / raw["target"],
-                flash=root / raw["flash"] if raw.get("flash") else None,
-                window=root / raw["window"] if raw.get("window") else None,
-                mask=root / raw["mask"] if raw.get("mask") else None,
+                name=check_name(str(raw["name"]), index, "item name"),
+                ambient=inside(raw, "ambient"),
+                target=inside(raw, "target"),
+                flash=inside(raw, "flash") if raw.get("flash") else None,
+                window=inside(raw, "window") if raw.get("window") else None,
+                mask=inside(raw, "mask") if raw.get("mask") else None,
                 source=str(raw.get("source", "")),
                 notes=list(raw.get("notes") or []),
             )

@@ -41,3 +41,17 @@ class ModelError(FlambientError):
 
 class DeviceError(FlambientError):
     """A requested device or runtime (CUDA, TensorRT) is not available."""
+
+
+def describe_os_error(exc: OSError, with_path: bool = True) -> str:
+    """One line for an OS error: ``"No space left on device: /shoot/final/a.jpg"``.
+
+    Used wherever a disk-full, read-only, permission or vanished-file error ends up in front of
+    a user (a failed item, or the CLI's one-line error), instead of a Python traceback.
+    """
+    text = exc.strerror or str(exc) or type(exc).__name__
+    if with_path and exc.filename is not None:
+        text += f": {exc.filename}"
+        if exc.filename2 is not None:
+            text += f" -> {exc.filename2}"
+    return text

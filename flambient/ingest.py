@@ -46,13 +46,14 @@ import yaml
 
 from .align import estimate_alignment, warp_to_reference
 from .brackets import Alignment, BracketSet, Decision, Frame, GroupingConfig, group_frames, label_set, name_sets
-from .errors import InputError
-from .io.atomic import atomic_write_text
+from .errors import InputError, describe_os_error
+from .io.atomic import atomic_write_text, clean_partials
 from .io.exif import ExifInfo, read_exif
 from .io.images import IMAGE_EXTENSIONS, read_exr, read_linear, read_preview, write_exr
 from .io.raw import decode_raw_u16
 from .io.sniff import sniff_format
 from .log import get_logger
+from .safepath import check_name, contained
 from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS, WINDOW
 
 log = get_logger("ingest")
@@ -125,19 +126,33 @@ def cache_dir(shoot: str | Path, set_name: str) -> Path:
 # ----------------------------------------------------------------------------- scanning
 
 
-def scan_shoot(shoot: str | Path, recursive: bool = False) -> list[Path]:
+def scan_shoot(shoot: str | Path, recursive: bool = False,
+               problems: list[dict[str, Any]] | None = None) -> list[Path]:
     """Image files in ``shoot`` by extension (content decides the reader later), sorted.
 
-    Hidden files are skipped; a recursive scan skips hidden folders and ``final/``.
-    Raises :class:`InputError` when ``shoot`` is missing, not a folder, or holds no images.
+    Hidden files are skipped; a recursive scan skips hidden folders and ``final/``. A
+    sub-folder that cannot be listed is appended to ``problems`` as ``{path, error}`` (path
+    relative to ``shoot``). Raises :class:`InputError` when ``shoot`` is missing, not a folder,
+    cannot be listed, or holds no images.
     """
     root = Path(shoot)
     if not root.exists():
         raise InputError("shoot folder not found", root, "check the path")
     if not root.is_dir():
         raise InputError("not a folder", root, "pass the folder that holds the shoot's frames")
+    try:
+        os.listdir(root)
+    except OSError as exc:
+        raise InputError(f"cannot list the shoot folder ({exc.strerror or exc})", root) from None
+
+    def unlistable(exc: OSError) -> None:
+        where = _rel(Path(exc.filename), root) if exc.filename else "?"
+        log.debug("cannot list %s: %s", where, exc)
+        if problems is not None:
+            problems.append({"path": where, "error": f"cannot list folder ({exc.strerror or exc})"})
+
     files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
@@ -186,6 +201,10 @@ def _analyse_safe(path: Path, preview_size: int) -> Frame | InputError:
         return exc
     except MemoryError:
         return InputError("out of memory while reading", path)
+    except OSError as exc:  # a vanished file, a broken symbolic link, a link loop, no permission
+        if path.is_symlink() and not path.exists():
+            return InputError("broken symbolic link (or a link loop)", path)
+        return InputError(f"cannot read ({describe_os_error(exc, with_path=False)})", path)
     except Exception as exc:  # a reader bug must not stop the batch; report it per file
         return InputError(f"cannot read ({type(exc).__name__}: {exc})", path)
 
@@ -221,15 +240,17 @@ def ingest_shoot(
     """
     root = Path(shoot).resolve()
     cfg = config or GroupingConfig()
-    paths = scan_shoot(root, recursive=recursive)
+    unlisted: list[dict[str, Any]] = []
+    paths = scan_shoot(root, recursive=recursive, problems=unlisted)
+    clean_partials(root / STATE_DIR, recursive=True)  # temp files of a killed ingest
     results = _parallel(lambda p: _analyse_safe(p, cfg.preview_size), paths, n_jobs)
     frames: list[Frame] = []
-    errors: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = [{**u, "size": 0, "mtime": 0.0} for u in unlisted]
     warnings: list[dict[str, Any]] = []
     files: dict[str, tuple[int, float]] = {}
     for p, res in zip(paths, results):
         rel = _rel(p, root)
-        st = p.stat() if p.exists() else None
+        st = _stat(p)
         files[rel] = (st.st_size, st.st_mtime) if st else (0, 0.0)
         if isinstance(res, InputError):
             errors.append({"path": rel, "error": _short(res), **_stamp(st)})
@@ -271,6 +292,14 @@ def _short(exc: InputError) -> str:
     """The error text without the path (the manifest entry carries the path)."""
     hint = f" ({exc.hint})" if exc.hint else ""
     return f"{exc.message}{hint}"
+
+
+def _stat(p: Path) -> os.stat_result | None:
+    """``p.stat()``, or None for a vanished file, a broken symbolic link or a link loop."""
+    try:
+        return p.stat()
+    except OSError:
+        return None
 
 
 def _stamp(st: os.stat_result | None) -> dict[str, Any]:
@@ -410,8 +439,9 @@ def load_manifest(shoot: str | Path) -> Manifest | None:
             raise ValueError("not a flambient manifest")
         sets = []
         for sd in doc.get("sets") or []:
-            frames = [_frame_from_dict(fd, root) for fd in sd["frames"]]
-            sets.append(BracketSet(name=str(sd["name"]), frames=frames, reference=int(sd.get("reference", 0)),
+            name = check_name(sd["name"], mp, "set name")  # names become final and lock file names
+            frames = [_frame_from_dict(fd, root, mp) for fd in sd["frames"]]
+            sets.append(BracketSet(name=name, frames=frames, reference=int(sd.get("reference", 0)),
                                    handheld=bool(sd.get("handheld", False))))
         files = {str(k): (int(v[0]), float(v[1])) for k, v in (doc.get("files") or {}).items()}
         return Manifest(shoot=root, sets=sets, errors=list(doc.get("errors") or []),
@@ -424,9 +454,9 @@ def load_manifest(shoot: str | Path) -> Manifest | None:
                          "delete it and run `flambient ingest` again") from None
 
 
-def _frame_from_dict(fd: dict[str, Any], root: Path) -> Frame:
+def _frame_from_dict(fd: dict[str, Any], root: Path, source: Path | None = None) -> Frame:
     return Frame(
-        path=root / fd["path"],
+        path=contained(root, fd["path"], source, "frame path"),
         exif=ExifInfo.from_dict(fd),
         fmt=str(fd.get("format", "")),
         height=int(fd.get("height", 0)),
@@ -458,8 +488,8 @@ def manifest_is_fresh(manifest: Manifest, config: GroupingConfig | None = None) 
         return False
     now: dict[str, tuple[int, float]] = {}
     for p in paths:
-        st = p.stat()
-        now[_rel(p, manifest.shoot)] = (st.st_size, st.st_mtime)
+        st = _stat(p)  # a broken link or loop was recorded as (0, 0.0) at ingest, like here
+        now[_rel(p, manifest.shoot)] = (st.st_size, st.st_mtime) if st else (0, 0.0)
     return now == manifest.files
 
 

@@ -1,8 +1,12 @@
 """Per-set locks so several processes (or machines) can share one shoot folder.
 
-A lock is a small JSON file created with ``O_CREAT | O_EXCL`` (atomic on local filesystems
-and on NFSv3+), holding the owner's host, pid, a random token and the start time; its mtime
-is the heartbeat, refreshed by a background thread while the set is being processed.
+A lock is a small JSON file holding the owner's host, pid, a random token and the start time;
+its mtime is the heartbeat, refreshed by a background thread while the set is being processed.
+It is published atomically: the JSON is written and fsynced under a temporary name, then
+hard-linked to the lock's name (``link`` fails when the name exists, like ``O_EXCL``, on local
+filesystems and NFS), so a lock file is never empty or half written, even when the disk fills.
+A lock that cannot be read anyway (written by an older version, or damaged) is judged by its
+mtime alone.
 
 A lock is stale, and taken over, when its owner is on this host and its pid is dead, or when
 its heartbeat is older than ``stale_after`` seconds (a crashed machine, a hung process).
@@ -15,6 +19,7 @@ the new owner's work.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -24,9 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .io.atomic import partial_prefix
 from .log import get_logger
 
 log = get_logger("locks")
+
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENOSYS, errno.EMLINK}
 
 #: Seconds without a heartbeat after which a lock is considered abandoned.
 DEFAULT_STALE_AFTER = 300.0
@@ -61,15 +69,25 @@ class SetLock:
 
     # -------------------------------------------------------------- owner info
     def owner(self) -> dict[str, Any] | None:
-        """The current lock file's content plus its heartbeat age (None when there is no lock)."""
+        """The current lock file's content plus its heartbeat ``age`` (None when there is no lock).
+
+        A lock whose content cannot be read or parsed gives ``{"age": ..., "unreadable": True}``
+        with the age from its mtime, so it goes stale like any other.
+        """
         try:
             st = self.path.stat()
+        except OSError:
+            return None
+        age = time.time() - st.st_mtime
+        try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
         except (OSError, ValueError):
-            return None if not self.path.exists() else {"age": 0.0}
+            return {"age": age, "unreadable": True}
         if not isinstance(doc, dict):
-            doc = {}
-        doc["age"] = time.time() - st.st_mtime
+            return {"age": age, "unreadable": True}
+        doc["age"] = age
         return doc
 
     def _is_stale(self, info: dict[str, Any]) -> bool:
@@ -81,14 +99,42 @@ class SetLock:
 
     # -------------------------------------------------------------- acquire / release
     def _create(self) -> bool:
+        """Publish a complete lock file under :attr:`path` unless one exists (OSError: disk full...)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token, "started": time.time()}
+        tmp = self.path.with_name(f"{partial_prefix(self.path)}{self.token}.partial")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_LINKS:
+                    raise
+                return self._create_excl(doc)  # a filesystem without hard links (FAT, some SMB)
+            return True
+        finally:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+    def _create_excl(self, doc: dict[str, Any]) -> bool:
+        """Fallback: ``O_CREAT | O_EXCL`` then write; a failed write removes the lock again."""
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        doc = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token, "started": time.time()}
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh)
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
         return True
 
     def acquire(self) -> bool:

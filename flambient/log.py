@@ -8,7 +8,9 @@ a message for people unless ``-q`` is given).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -18,6 +20,31 @@ LOGGER_NAME = "flambient"
 #: The console every command writes to (stderr, so stdout stays clean for data).
 console = Console(stderr=True, highlight=False)
 
+#: ``extra=`` for a record whose problem the command reports itself at the end (a batch's
+#: failed items): it goes to log files, and to the terminal only when that is interactive.
+REPORTED_LATER = {"reported_later": True}
+
+
+def _not_reported_later(record: logging.LogRecord) -> bool:
+    return not getattr(record, "reported_later", False)
+
+
+@contextlib.contextmanager
+def reported_later(name: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Mark records of logger ``flambient.<name>`` at ``level`` or above as :data:`REPORTED_LATER`."""
+    logger = get_logger(name)
+
+    def mark(record: logging.LogRecord) -> bool:
+        if record.levelno >= level:
+            record.reported_later = True
+        return True
+
+    logger.addFilter(mark)
+    try:
+        yield
+    finally:
+        logger.removeFilter(mark)
+
 
 def get_logger(name: str | None = None) -> logging.Logger:
     """Return the project's logger, or a child of it (``flambient.<name>``)."""
@@ -25,12 +52,24 @@ def get_logger(name: str | None = None) -> logging.Logger:
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
-    """Route ``flambient`` logs to the terminal: WARNING with ``quiet``, DEBUG with ``verbose``."""
+    """Route ``flambient`` logs to the terminal: WARNING with ``quiet``, DEBUG with ``verbose``.
+
+    On a terminal the lines are rich (coloured, wrapped to its width); when stderr is not a
+    terminal (cron, a pipe, a file) each record is one plain ``LEVEL message`` line, never
+    wrapped, so a log reader or ``grep`` sees every problem on one line, and records marked
+    :data:`REPORTED_LATER` are left out (the command prints each of those problems once).
+    """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
-    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler()  # sys.stderr as it is now
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+        handler.addFilter(_not_reported_later)
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

@@ -256,16 +256,21 @@ def _read_mask(p: Path, hw: tuple[int, int]) -> np.ndarray:
     return m
 
 
-def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None) -> PairsResult:
+def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, force: bool = False) -> PairsResult:
     """Build a dataset in ``out`` from the pairs folder ``src``; returns what was written.
 
     Items that fail (unreadable files, sizes far apart) are listed in ``errors`` and logged;
-    the others are still written. ``out`` must not be inside ``src``'s layout folders.
+    the others are still written. ``out`` must not be inside ``src``'s layout folders. When
+    ``out`` already holds a dataset (``dataset.yaml`` or ``items/``), :class:`InputError` is
+    raised before anything is written unless ``force``.
     """
     from .ingest import _parallel
 
     root = Path(src).resolve()
     dest = Path(out).resolve()
+    if not force and ((dest / "dataset.yaml").exists() or (dest / "items").is_dir()):
+        raise InputError("the output folder already holds a dataset", dest,
+                         "choose another --out, or pass --force to replace its index and same-named items")
     jobs, unmatched = find_pairs(root)
     names: set[str] = set()
     for j in jobs:

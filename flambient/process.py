@@ -11,10 +11,19 @@ then finished, encoded and written atomically (final, then sidecar) by an encode
 A failing set is recorded (``failed`` with its error) and the batch goes on; files that ingest
 could not read are reported as failed items too. ``OUT/flambient-summary.json`` lists every
 item with its status and timings; ``OUT/flambient-process.log`` gets one line per event.
+
+Ownership of finals: the sidecar records the sha256 of the final flambient wrote
+(``final_sha256``). A final is replaced only when it is flambient's and unchanged since
+(:func:`flambient.output.final_ownership`); anything else (a user's own file under that name,
+a retouched final, a final without its sidecar) is kept, the set is reported ``kept`` and no
+new final is written, unless ``overwrite_user_files``. The sidecar is written while the new
+final still sits under its temporary name and names both the new and the replaced final's
+hashes, so a run killed between the two renames still recognises its own final.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -34,12 +43,14 @@ from . import __version__
 from .brackets import BracketSet
 from .config import Preset
 from .devices import Device, parse_devices, resolve_devices
-from .errors import ConfigError, FlambientError, InputError
+from .errors import ConfigError, FlambientError, InputError, describe_os_error
 from .inference import Backend, PartsStack, infer_image, load_backend
-from .io.atomic import atomic_write_text
+from .io.atomic import atomic_write_text, clean_partials
 from .locks import DEFAULT_STALE_AFTER, SetLock
-from .log import get_logger
-from .output import edit_post, exif_bytes, finish, read_sidecar, sha256_file, write_final, write_sidecar
+from .log import REPORTED_LATER, get_logger, reported_later
+from .output import (edit_post, exif_bytes, final_ownership, finish, read_sidecar, sha256_file, sidecar_path,
+                     write_final, write_sidecar)
+from .safepath import check_name, contained
 from .tiling import tiling_problem
 
 log = get_logger("process")
@@ -51,6 +62,8 @@ LOCK_DIR = ".flambient-locks"
 LARGE_SET_PIXELS = 30_000_000
 #: Bumped when the output of an unchanged set would differ (invalidates every fingerprint).
 PIPELINE_VERSION = 1
+#: Exit status when every set is done or skipped except some left to another worker's lock.
+EXIT_LOCKED = 4
 
 
 @dataclass
@@ -74,11 +87,18 @@ class ProcessOptions:
     use_cache: bool = True
     decode_jobs: int | None = None
     stale_after: float = DEFAULT_STALE_AFTER
+    #: Replace files under a final's name that flambient did not write (or that were edited).
+    overwrite_user_files: bool = False
 
 
 @dataclass
 class SetResult:
-    """The outcome of one item: ``status`` is done, skipped, failed (or would-process in a dry run)."""
+    """The outcome of one item.
+
+    ``status``: ``done``, ``skipped`` (up to date), ``failed``, ``kept`` (a user's file holds
+    the final's name; nothing written), ``locked`` (another worker holds the set's lock), or
+    ``would-process`` in a dry run.
+    """
 
     name: str
     status: str
@@ -101,11 +121,16 @@ class BatchSummary:
     seconds: float
     #: Every input file: its set, role, status and final, or why it has none (:mod:`flambient.accounting`).
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    #: Run-level problems that are not one item's (e.g. the summary could not be written).
+    problems: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        """0 when every item is done or skipped, 1 when any failed."""
-        return 1 if any(r.status == "failed" for r in self.results) else 0
+        """1 when any item failed (or a run-level problem), else 4 (:data:`EXIT_LOCKED`) when
+        sets were left to another worker's lock, else 0."""
+        if self.problems or any(r.status == "failed" for r in self.results):
+            return 1
+        return EXIT_LOCKED if any(r.status == "locked" for r in self.results) else 0
 
     def counts(self) -> dict[str, int]:
         """Number of items per status."""
@@ -137,6 +162,32 @@ def shard_sets(sets: list[BracketSet], shard: tuple[int, int] | None) -> list[Br
         return ordered
     i, n = shard
     return [s for k, s in enumerate(ordered) if k % n == i - 1]
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a set's failure: the project's message, the OS error with its path, or the type."""
+    if isinstance(exc, FlambientError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory (use a smaller --tile, or fewer devices)"
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def validate_tiling(backend: Backend, tile: int | None, overlap: int | None, model_name: str | None = None) -> None:
+    """Raise :class:`ConfigError` before any set when ``tile`` cannot hold ``overlap`` for this model.
+
+    The one rule is :func:`flambient.tiling.tiling_problem`, here with the model's own margin
+    (when ``overlap`` is None) and size multiple; the ranges were checked by the CLI/preset.
+    """
+    spec = backend.spec
+    if not spec.tileable:
+        return
+    problem = tiling_problem(tile, spec.overlap if overlap is None else int(overlap), spec.size_multiple,
+                             ranges=False)
+    if problem is not None:
+        raise ConfigError(f"{problem[0]} for model {model_name or spec.family} ({spec.family})", hint=problem[1])
 
 
 def _model_files(backend: Backend) -> list[Path]:
@@ -172,7 +223,7 @@ def input_hashes(bset: BracketSet, shoot: Path, previous: dict[str, Any] | None)
     old = {d.get("path"): d for d in (previous or {}).get("inputs", []) if isinstance(d, dict)}
     out: list[dict[str, Any]] = []
     for f in bset.frames:
-        st = f.path.stat()
+        st = f.path.stat()  # OSError (vanished file, broken link): the caller fails the set
         try:
             rel = f.path.relative_to(shoot).as_posix()
         except ValueError:
@@ -194,6 +245,18 @@ def fingerprint(inputs: list[dict[str, Any]], model_sha: str, preset: dict[str, 
 
 
 # ----------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class _State:
+    """Where one set stands: ``fresh`` (final up to date and untouched), ``owner`` of the file
+    under the final's name (``absent``, ``ours``, ``user``: see :func:`final_ownership`)."""
+
+    fresh: bool
+    owner: str
+    inputs: list[dict[str, Any]]
+    fp: str
+    note: str = ""
 
 
 @dataclass
@@ -233,20 +296,46 @@ class _Runner:
             self.results[res.name] = res
         level = logging.ERROR if res.status == "failed" else logging.INFO
         extra = f": {res.error}" if res.error else (f" ({res.note})" if res.note else "")
-        log.log(level, "%s %s%s", res.name, res.status, extra)
+        log.log(level, "%s %s%s", res.name, res.status, extra,
+                extra=REPORTED_LATER if res.status in ("failed", "kept", "locked") else None)
         if self.progress is not None:
             self.progress(res)
 
     def final_for(self, bset: BracketSet) -> Path:
-        return self.out / self.preset.final_name(bset.name, Path(self.model_name).name or self.model_name)
+        """The set's final in the output folder (name checked: a plain file name inside OUT)."""
+        name = self.preset.final_name(bset.name, Path(self.model_name).name or self.model_name)
+        where = self.preset.path or "the preset's output.naming"
+        return contained(self.out, check_name(name, where, "final name"), where, "final name")
+
+    def lock_for(self, bset: BracketSet) -> SetLock:
+        name = check_name(f"{bset.name}.lock", None, "lock name")
+        return SetLock(self.out / LOCK_DIR / name, self.opts.stale_after)
 
     # ------------------------------------------------------------------ planning
-    def up_to_date(self, bset: BracketSet, final: Path, model_sha: str) -> tuple[bool, list[dict[str, Any]], str]:
-        side = read_sidecar(final) if final.is_file() else None
+    def state(self, bset: BracketSet, final: Path, model_sha: str) -> _State:
+        """Hash inputs and final; decide freshness and who owns the file under the final's name."""
+        owner, side, final_sha = final_ownership(final)
         inputs = input_hashes(bset, self.shoot, side)
         fp = fingerprint(inputs, model_sha, self.preset.to_dict(), self.tile, self.overlap)
-        fresh = side is not None and side.get("fingerprint") == fp and final.is_file()
-        return fresh, inputs, fp
+        fresh = (owner == "ours" and side is not None and side.get("fingerprint") == fp
+                 and final_sha == side.get("final_sha256"))
+        if owner == "user" and side is not None and side.get("fingerprint") == fp and final_sha is not None:
+            why = ("edited since flambient wrote it" if "final_sha256" in side
+                   else "written by a flambient that recorded no hash")
+            return _State(True, owner, inputs, fp, f"kept: user file ({why})")
+        return _State(fresh, owner, inputs, fp)
+
+    def up_to_date(self, bset: BracketSet, final: Path, model_sha: str) -> tuple[bool, list[dict[str, Any]], str]:
+        """``(fresh, inputs, fingerprint)`` of a set (see :meth:`state`)."""
+        st = self.state(bset, final, model_sha)
+        return st.fresh, st.inputs, st.fp
+
+    def _kept(self, bset: BracketSet, final: Path, why: str) -> SetResult:
+        return SetResult(bset.name, "kept", final=str(final),
+                         note=f"user file ({why}); new final not written (--overwrite-user-files replaces it)")
+
+    def _user_file_blocks(self, st: _State) -> bool:
+        return st.owner == "user" and not self.opts.overwrite_user_files
 
     # ------------------------------------------------------------------ stages
     def decode(self, job: _Job) -> None:
@@ -288,17 +377,37 @@ class _Runner:
         img = finish(buf, self.preset.output)
         ref = job.bset.reference_frame
         if not job.lock.still_held():
-            return SetResult(job.bset.name, "skipped", note="lock was taken over by another process; result discarded")
-        for stale in self.out.glob(f".{job.final.stem}.*.partial*"):
+            return SetResult(job.bset.name, "locked", note="lock was taken over by another process; result discarded")
+        for stale in self.out.glob(f".{glob.escape(job.final.stem)}.*.partial*"):
             stale.unlink(missing_ok=True)  # left by a killed run of this set (we hold its lock)
-        write_final(job.final, img, self.preset.output, exif_bytes(ref.exif))
+        owner, _side, old_sha = final_ownership(job.final)  # again: a user may have saved one meanwhile
+        if owner == "user" and not self.opts.overwrite_user_files:
+            self._give_buffer(buf)
+            return self._kept(job.bset, job.final, "appeared while the set was processed")
+        if owner == "user":
+            log.warning("%s: replacing a file flambient did not write (--overwrite-user-files)", job.final)
         size = [int(img.shape[1]), int(img.shape[0])]
+        side_doc = self._sidecar_doc(job, device, model_sha, backend, size)
+
+        def publish(new_sha: str, tmp: Path) -> None:  # the final is complete under its temporary name
+            job.timings["encode"] = time.perf_counter() - t0
+            job.timings = {k: round(v, 4) for k, v in job.timings.items()}
+            job.timings["total"] = round(sum(job.timings.values()), 4)
+            side_doc["timings"] = job.timings
+            side_doc["final_sha256"] = new_sha
+            st = tmp.stat()  # a rename keeps size and mtime: later runs need not re-read the final
+            side_doc["final_stat"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            side_doc["replaces_sha256"] = old_sha if owner == "ours" else None
+            write_sidecar(job.final, side_doc)
+
+        write_final(job.final, img, self.preset.output, exif_bytes(ref.exif), before_publish=publish)
         del img
         self._give_buffer(buf)
-        job.timings["encode"] = time.perf_counter() - t0
-        job.timings = {k: round(v, 4) for k, v in job.timings.items()}
-        job.timings["total"] = round(sum(job.timings.values()), 4)
-        write_sidecar(job.final, {
+        return SetResult(job.bset.name, "done", final=str(job.final), device=device, timings=job.timings)
+
+    def _sidecar_doc(self, job: _Job, device: str, model_sha: str, backend: Backend,
+                     size: list[int]) -> dict[str, Any]:
+        return {
             "flambient_version": __version__,
             "set": job.bset.name,
             "final": job.final.name,
@@ -314,8 +423,10 @@ class _Runner:
             "timings": job.timings,
             "fingerprint": job.fp,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
-        return SetResult(job.bset.name, "done", final=str(job.final), device=device, timings=job.timings)
+            "final_sha256": None,
+            "final_stat": None,
+            "replaces_sha256": None,
+        }
 
     def _backend_device(self, device: Device, devices: list[Device]) -> str:
         """The device name handed to the backend.
@@ -337,33 +448,31 @@ class _Runner:
             self.record(SetResult(str(e.get("path")), "failed", error=str(e.get("error"))))
         devices = [Device("cpu", "CPU")] if self.opts.dry_run else resolve_devices(self.opts.devices)
         backends = [load_backend(self.model_name, self.opts.backend, self._backend_device(d, devices)) for d in devices]
-        spec = backends[0].spec
-        if spec.tileable:  # the tiling rule with the model's margin and size multiple, before any set
-            problem = tiling_problem(self.tile, self.overlap if self.overlap is not None else spec.overlap,
-                                     spec.size_multiple, ranges=False)  # ranges: checked by the CLI/preset
-            if problem is not None:
-                raise ConfigError(f"{problem[0]} for model {self.model_name} ({spec.family})", hint=problem[1])
+        validate_tiling(backends[0], self.tile, self.overlap, self.model_name)
         model_sha = model_fingerprint(backends[0])
         log.info("model %s; %d set(s); output %s", backends[0].describe(), len(sets), self.out)
         todo: list[BracketSet] = []
         for bset in sets:
             final = self.final_for(bset)
-            if not final.is_file():  # new: inputs are hashed later, in the decode thread
+            if not os.path.lexists(final) and not os.path.lexists(sidecar_path(final)):
+                # new: inputs are hashed later, in the decode thread
                 if self.opts.dry_run:
                     self.record(SetResult(bset.name, "would-process", final=str(final), note="new"))
                 else:
                     todo.append(bset)
                 continue
             try:
-                fresh, _, _ = self.up_to_date(bset, final, model_sha)
+                st = self.state(bset, final, model_sha)
             except OSError as exc:
-                self.record(SetResult(bset.name, "failed", error=f"cannot read input ({exc})"))
+                self.record(SetResult(bset.name, "failed", error=f"cannot read input ({describe_os_error(exc)})"))
                 continue
-            if fresh and not self.opts.force:
-                self.record(SetResult(bset.name, "skipped", final=str(final), note="up to date"))
+            if st.fresh and not self.opts.force:
+                self.record(SetResult(bset.name, "skipped", final=str(final), note=st.note or "up to date"))
+            elif self._user_file_blocks(st):
+                self.record(self._kept(bset, final, "not written by flambient, or changed since"))
             elif self.opts.dry_run:
                 self.record(SetResult(bset.name, "would-process", final=str(final),
-                                      note="forced" if fresh else "changed"))
+                                      note="forced" if st.fresh else "changed"))
             else:
                 todo.append(bset)
         if todo:
@@ -376,31 +485,35 @@ class _Runner:
     def _claim(self, bset: BracketSet, model_sha: str) -> _Job | None:
         """Lock the set, then (re)check it: another process may have finished it meanwhile."""
         final = self.final_for(bset)
-        lock = SetLock(self.out / LOCK_DIR / f"{bset.name}.lock", self.opts.stale_after)
+        lock = self.lock_for(bset)
         if not lock.acquire():
             owner = lock.owner() or {}
-            self.record(SetResult(bset.name, "skipped", final=str(final),
-                                  note=f"being processed by {owner.get('host', '?')} pid {owner.get('pid', '?')}"))
+            if owner.get("unreadable"):
+                note = f"locked by an unreadable lock file {lock.path} ({owner.get('age', 0):.0f} s old)"
+            else:
+                note = f"being processed by {owner.get('host', '?')} pid {owner.get('pid', '?')}"
+            self.record(SetResult(bset.name, "locked", final=str(final), note=note))
             return None
         try:
-            fresh, inputs, fp = self.up_to_date(bset, final, model_sha)
+            st = self.state(bset, final, model_sha)
         except BaseException:
             lock.release()
             raise
-        if fresh and not self.opts.force:
+        if st.fresh and not self.opts.force:
             lock.release()
-            self.record(SetResult(bset.name, "skipped", final=str(final), note="done by another process"))
+            self.record(SetResult(bset.name, "skipped", final=str(final), note=st.note or "done by another process"))
             return None
-        return _Job(bset, final, lock, inputs, fp)
+        if self._user_file_blocks(st):
+            lock.release()
+            self.record(self._kept(bset, final, "not written by flambient, or changed since"))
+            return None
+        return _Job(bset, final, lock, st.inputs, st.fp)
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
         job.lock.release()
         job.parts = job.srgb = None
-        msg = str(exc) if isinstance(exc, FlambientError) else f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, MemoryError):
-            msg = "out of memory (use a smaller --tile, or fewer devices)"
         log.debug("set %s failed", job.bset.name, exc_info=exc)
-        self.record(SetResult(job.bset.name, "failed", error=msg, timings=job.timings))
+        self.record(SetResult(job.bset.name, "failed", error=error_text(exc), timings=job.timings))
 
     def _pipeline(self, todo: list[BracketSet], devices: list[Device],
                   backends: list[Backend], model_sha: str) -> None:
@@ -427,8 +540,7 @@ class _Runner:
                         if job is not None:
                             self._fail(job, exc)
                         else:
-                            msg = str(exc) if isinstance(exc, FlambientError) else f"{type(exc).__name__}: {exc}"
-                            self.record(SetResult(bset.name, "failed", error=msg))
+                            self.record(SetResult(bset.name, "failed", error=error_text(exc)))
             finally:
                 for _ in devices:
                     ready.put(None)
@@ -478,7 +590,8 @@ def load_manifest_for_run(shoot: Path) -> Any:
             log.info("reusing the manifest of %s", shoot)
             return m
         log.info("the shoot changed since ingest; ingesting again")
-    return ingest_shoot(shoot)
+    with reported_later("ingest"):  # its per-file errors come back as failed items
+        return ingest_shoot(shoot)
 
 
 def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
@@ -508,6 +621,7 @@ def summary_doc(summary: BatchSummary) -> dict[str, Any]:
         "exit_code": summary.exit_code,
         "sets": [asdict(r) for r in summary.results],
         "inputs": summary.inputs,
+        "problems": summary.problems,
     }
 
 
@@ -531,12 +645,27 @@ def _account(manifest: Any, summary: BatchSummary, processed: set[str],
     return inputs
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """A file handler that, when the disk fills or the file vanishes, stops logging to it once
+    (with one line on the terminal) instead of printing a traceback per record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if getattr(self, "_broken", False):
+            return
+        self._broken = True
+        import sys
+
+        exc = sys.exc_info()[1]
+        why = describe_os_error(exc) if isinstance(exc, OSError) else type(exc).__name__
+        log.warning("cannot write the log file (%s); logging to it stopped", why)  # not back here: _broken
+
+
 class _LogFile:
     """Appends the run's log lines to ``OUT/flambient-process.log`` (host and pid on every line)."""
 
     def __init__(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
-        self.handler = logging.FileHandler(out / LOG_NAME, encoding="utf-8")
+        self.handler = _QuietFileHandler(out / LOG_NAME, encoding="utf-8")
         fmt = f"%(asctime)s {socket.gethostname()}[{os.getpid()}] %(levelname)s %(name)s: %(message)s"
         self.handler.setFormatter(logging.Formatter(fmt))
         self.handler.setLevel(logging.INFO)
@@ -574,7 +703,14 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
     if not root.is_dir():
         raise InputError("shoot folder not found" if not root.exists() else "not a folder", root)
     runner = _Runner(root, opts, progress, on_tile)
-    logfile = None if opts.dry_run else _LogFile(runner.out)
+    try:
+        logfile = None if opts.dry_run else _LogFile(runner.out)
+    except OSError as exc:
+        raise InputError(f"cannot write to the output folder ({describe_os_error(exc, with_path=False)})",
+                         runner.out, "check free space and permissions, or pass --out") from None
+    if not opts.dry_run:  # temp files of killed runs: finals, sidecars, summary, locks, manifest, cache
+        for folder, deep in ((runner.out, False), (runner.out / LOCK_DIR, False), (root / ".flambient", True)):
+            clean_partials(folder, recursive=deep)
     try:
         manifest = load_manifest_for_run(root)
         all_sets, errors = manifest.sets, manifest.errors
@@ -587,7 +723,11 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
         summary = runner.run(sets, errors)
         summary.inputs = _account(manifest, summary, {b.name for b in sets}, errors)
         if not opts.dry_run:
-            write_summary(summary)
+            try:
+                write_summary(summary)
+            except OSError as exc:  # disk full, read-only: the run's results still reach the caller
+                summary.problems.append(f"cannot write {SUMMARY_NAME} ({describe_os_error(exc)})")
+                log.error("%s", summary.problems[-1])
         return summary
     finally:
         if logfile is not None:

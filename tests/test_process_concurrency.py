@@ -94,7 +94,8 @@ def test_two_processes_do_every_set_exactly_once(shoot_src: Path, model_dir: Pat
              for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+        assert p.returncode in (0, 4), err  # 4: some sets were left to the other run's lock
+        assert p.returncode == 0 or "locked:" in err
     done = _done_lines(shoot)
     names = sorted(p.stem for p in (shoot / "final").glob("*.jpg"))
     assert len(names) == N_SETS

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
             help="Also write the result (the manifest's sets and errors) as JSON; '-' prints only the JSON."),
         explain: bool = typer.Option(False, "--explain",
                                      help="Print why each frame joined its set or started a new one (the cues)."),
+        force: bool = typer.Option(False, "--force", help="With --pairs: replace a dataset already in --out."),
     ) -> None:
         """Group a shoot's frames into bracket sets (ambient/flash/window), or build a dataset from pairs."""
         from ..brackets import GroupingConfig
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError("--pairs needs --out DATASET", hint="e.g. flambient ingest --pairs ./pairs --out ./dataset")
             from ..pairs import ingest_pairs
 
-            res = ingest_pairs(pairs, out, n_jobs=n_jobs)
+            res = ingest_pairs(pairs, out, n_jobs=n_jobs, force=force)
             _print_pairs(res, json_out)
             if res.errors:
                 raise typer.Exit(1)

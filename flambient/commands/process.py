@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
                                     help="auto, cpu, cuda or cuda:0,1."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: SHOOT/final)."),
         force: bool = typer.Option(False, "--force", help="Redo sets whose final is up to date."),
+        overwrite_user_files: bool = typer.Option(
+            False, "--overwrite-user-files",
+            help="Replace files under a final's name that flambient did not write or that were edited."),
         dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; write nothing."),
         shard: Optional[str] = typer.Option(None, "--shard", help="Do only shard i of n (e.g. 1/3), by set order."),
         tile: Optional[int] = typer.Option(None, "--tile", callback=tile_option,
@@ -38,7 +41,10 @@ def register(app: typer.Typer) -> None:
             None, "--json", metavar="PATH",
             help="Also write the run's summary as JSON to this file; '-' prints only the JSON, on stdout."),
     ) -> None:
-        """Blend every bracket set of SHOOT into a final (skips sets already done; exit 1 if any failed)."""
+        """Blend every bracket set of SHOOT into a final (skips sets already done).
+
+        Exit 0 when all is done, 1 if any set failed, 4 if sets were left to another worker's lock.
+        """
         import dataclasses
         import logging
 
@@ -63,7 +69,8 @@ def register(app: typer.Typer) -> None:
         quiet = get_logger().getEffectiveLevel() > logging.INFO
         opts = ProcessOptions(preset=p, model=model, backend=backend.value, devices=devices, out=out, force=force,
                               dry_run=dry_run, shard=shard_range,
-                              use_cache=not no_cache, decode_jobs=jobs or None)
+                              use_cache=not no_cache, decode_jobs=jobs or None,
+                              overwrite_user_files=overwrite_user_files)
         summary = _run_with_progress(shoot, opts, quiet)
         _report(summary, dry_run, json_out)
         if summary.exit_code:
@@ -100,7 +107,12 @@ def _run_with_progress(shoot: Path, opts, quiet: bool):  # type: ignore[no-untyp
 
 
 def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: ignore[no-untyped-def]
-    """Failures on stderr; the per-set results and counts (data) on stdout; JSON when asked."""
+    """Failures on stderr; the per-set results and counts (data) on stdout; JSON when asked.
+
+    ``failed:``, ``kept:`` and ``locked:`` lines and the run's problems go to stderr also with
+    ``-q`` (what this run could not do).
+    """
+    from rich.markup import escape
     from rich.table import Table
 
     from ..log import console
@@ -110,6 +122,11 @@ def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: igno
     for r in summary.results:
         if r.status == "failed":
             console.print(f"[bold red]failed:[/] {r.name}: {r.error}", soft_wrap=True)
+    for r in summary.results:  # what this run could not do, also with -q
+        if r.status in ("locked", "kept"):
+            console.print(f"[bold yellow]{r.status}:[/] {escape(r.name)}: {escape(r.note or '')}", soft_wrap=True)
+    for p in summary.problems:
+        console.print(f"[bold red]error:[/] {escape(p)}", soft_wrap=True)
     _report_inputs(summary.inputs, quiet())
     table = Table(title=f"{'dry run: ' if dry_run else ''}{summary.shoot}")
     for col in ("status", "set", "final", "note"):

@@ -18,6 +18,7 @@ import numpy as np
 from ..colour import linear_to_srgb, srgb_to_linear
 from ..errors import InputError
 from .atomic import atomic_path
+from .limits import check_image_size
 from .sniff import sniff_format
 
 #: File extensions the shoot scanner considers (content still decides the reader).
@@ -101,8 +102,10 @@ def _read_jpeg(p: Path) -> np.ndarray:
     """JPEG via Pillow (strict about truncation; EXIF orientation applied), sRGB -> linear."""
     from PIL import Image, ImageOps
 
+    _pillow_limit()
     try:
         with Image.open(p) as im:
+            check_image_size(*im.size, p)
             im.load()
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -120,10 +123,30 @@ def _read_jpeg(p: Path) -> np.ndarray:
     return srgb_to_linear(_to_rgb3(arr, p))
 
 
+def _pillow_limit() -> None:
+    """Hand Pillow's bomb check to ours (:func:`check_image_size` runs after the lazy open)."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+
+
+def png_size(p: Path) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's IHDR chunk (raises :class:`InputError` when malformed)."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(24)
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror or exc})", p) from None
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        raise InputError("corrupt or unreadable PNG (no IHDR header)", p)
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
 def _read_png_cv2(p: Path) -> np.ndarray:
     """PNG (8 or 16 bit, grey/RGB/RGBA) as float32 sRGB signal in [0, 1]."""
     import cv2
 
+    check_image_size(*png_size(p), p)
     arr = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise InputError("corrupt or unreadable PNG", p)
@@ -144,7 +167,13 @@ def _read_tiff(p: Path) -> np.ndarray:
     import tifffile
 
     try:
-        arr = tifffile.imread(str(p))
+        with tifffile.TiffFile(str(p)) as tif:
+            page = tif.pages[0]
+            check_image_size(int(page.imagewidth), int(page.imagelength), p)  # type: ignore[union-attr]
+            series = tif.series[0]
+            arr = series.asarray()
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"corrupt or unsupported TIFF ({_reason(exc)})", p) from None
     arr = np.asarray(arr)
@@ -170,6 +199,9 @@ def read_exr(path: str | Path) -> np.ndarray:
 
     p = Path(path)
     try:
+        with OpenEXR.File(str(p), header_only=True) as hdr:
+            (x0, y0), (x1, y1) = hdr.header()["dataWindow"]
+        check_image_size(int(x1) - int(x0) + 1, int(y1) - int(y0) + 1, p)
         with OpenEXR.File(str(p)) as f:
             chans = f.channels()
             if "RGB" in chans:
@@ -279,9 +311,9 @@ def write_png(path: str | Path, srgb: np.ndarray, bits: int = 8) -> Path:
     return Path(path)
 
 
-def write_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True,
-                 tags: Sequence[tuple[int, str, int, Any, bool]] = ()) -> Path:
-    """Write sRGB float HxWx3 as a 16-bit TIFF with an embedded sRGB profile, atomically.
+def save_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True,
+                tags: Sequence[tuple[int, str, int, Any, bool]] = ()) -> None:
+    """Encode sRGB float HxWx3 as a 16-bit zlib TIFF (sRGB profile) straight to ``path`` (not atomic).
 
     ``tags`` are extra TIFF tags in tifffile's ``extratags`` form (code, dtype, count, value,
     writeonce), e.g. :func:`flambient.output.tiff_tags`.
@@ -290,9 +322,17 @@ def write_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True,
 
     extratags = [(34675, "B", None, srgb_icc_profile(), True)] if icc else []
     extratags += list(tags)
+    tifffile.imwrite(str(path), to_uint16(srgb), photometric="rgb", compression="zlib", extratags=extratags)
+
+
+def write_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True,
+                 tags: Sequence[tuple[int, str, int, Any, bool]] = ()) -> Path:
+    """Write sRGB float HxWx3 as a 16-bit TIFF with an embedded sRGB profile, atomically.
+
+    ``tags``: extra TIFF tags, as for :func:`save_tiff16`.
+    """
     with atomic_path(path) as tmp:
-        tifffile.imwrite(str(tmp), to_uint16(srgb), photometric="rgb", compression="zlib",
-                         extratags=extratags)
+        save_tiff16(tmp, srgb, icc=icc, tags=tags)
     return Path(path)
 
 
@@ -323,9 +363,11 @@ def _read_jpeg_preview(p: Path, max_side: int) -> tuple[np.ndarray, tuple[int, i
 
     from .raw import shrink
 
+    _pillow_limit()
     try:
         with Image.open(p) as im:
             w, h = im.size
+            check_image_size(w, h, p)
             orient = im.getexif().get(0x0112, 1)
             if orient in (5, 6, 7, 8):
                 w, h = h, w

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .capture import capture_stderr
+from .limits import check_image_size
 
 #: A RAW file holding fewer bytes than this many per sensor pixel is truncated: even lossy
 #: compressed RAW needs several bits per pixel; metadata-only stubs hold a few kilobytes.
@@ -53,6 +55,7 @@ def _check_decodable(raw, p: Path, size: int) -> None:  # type: ignore[no-untype
             raise InputError(f"film-scanner file ({model}), not a camera RAW", p,
                              "export the scan as TIFF, or leave it out of the shoot")
     sizes = raw.sizes
+    check_image_size(max(int(sizes.width), int(sizes.raw_width)), max(int(sizes.height), int(sizes.raw_height)), p)
     pixels = int(sizes.raw_width) * int(sizes.raw_height)
     if pixels > 0 and size < pixels * MIN_BYTES_PER_PIXEL:
         raise InputError(
@@ -71,11 +74,16 @@ def decode_raw_u16(path: str | Path, half_size: bool = False) -> np.ndarray:
     """Demosaic a RAW file to linear sRGB-primaries uint16 HxWx3 (65535 = sensor white level).
 
     The integer form of :func:`read_raw_linear`, for callers that scale the data into a
-    larger float array themselves (one pass instead of three on a 24 MP frame).
+    larger float array themselves (one pass instead of three on a 24 MP frame). LibRaw's own
+    stderr messages go to the log (:mod:`flambient.io.capture`).
     """
+    with capture_stderr(str(path)):
+        return _decode_raw_u16(Path(path), half_size)
+
+
+def _decode_raw_u16(p: Path, half_size: bool) -> np.ndarray:
     import rawpy
 
-    p = Path(path)
     try:
         with _open(p) as raw:
             return raw.postprocess(
@@ -138,9 +146,13 @@ def read_raw_thumbnail(path: str | Path, max_side: int = 512) -> tuple[np.ndarra
     colour plane is area-averaged, which costs little more than reading the file. Other
     sensors (X-Trans, Foveon, linear DNG) fall back to LibRaw's half-size decode.
     """
+    with capture_stderr(str(path)):
+        return _read_raw_thumbnail(Path(path), max_side)
+
+
+def _read_raw_thumbnail(p: Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
     import cv2
 
-    p = Path(path)
     with _open(p) as raw:
         sizes = raw.sizes
         full_hw = (int(sizes.height), int(sizes.width))
