@@ -471,3 +471,24 @@ def test_full_disk_under_the_log_file_is_one_warning(shoot: Path, model_dir: Pat
     err = capsys.readouterr().err
     assert err.count("cannot write the log file") == 1 and "Traceback" not in err
     assert logging.raiseExceptions  # the handler, not a global switch, keeps tracebacks away
+
+
+class _Evil:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (print, ("this must never run",))
+
+
+def test_model_with_python_objects_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model.pt holding pickled objects is refused by safe loading with a message of our own
+    (not torch's advice to turn safe loading off), and nothing in it runs."""
+    import torch
+
+    from flambient.errors import ModelError
+    from flambient.nets.registry import load_model
+
+    torch.save({"format": "flambient-model", "x": _Evil()}, tmp_path / "model.pt")
+    with pytest.raises(ModelError) as err:
+        load_model(tmp_path / "model.pt")
+    msg = str(err.value)
+    assert "safe loading refuses" in msg and "weights_only" not in msg.lower()
+    assert "this must never run" not in capsys.readouterr().out

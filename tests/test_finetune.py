@@ -49,7 +49,7 @@ def _look_pairs(folder: Path, n: int, seed: int = 0) -> Path:
 @pytest.mark.slow
 def test_few_shot_finetune_learns_a_look_and_reports_cross_validation(base_model: Path, tmp_path: Path) -> None:
     pairs = _look_pairs(tmp_path / "pairs", 6)
-    cfg = finetune_config(None, style_steps=80, seed=1)
+    cfg = finetune_config(None, style_steps=60, seed=1)
     lines: list[str] = []
     res = finetune(pairs, tmp_path / "ft", base=str(base_model), cfg=cfg, command="flambient finetune test",
                    progress=lines.append)
@@ -73,7 +73,9 @@ def test_few_shot_finetune_learns_a_look_and_reports_cross_validation(base_model
 @pytest.mark.slow
 def test_finetune_on_three_pairs_improves_its_training_pairs(base_model: Path, tmp_path: Path) -> None:
     pairs = _look_pairs(tmp_path / "pairs", 3, seed=4)
-    rc = main(["finetune", "--pairs", str(pairs), "--base", str(base_model), "--out", str(tmp_path / "ft"), "--seed", "1"])
+    (tmp_path / "ft.yaml").write_text("style_steps: 100\n")
+    rc = main(["finetune", "--pairs", str(pairs), "--base", str(base_model), "--out", str(tmp_path / "ft"), "--seed", "1",
+               "--config", str(tmp_path / "ft.yaml")])
     assert rc == 0
     from flambient.finetune import _dataset_from
     from flambient.dataset import load_dataset

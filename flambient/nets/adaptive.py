@@ -9,9 +9,11 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
-  slopes, 0 -> 0 and its end -> 1): no banding from inverted steps, no channel crossing;
-  RGB are scaled by the luminance ratio, so hue is kept;
-- **colour** is a near-identity 3 x 3 matrix and one saturation factor, both bounded;
+  slopes, 0 -> 0, the source's white -> :data:`WHITE_POINT`, its end -> 1): no banding from
+  inverted steps, no channel crossing, no grey whites; RGB are scaled by the luminance ratio,
+  so hue is kept;
+- **colour** is a near-identity 3 x 3 matrix whose rows sum to 1 (grey stays grey) and one
+  saturation factor, both bounded;
 - **gamut**: each pixel is pulled toward its own grey until every channel lies in [0, 1]
   (hue kept; never a clipped channel that tints a highlight);
 - **neutral highlights**: where the source is bright and neutral (a clipped window or lamp),
@@ -60,6 +62,10 @@ SPEC = ModelSpec(
 
 #: Encoded-luminance value where the tone curve reaches 1 (encode(4.9) ~= 2: 2.3 EV above white).
 CURVE_U_MAX = 2.0
+#: Output the tone curve gives the source's white (encoded 1): white stays white whatever the
+#: weights; everything brighter (windows, lamps) shares the last 2 %, unless the local gain
+#: brings it down first.
+WHITE_POINT = 0.98
 #: Pixels per chunk of ``apply`` at inference (bounds the D x chunk slice buffer).
 CHUNK_PIXELS = 1 << 16
 #: Ambient values (linear) where a pixel starts / finishes counting as clipped for the frame merge.
@@ -152,8 +158,8 @@ class AdaptiveNet(FlambientNet):
         ev_range = [float(v) for v in ev_range]
         super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
                          ev_range=ev_range, local_ev=local_ev)
-        if grid_size < 2 or luma_bins < 2 or curve_knots < 4:
-            raise ValueError("grid_size and luma_bins must be at least 2, curve_knots at least 4")
+        if grid_size < 2 or luma_bins < 2 or curve_knots < 4 or curve_knots % 2:
+            raise ValueError("grid_size and luma_bins must be at least 2, curve_knots even and at least 4")
         if not ev_range[0] < 0.0 < ev_range[1]:
             raise ValueError("ev_range must be (negative, positive) stops")
         self.grid_size, self.luma_bins, self.curve_knots = grid_size, luma_bins, curve_knots
@@ -181,10 +187,20 @@ class AdaptiveNet(FlambientNet):
 
     @staticmethod
     def _init_curve(k: int) -> torch.Tensor:
-        """Slopes of "identity up to encoded 0.8, soft shoulder to 1 at CURVE_U_MAX" (as logits)."""
-        u = (torch.arange(k, dtype=torch.float32) + 0.5) / k * CURVE_U_MAX
-        slope = torch.where(u < 0.8, torch.ones_like(u), torch.full_like(u, 0.2 / (CURVE_U_MAX - 0.8)))
-        return torch.log(torch.expm1(slope))  # inverse softplus
+        """Logits of equal slopes: identity (x WHITE_POINT) up to the source's white, then a shoulder."""
+        return torch.full((k,), float(torch.log(torch.expm1(torch.tensor(1.0)))))
+
+    @staticmethod
+    def curve_slopes(raw: torch.Tensor) -> torch.Tensor:
+        """Positive slopes N x K from raw logits: the first half of the knots (encoded 0-1) rises to
+        :data:`WHITE_POINT`, the second half (1 to CURVE_U_MAX) to 1."""
+        k = raw.shape[-1]
+        s = F.softplus(raw)
+        step = CURVE_U_MAX / k
+        lo, hi = s[..., : k // 2], s[..., k // 2 :]
+        lo = lo * (WHITE_POINT / (lo.sum(dim=-1, keepdim=True) * step))
+        hi = hi * ((1.0 - WHITE_POINT) / (hi.sum(dim=-1, keepdim=True) * step))
+        return torch.cat([lo, hi], dim=-1)
 
     # ------------------------------------------------------------------ parameter groups
     def style_parameters(self) -> list[nn.Parameter]:
@@ -249,10 +265,10 @@ class AdaptiveNet(FlambientNet):
         key = ((torch.log2(_luma(base * gains[:, :, None, None]).clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum)
         ev = torch.sigmoid(self.ev_strength) * (self.log2_key - key) + 0.5 * torch.tanh(d_ev)
         ev_gain = torch.exp(ev.clamp(self.ev_lo, self.ev_hi) * _LN2)
-        slopes = F.softplus(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
-        slopes = slopes / (slopes.sum(dim=1, keepdim=True) * (CURVE_U_MAX / k))     # curve ends at 1
+        slopes = self.curve_slopes(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
         sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
-        mat = (torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)).reshape(1, 9).expand(n, 9)
+        mat = torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)
+        mat = (mat / mat.sum(dim=1, keepdim=True)).reshape(1, 9).expand(n, 9)  # rows sum to 1: grey stays grey
         grid = self.local_ev * torch.tanh(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
         return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat, slopes,
                           grid.reshape(n, -1)], dim=1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,6 +319,9 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
         raise ModelError("this is an ONNX model; use it with the onnx backend", path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelError("holds Python objects that safe loading refuses; nothing in it was run", path,
+                         "use a model written by flambient (train, finetune)") from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"not a loadable flambient model ({first})", path) from None
