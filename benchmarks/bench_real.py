@@ -3,7 +3,7 @@
 Parts (real pixels only; the data and its terms are listed in benchmarks/data_manifest_real.yaml):
 
 1. **few-shot** on "studios" of (source, edit) pairs: finetune the model on N pairs
-   (N in ``--ns``, default 3, 5, 10 and all-but-``--k``, when that many pairs exist), test on
+   (N in ``--ns``, default 3, 5 and 10; ``all`` = all-but-``--k``; only when a test pair is left), test on
    up to ``--max-test`` of the others, ``--splits`` seeded random splits per N. Methods on the
    same test images: ``identity`` (the source as is), ``base`` (the model, no finetune),
    ``ten-line`` (:func:`flambient.baselines.fit_global_poly` fitted on the same N pairs) and
@@ -146,30 +146,33 @@ def _ingested_stacks(files: list[Path], kind: str, tmp: Path, max_side: int) -> 
             for s in manifest.sets]
 
 
-def load_flash_sets(data: Path, max_side: int, tmp: Path, phone: bool = True) -> list[FlashSet]:
+def load_flash_sets(data: Path, max_side: int, tmp: Path, phone: bool = True, ingest: bool = True,
+                    limit: int = 0) -> list[FlashSet]:
     """Real flash/ambient content as model stacks.
 
     The flambient shoot, the frobisher bracket and the phone pairs go through
     :func:`flambient.ingest.ingest_shoot` (grouping, roles and exposures from EXIF, as
     ``process`` does); FAID pairs carry no EXIF and become ``build_stack(ambient, flash)``
-    with both frames as decoded.
+    with both frames as decoded. ``ingest=False`` keeps only FAID (``limit`` sets at most).
     """
     from flambient.io.images import read_linear
     from flambient.stack import build_stack
 
     sets: list[FlashSet] = []
     shoot = sorted((data / "flambient-brackets-small-davepeloso-prophoto").glob("*/*.jpg"))
-    if shoot:
+    if shoot and ingest:
         sets += _ingested_stacks(shoot, "shoot", tmp, max_side)
     frob = sorted((data / "bracket-colour-hdri-frobisher").glob("*.jpg"))
-    if frob:
+    if frob and ingest:
         sets += _ingested_stacks(frob, "frobisher", tmp, max_side)
     for amb in sorted((data / "faid-flash-ambient-jozech").glob("*_ambient.png")):
         fl = amb.with_name(amb.name.replace("_ambient", "_flash"))
         if fl.is_file():
             stack = build_stack(read_linear(amb), read_linear(fl))
             sets.append(FlashSet(f"faid-{amb.stem.replace('_ambient', '')}", "faid", shrink(stack, max_side)))
-    if phone:
+            if not ingest and limit and len(sets) >= limit:
+                break
+    if phone and ingest:
         ph = sorted((data / "flash-noflash-phone-akdeb").glob("*.tif"))
         for a in [p for p in ph if "_ambient" in p.name]:
             f = a.with_name(a.name.replace("_ambient", "_flash"))
@@ -242,7 +245,7 @@ def split_sizes(n_pairs: int, ns: list[str], k: int) -> list[tuple[str, int]]:
 
 
 def few_shot(studio: str, pairs: list[Pair], runner: ModelRunner, ns: list[str], k: int, splits: int,
-             overrides: dict[str, Any], tmp: Path, max_test: int = 10, seed: int = 0,
+             overrides: dict[str, Any], tmp: Path, max_test: int = 8, seed: int = 0,
              with_flip: bool = True, log: Any = print) -> dict[str, Any]:
     """The few-shot protocol on one studio; returns its JSON section (see the module docstring)."""
     from flambient.baselines import fit_global_poly
@@ -296,7 +299,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     agg: dict[str, Any] = {}
     for m in methods:
         means = [r["methods"][m]["mean"] for r in runs]
-        agg[m] = {key: float(np.nanmean([x[key] for x in means])) for key in means[0]}
+        agg[m] = {key: _mean(means, key) for key in means[0]}
         agg[m]["worst_split_delta_e2000"] = max(x["delta_e2000"] for x in means)
         agg[m]["worst_image_delta_e2000"] = max(r["methods"][m]["worst_image_delta_e2000"] for r in runs)
     ft, tl = agg["finetuned"]["delta_e2000"], agg["ten-line"]["delta_e2000"]
@@ -442,13 +445,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default", help="shipped model name or model path (default: default)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="the shared real data folder")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 split, N=3, 1 look, 4 FiveK pairs, tiny budgets")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 split, N=3, 1 look, 4 FiveK pairs, 2 FAID sets, tiny budgets")
     ap.add_argument("--splits", type=int, default=None, help="seeded splits per N (default 2; quick 1)")
     ap.add_argument("--looks", type=int, default=None, help="simulated studios (default 2; quick 1)")
-    ap.add_argument("--ns", default=None, help="comma list of N, 'all' = all-but-k (default 3,5,10,all; quick 3)")
+    ap.add_argument("--ns", default=None, help="comma list of N, 'all' = all-but-k (default 3,5,10; quick 3)")
     ap.add_argument("--k", type=int, default=2, help="pairs held out by 'all' (default 2)")
     ap.add_argument("--max-side", type=int, default=None, help="long edge of every image (default 384; quick 160)")
-    ap.add_argument("--max-test", type=int, default=10, help="test pairs per split at most (default 10)")
+    ap.add_argument("--max-test", type=int, default=8, help="test pairs per split at most (default 8)")
     ap.add_argument("--ft-steps", type=int, default=None, help="finetune steps override (quick: 4)")
     ap.add_argument("--ft-minutes", type=float, default=None, help="finetune max_minutes override")
     ap.add_argument("--no-flip", action="store_true", help="skip FLIP (faster)")
@@ -470,7 +473,7 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     q = args.quick
     splits = args.splits or (1 if q else 2)
     looks = args.looks if args.looks is not None else (1 if q else 2)
-    ns = (args.ns or ("3" if q else "3,5,10,all")).split(",")
+    ns = (args.ns or ("3" if q else "3,5,10")).split(",")
     max_side = args.max_side or (160 if q else 384)
     overrides: dict[str, Any] = {"previews": 0, "seed": 0}
     if args.ft_steps is not None or q:
@@ -503,7 +506,7 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                                with_flip=not args.no_flip, log=log)
                 doc["few_shot"][name] = {"studio": info, **sec}
         if not args.skip_out_of_box:
-            flash = load_flash_sets(data, max_side, tmp, phone=not q) if not q else load_flash_sets(data, max_side, tmp, phone=False)[:2]
+            flash = load_flash_sets(data, max_side, tmp, ingest=not q, limit=2)
             doc["out_of_box"] = out_of_box(runner, fivek, photos, flash)
     doc["seconds"] = time.perf_counter() - t0
     doc["markdown"] = markdown(doc)
