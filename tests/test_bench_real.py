@@ -47,7 +47,7 @@ def test_quick_run_writes_the_report(shared_data: Path, tmp_path: Path) -> None:
     for studio in saved["few_shot"].values():
         r = studio["n"]["3"]
         assert r["splits"] == 1 and len(r["runs"][0]["train"]) == 3 and len(r["runs"][0]["test"]) == 1
-        assert set(r["methods"]) == {"identity", "base", "ten-line", "finetuned"}
+        assert set(r["methods"]) == {"identity", "base", "ten-line", "poly-only", "finetuned"}
         for m in r["methods"].values():
             assert m["delta_e2000"] > 0 and m["worst_image_delta_e2000"] >= m["delta_e2000"] - 1e-9
         assert isinstance(r["ft_never_worse_than_base"], bool)
