@@ -60,6 +60,10 @@ TARGETS = {
 METHODS = ("identity", "base", "ten-line", "poly-only", "finetuned")
 
 
+def _progress(msg: str) -> None:
+    print(msg, flush=True)
+
+
 @dataclass
 class Pair:
     """One real (source, edit) pair, sRGB HxWx3 float32 in [0, 1], same size."""
@@ -252,7 +256,7 @@ def split_sizes(n_pairs: int, ns: list[str], k: int) -> list[tuple[str, int]]:
 
 def few_shot(studio: str, pairs: list[Pair], runner: ModelRunner, ns: list[str], k: int, splits: int,
              overrides: dict[str, Any], tmp: Path, max_test: int = 8, seed: int = 0,
-             with_flip: bool = True, log: Any = print) -> dict[str, Any]:
+             with_flip: bool = True, log: Any = _progress) -> dict[str, Any]:
     """The few-shot protocol on one studio; returns its JSON section (see the module docstring)."""
     from flambient.baselines import fit_global_poly
     from flambient.inference import predict_srgb, load_backend
@@ -470,7 +474,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
+def run(args: argparse.Namespace, log: Any = _progress) -> dict[str, Any]:
     """The whole benchmark; returns the JSON document (also written to ``args.out_json``)."""
     import torch
 
