@@ -57,3 +57,26 @@ def test_quick_run_writes_the_report(shared_data: Path, tmp_path: Path) -> None:
     assert oob["flash"] and all("model" in r["methods"] and "luminosity" in r["methods"] for r in oob["flash"])
     assert oob["summary"]["images"] == 4
     assert "| fivek | 3 |" in doc["markdown"]
+
+
+def test_predict_srgb_runs_a_single_image_as_process_does() -> None:
+    import torch
+
+    from flambient.inference import load_backend, predict_srgb, single_image_stack
+    from flambient.nets.registry import load_model
+    from flambient.stack import AMBIENT, HAS_FLASH
+    from flambient.train import predict
+
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0.1, 0.9, (40, 56, 3)).astype(np.float32)
+    stack = single_image_stack(img)
+    assert stack.shape == (40, 56, 13) and stack[0, 0, HAS_FLASH] == 0
+    np.testing.assert_allclose(stack[:, :, AMBIENT], np.clip(img, 0, 1) ** 2.2, atol=0.02)
+    net, _ = load_model("default")
+    want = predict(net, stack, torch.device("cpu"))
+    got = predict_srgb(load_backend("default"), img)
+    assert got.shape == img.shape
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(predict_srgb(net, stack), want, atol=1e-4)
+    with pytest.raises(ValueError):
+        predict_srgb(net, img[:, :, :2])
