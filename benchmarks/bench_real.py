@@ -417,7 +417,7 @@ def markdown(doc: dict[str, Any]) -> str:
              "| studio | N | splits | identity dE | base dE | ten-line dE | poly-only dE | finetuned dE | "
              "ft worst split / image | ft PSNR | ft FLIP | ft abs EV | ft vs ten-line | target | ft never worse than base |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for studio, sec in doc["few_shot"].items():
+    for studio, sec in doc.get("few_shot", {}).items():
         for label, r in sec["n"].items():
             m = r["methods"]
             target = {"5": f">= {TARGETS['ft_vs_tenline_n5']:.0%}", "10": f">= {TARGETS['ft_vs_tenline_n10']:.0%}"}.get(label, "")
