@@ -13,11 +13,14 @@ image in [0, 1].
   how image editors implement it.
 - :func:`mertens_fusion`: exposure fusion of Mertens, Kautz & Van Reeth (2007) through
   OpenCV's ``createMergeMertens``.
+- :func:`fit_global_poly`: the "ten-line" few-shot baseline of single-image edits (sRGB in,
+  sRGB out; see the section at the end of this module).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -140,3 +143,103 @@ def run_baselines(stack: np.ndarray) -> dict[str, np.ndarray]:
         "luminosity": luminosity_blend(amb, fr["flash"]) if "flash" in fr else ambient_only(amb),
         "mertens": mertens_fusion(list(fr.values())),
     }
+
+
+# ----------------------------------------------------------------------------- ten-line baseline
+#
+# The few-shot reference of issue 11: what a few lines of numpy learn from N (source, edit)
+# pairs of one studio. Per image: auto-exposure of linear luminance to the training targets'
+# median luminance, then grey-world white balance; then ONE global cubic polynomial in R, G, B
+# (all 20 monomials of degree <= 3, per output channel) on the sRGB-encoded normalised source,
+# fitted by least squares over pixels of all training pairs. A learned method that does not
+# clearly beat it on few pairs has not learned more than a global colour transform.
+
+#: Pixels sampled per training pair for the least-squares fit.
+POLY_SAMPLES = 20000
+#: Ridge weight of the least-squares fit (relative to the mean feature energy).
+POLY_RIDGE = 1e-6
+
+
+def poly_features(rgb: np.ndarray) -> np.ndarray:
+    """The 20 monomials of degree <= 3 in R, G, B: ...x3 -> ...x20 float64 (1, R, G, B, R^2, ...)."""
+    x = np.asarray(rgb, dtype=np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    ch = (r, g, b)
+    feats = [np.ones_like(r), r, g, b]
+    for i in range(3):
+        for j in range(i, 3):
+            feats.append(ch[i] * ch[j])
+    for i in range(3):
+        for j in range(i, 3):
+            for k in range(j, 3):
+                feats.append(ch[i] * ch[j] * ch[k])
+    return np.stack(feats, axis=-1)
+
+
+def normalise_image(srgb: np.ndarray, target_median: float) -> np.ndarray:
+    """Auto-exposure + grey-world: sRGB HxWx3 -> sRGB HxWx3 in [0, 1].
+
+    In linear light, scales the image so its median luminance is ``target_median`` (gain
+    bounded to [1/16, 16]), then scales each channel so the three channel means are equal
+    (grey world, luminance of the mean kept), then encodes (clipped).
+    """
+    lin = colour.srgb_to_linear(np.clip(_check(srgb, "image"), 0.0, 1.0))
+    med = float(np.median(colour.luminance(lin)))
+    lin = lin * np.float32(np.clip(target_median / max(med, 1e-5), 1.0 / 16, 16.0))
+    means = lin.reshape(-1, 3).mean(axis=0).astype(np.float64)
+    grey = float(colour.LUMA_WEIGHTS @ means)
+    gains = np.where(means > 1e-6, grey / np.maximum(means, 1e-6), 1.0)
+    return colour.linear_to_srgb(lin * gains.astype(np.float32))
+
+
+@dataclass
+class GlobalPoly:
+    """A fitted ten-line baseline: ``apply(srgb) -> srgb`` (HxWx3 float32 in [0, 1]).
+
+    ``coef`` is 20x3 (monomials x output channel); ``target_median`` the training targets'
+    median linear luminance (None: no per-image normalisation, the polynomial alone).
+    """
+
+    coef: np.ndarray
+    target_median: float | None
+
+    def apply(self, srgb: np.ndarray) -> np.ndarray:
+        """The baseline's edit of one sRGB HxWx3 image."""
+        x = _check(srgb, "image")
+        if self.target_median is not None:
+            x = normalise_image(x, self.target_median)
+        out = poly_features(x) @ self.coef
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def fit_global_poly(pairs: Sequence[tuple[np.ndarray, np.ndarray]], normalise: bool = True,
+                    samples: int = POLY_SAMPLES, seed: int = 0) -> GlobalPoly:
+    """Fit the ten-line baseline on ``(source sRGB, edit sRGB)`` pairs of equal HxW.
+
+    ``normalise`` applies :func:`normalise_image` with the targets' median luminance (the median
+    of the per-target medians) before the polynomial; without it the polynomial maps the
+    sources as they are. Up to ``samples`` pixels per pair (seeded) enter the least squares.
+    """
+    if not pairs:
+        raise ValueError("fit_global_poly needs at least one pair")
+    med = None
+    if normalise:
+        med = float(np.median([np.median(colour.luminance(colour.srgb_to_linear(np.clip(_check(t, "edit"), 0, 1))))
+                               for _s, t in pairs]))
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for s, t in pairs:
+        s, t = _check(s, "source"), _check(t, "edit")
+        if s.shape != t.shape:
+            raise ValueError(f"source shape {s.shape} differs from edit shape {t.shape}")
+        x = normalise_image(s, med) if med is not None else s
+        xf, yf = x.reshape(-1, 3), t.reshape(-1, 3)
+        idx = rng.choice(len(xf), size=min(samples, len(xf)), replace=False)
+        xs.append(xf[idx])
+        ys.append(yf[idx])
+    feats = poly_features(np.concatenate(xs))
+    y = np.concatenate(ys).astype(np.float64)
+    ata = feats.T @ feats
+    ata += np.eye(ata.shape[0]) * POLY_RIDGE * float(np.trace(ata)) / ata.shape[0]
+    coef = np.linalg.solve(ata, feats.T @ y)
+    return GlobalPoly(coef=coef, target_median=med)

@@ -353,3 +353,35 @@ def _free_device_memory() -> None:
             torch.cuda.empty_cache()
     except Exception:  # pragma: no cover - best effort
         pass
+
+
+# ----------------------------------------------------------------------------- one image, any model
+
+
+def single_image_stack(srgb: np.ndarray) -> np.ndarray:
+    """The HxWx13 stack ``process`` builds for one sRGB image (a one-frame set: ambient only,
+    decoded to linear light at 0 EV, no flash, window or mask)."""
+    from .colour import srgb_to_linear
+    from .stack import build_stack
+
+    return build_stack(srgb_to_linear(np.clip(np.asarray(srgb, dtype=np.float32)[:, :, :3], 0.0, 1.0)))
+
+
+def predict_srgb(model: str | Path | FlambientNet | Backend, image: np.ndarray,
+                 tile: int | None = DEFAULT_TILE) -> np.ndarray:
+    """Run a model on one image the way ``process`` does; returns sRGB HxWx3 float32 in [0, 1].
+
+    ``model``: a shipped name, a model folder / ``model.pt`` / ``.onnx`` path, an in-memory
+    :class:`FlambientNet` or an open :class:`Backend` (reuse one backend for many images).
+    ``image``: an sRGB HxWx3 image in [0, 1] (treated as a one-frame set, see
+    :func:`single_image_stack`) or an HxWx13 linear stack (:mod:`flambient.stack`).
+    The preset's edit settings are not applied (the default preset changes nothing).
+    """
+    backend = model if isinstance(model, Backend) and not isinstance(model, FlambientNet) else None
+    if backend is None:
+        backend = load_backend(model)  # type: ignore[arg-type]
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[2] not in (3, STACK_CHANNELS):
+        raise ValueError(f"image must be HxWx3 sRGB or HxWx{STACK_CHANNELS} stack, got shape {arr.shape}")
+    stack = single_image_stack(arr) if arr.shape[2] == 3 else arr
+    return infer_image(backend, stack, tile=tile)

@@ -1,0 +1,154 @@
+"""Out-of-box safety figures of a final against its source (no reference edit needed).
+
+What a studio notices first on a real photograph, measured (all images sRGB HxWx3 float32 in
+[0, 1], same size; linear light and CIELAB through :mod:`flambient.colour`):
+
+- :func:`exposure_change_ev`: log2 of the mean linear luminance, final / source (> 0: brighter);
+- :func:`is_well_exposed`: the source's median encoded luminance lies in
+  :data:`WELL_EXPOSED` (such an image must not be darkened or brightened much);
+- :func:`neutral_shift_share`: share of ALL pixels that are bright and neutral in the source
+  (every channel > :data:`BRIGHT`, CIELAB chroma C* < :data:`NEUTRAL_CHROMA`: white walls,
+  clipped windows and lamps) and have a visible colour in the final (C* > :data:`SHIFT_CHROMA`);
+- :func:`clip_crush`: shares of clipped (any channel >= 0.99) and crushed (all <= 0.01) pixels;
+- windows (:func:`window_mask`, :func:`window_detail`, :func:`halo`): the blown region of the
+  ambient frame, how much of the view's detail the final shows there relative to the best
+  input frame, and how much brighter than in the source a ring just outside it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from . import colour, metrics
+
+#: Median encoded luminance range of a "well-exposed" source.
+WELL_EXPOSED = (0.25, 0.75)
+#: A source pixel is "bright" when every sRGB channel exceeds this.
+BRIGHT = 0.9
+#: ... and "neutral" when its CIELAB chroma is below this.
+NEUTRAL_CHROMA = 5.0
+#: A bright neutral pixel "changed colour" when the final's chroma exceeds this.
+SHIFT_CHROMA = 8.0
+#: Encoded ambient luminance from which a pixel belongs to a window / blown region.
+WINDOW_LUMA = 0.95
+#: Smallest window region (share of pixels) worth measuring.
+WINDOW_MIN_SHARE = 0.002
+
+
+def encoded_luma(srgb: np.ndarray) -> np.ndarray:
+    """sRGB-encoded relative luminance (HxW in [0, 1]) of an sRGB image."""
+    lin = colour.srgb_to_linear(np.clip(np.asarray(srgb, dtype=np.float32), 0.0, 1.0))
+    return colour.linear_to_srgb(colour.luminance(lin))
+
+
+def median_luma(srgb: np.ndarray) -> float:
+    """Median of :func:`encoded_luma`."""
+    return float(np.median(encoded_luma(srgb)))
+
+
+def is_well_exposed(srgb: np.ndarray) -> bool:
+    """Whether the median encoded luminance lies in :data:`WELL_EXPOSED`."""
+    lo, hi = WELL_EXPOSED
+    return lo <= median_luma(srgb) <= hi
+
+
+def exposure_change_ev(final: np.ndarray, source: np.ndarray) -> float:
+    """Stops of exposure change, final over source (mean linear luminance ratio, log2)."""
+    return metrics.exposure_ev(final, source)
+
+
+def chroma(srgb: np.ndarray) -> np.ndarray:
+    """CIELAB chroma C* (HxW) of an sRGB image."""
+    lab = colour.srgb_to_lab(np.clip(np.asarray(srgb, dtype=np.float32), 0.0, 1.0))
+    return np.hypot(lab[..., 1], lab[..., 2])
+
+
+def bright_neutral_mask(source: np.ndarray) -> np.ndarray:
+    """HxW bool: every channel > :data:`BRIGHT` and C* < :data:`NEUTRAL_CHROMA`."""
+    s = np.asarray(source, dtype=np.float32)
+    return (s > BRIGHT).all(axis=-1) & (chroma(s) < NEUTRAL_CHROMA)
+
+
+def neutral_shift_share(final: np.ndarray, source: np.ndarray) -> tuple[float, float]:
+    """``(shifted, bright_neutral)``: shares of all pixels that are bright-neutral in the source
+    and coloured (C* > :data:`SHIFT_CHROMA`) in the final, and that are bright-neutral at all."""
+    m = bright_neutral_mask(source)
+    if not m.any():
+        return 0.0, 0.0
+    shifted = m & (chroma(final) > SHIFT_CHROMA)
+    return float(shifted.mean()), float(m.mean())
+
+
+def clip_crush(srgb: np.ndarray) -> tuple[float, float]:
+    """Shares of clipped (any channel >= 0.99) and crushed (all channels <= 0.01) pixels."""
+    hi, lo = metrics.clipping_shares(srgb)
+    return float(hi.mean()), float(lo.mean())
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = max(1, int(radius))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def window_mask(ambient_srgb: np.ndarray) -> np.ndarray | None:
+    """HxW bool mask of the blown (window / lamp) region of an ambient frame, or None when it
+    covers less than :data:`WINDOW_MIN_SHARE` of the image.
+
+    Pixels whose encoded luminance is >= :data:`WINDOW_LUMA`, opened with a disk of 0.3 % of
+    the long edge (specks removed).
+    """
+    y = encoded_luma(ambient_srgb) >= WINDOW_LUMA
+    r = max(1, round(0.003 * max(y.shape)))
+    m = cv2.morphologyEx(y.astype(np.uint8), cv2.MORPH_OPEN, _disk(r)) > 0
+    return m if m.mean() >= WINDOW_MIN_SHARE else None
+
+
+def _gradient_energy(srgb: np.ndarray, mask: np.ndarray) -> float:
+    lum = colour.srgb_to_lab(np.clip(np.asarray(srgb, dtype=np.float32), 0.0, 1.0))[..., 0]
+    gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    g = np.hypot(gx, gy)
+    inner = cv2.erode(mask.astype(np.uint8), _disk(2)) > 0  # the window frame's own edge is not view detail
+    sel = inner if inner.sum() >= 16 else mask
+    return float(g[sel].mean()) if sel.any() else 0.0
+
+
+def best_exposed(linear: np.ndarray, mask: np.ndarray, level: float = 0.9) -> np.ndarray:
+    """A linear frame scaled so that the 95th percentile of its luminance inside ``mask`` sits
+    at ``level``, encoded to sRGB: the frame at its best exposure for the window's view."""
+    y = colour.luminance(np.asarray(linear, dtype=np.float32))
+    p = float(np.percentile(y[mask], 95)) if mask.any() else 0.0
+    scale = level / p if p > 1e-6 else 1.0
+    return colour.linear_to_srgb(np.asarray(linear, dtype=np.float32) * np.float32(scale))
+
+
+def window_detail(final: np.ndarray, frames_linear: Sequence[np.ndarray], mask: np.ndarray) -> float:
+    """View detail the final keeps in ``mask``: mean L* gradient magnitude of the final there,
+    over the largest one among the input frames, each at its best exposure for the window
+    (:func:`best_exposed`). About 1: the final shows the view as well as the best frame; about
+    0: a flat white or grey window."""
+    best = max(_gradient_energy(best_exposed(f, mask), mask) for f in frames_linear)
+    return _gradient_energy(final, mask) / best if best > 1e-6 else float("nan")
+
+
+def halo(final: np.ndarray, source: np.ndarray, mask: np.ndarray, width: float = 0.015) -> float:
+    """Brightness overshoot around the window in L*: (mean L* of a ring just outside ``mask``
+    minus mean L* of the next ring out) in the final, minus the same in the source. The rings
+    are ``width`` x the long edge wide. > 0: the final glows around the window more than the
+    source does (a halo); NaN when a ring is empty."""
+    r = max(2, round(width * max(mask.shape)))
+    m = mask.astype(np.uint8)
+    d1 = cv2.dilate(m, _disk(r)) > 0
+    d2 = cv2.dilate(m, _disk(2 * r)) > 0
+    ring, outer = d1 & ~mask, d2 & ~d1
+    if not ring.any() or not outer.any():
+        return float("nan")
+
+    def step(img: np.ndarray) -> float:
+        lum = metrics.lightness(np.clip(img, 0.0, 1.0))
+        return float(lum[ring].mean() - lum[outer].mean())
+
+    return step(final) - step(source)
