@@ -219,13 +219,13 @@ def _few_shot(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, device: 
     pairs = load_val_pairs(items, side, cfg.val_without_mask)
     steps = cfg.style_steps or style_steps_for(len(pairs))
     folds: list[dict[str, Any]] = []
-    if len(pairs) >= 2:
+    if len(pairs) >= 2 and cfg.cross_validate:
         folds = cross_validate(net, pairs, steps, cfg.style_reg, device, progress)
     before = _mean([f["before"] for f in folds]) if folds else _mean(_per_pair(net, pairs, device))
     fit_style(net, pairs, steps, cfg.style_reg, device)
     if folds:
         after = _mean([f["after"] for f in folds])
-    else:  # one pair: nothing to hold out, report the fit on it (said in the card)
+    else:  # one pair, or no estimate asked for: report the fit on the training pairs (said in the card)
         after = _mean(_per_pair(net, pairs, device))
     return before, after, folds, steps, [f["name"] for f in folds]
 
@@ -288,13 +288,13 @@ def finetune(
             nf = len({f["fold"] for f in folds})
             how = (("leave-one-out" if nf == len(items) else f"{nf}-fold cross-validation")
                    + f" over {len(folds)} pairs (each fold fitted on the others)" if folds
-                   else "one pair: no held-out estimate, metrics are on the training pair")
+                   else "no held-out estimate (one pair, or cross_validate off): metrics are on the training pairs")
         else:
             regime = "many pairs"
             before, after, final, steps, ips, held = _many_pairs(net, items, cfg, out, device)
             how = f"{len(held)} held-out pairs, fixed by a hash of item names"
         kept = "fine-tuned"
-        if after["delta_e2000"] >= before["delta_e2000"] and len(items) > 1:
+        if after["delta_e2000"] >= before["delta_e2000"] and (folds or regime == "many pairs"):
             kept = "base (fine-tuning did not improve the held-out estimate)"
             net.load_state_dict(base_state)
             final, after = net, before

@@ -112,6 +112,7 @@ class TrainConfig:
     style_lr_scale: float = 1.0
     style_steps: int = 0
     style_reg: float = 0.05
+    cross_validate: bool = True
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values out of range."""

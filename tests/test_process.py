@@ -182,11 +182,12 @@ def test_demo_makes_and_processes_a_shoot(tmp_path: Path, model_dir: Path, monke
     demo = tmp_path / "demo"
     assert main(["demo", str(demo), "--sets", "2"]) == 0
     finals = sorted((demo / "final").glob("*.jpg"))
-    assert len(finals) == 2
+    assert len(finals) == 2 + 3  # two synthetic bracket sets and the three shipped real photographs
+    assert sum(f.name.startswith("photo-") for f in finals) == 3
     side = json.loads(finals[0].with_name(finals[0].name + ".json").read_text())
     assert side["model"]["name"] == "default" and side["preset"]["name"] == "studio"
     assert main(["demo", str(demo), "--sets", "2"]) == 0  # second run: everything skipped
-    assert _summary(demo)["counts"] == {"skipped": 2}
+    assert _summary(demo)["counts"] == {"skipped": 5}
 
 
 def test_single_images_become_one_frame_sets(tmp_path: Path, model_dir: Path) -> None:

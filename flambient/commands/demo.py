@@ -1,4 +1,9 @@
-"""``flambient demo``: a synthetic shoot (when the folder has none) processed on shipped defaults."""
+"""``flambient demo``: a small shoot (when the folder has none) processed on shipped defaults.
+
+The shoot is synthetic bracket sets (ambient + flash + window-pull DNGs) plus three real
+interior photographs shipped with the package (``flambient/demo_photos``, CC0 / CC BY, credits
+in ``CREDITS.md`` there) as single merged images, so the demo shows finals of real pictures too.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,11 @@ def register(app: typer.Typer) -> None:
         folder: Path = typer.Argument(Path("flambient-demo"),
                                       help="Shoot folder (a small synthetic one is made if empty)."),
         sets: int = typer.Option(3, "--sets", help="Bracket sets to synthesise when the folder holds no shoot."),
+        photos: bool = typer.Option(True, "--photos/--no-photos",
+                                    help="Also copy the shipped real photographs (single images) into a new shoot."),
         preset: str = typer.Option("studio", "--preset", "-p", help="Preset to process with."),
     ) -> None:
-        """Make a small synthetic DNG shoot (if FOLDER has no images) and process it with --preset studio."""
+        """Make a small shoot (if FOLDER has no images: synthetic DNG brackets + 3 real photos) and process it."""
         from ..config import load_preset
         from ..io.images import IMAGE_EXTENSIONS
         from ..process import ProcessOptions, process_shoot
@@ -31,6 +38,8 @@ def register(app: typer.Typer) -> None:
 
             note(f"making a synthetic shoot of {sets} bracket sets in {folder} ...")
             synth_shoot(folder, sets=sets, size=(1536, 1024), seed=0, fmt="dng", style="studio")
+            if photos:
+                copy_demo_photos(folder)
         summary = process_shoot(folder, ProcessOptions(preset=p, devices="auto"))
         for r in summary.results:
             line = (f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else "")
@@ -39,3 +48,18 @@ def register(app: typer.Typer) -> None:
         note(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / 'flambient-summary.json'})")
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)
+
+
+def copy_demo_photos(folder: Path) -> list[Path]:
+    """Copy the shipped real photographs (``flambient/demo_photos/*.jpg``) into ``folder``; returns the copies."""
+    import shutil
+    from importlib import resources
+
+    out = []
+    for res in sorted(resources.files("flambient").joinpath("demo_photos").iterdir(), key=lambda r: r.name):
+        if res.name.endswith(".jpg"):
+            dest = folder / f"photo-{res.name}"
+            with resources.as_file(res) as src:
+                shutil.copyfile(src, dest)
+            out.append(dest)
+    return out

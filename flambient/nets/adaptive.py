@@ -301,16 +301,21 @@ class AdaptiveNet(FlambientNet):
         """Trilinear slice of the N x D x G x G grid at absolute pixel coordinates and guide.
 
         ``guide`` N x 1 x h x w in [0, 1]; ``rows`` (h,), ``cols`` (w,) absolute pixel indices.
-        Spatial interpolation is separable (two small matmuls per bin), the bin blend uses tent
-        weights: no gather, exportable, exact per pixel (tiles equal the whole image).
+        Spatial interpolation is separable (two small matmuls give every bin's plane at the
+        tile's pixels), then each pixel blends its two neighbouring bins (two gathers): no
+        5-D ``grid_sample``, exportable, exact per pixel (tiles equal the whole image).
         """
         d, g = self.luma_bins, self.grid_size
         ry = self._interp_matrix((rows + 0.5) / pos[2] * g - 0.5, g)     # h x G
         rx = self._interp_matrix((cols + 0.5) / pos[3] * g - 0.5, g)     # w x G
         planes = torch.matmul(torch.matmul(ry, grid), rx.t())            # N x D x h x w
-        centres = torch.arange(d, dtype=guide.dtype, device=guide.device).view(1, d, 1, 1)
-        tent = (1.0 - (guide * (d - 1) - centres).abs()).clamp_min(0.0)  # N x D x h x w
-        return (planes * tent).sum(dim=1, keepdim=True)
+        t = guide * (d - 1)
+        lo = t.floor().clamp(0.0, float(d - 2))
+        frac = t - lo
+        idx = lo.long()
+        a = torch.gather(planes, 1, idx)
+        b = torch.gather(planes, 1, idx + 1)
+        return a + frac * (b - a)
 
     @staticmethod
     def _interp_matrix(u: torch.Tensor, n: int) -> torch.Tensor:
