@@ -53,6 +53,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "progressive_stages": 1,
     "ema_decay": 0.95,
     "rotate_deg": 2.0,
+    "style_lr_scale": 10.0,
 }
 #: Learning rate of the few-shot style fit (Adam; the style parameters are O(1) numbers).
 STYLE_LR = 0.03
