@@ -136,7 +136,7 @@ def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augm
     if aug.mask_dropout > 0 and rng.random() < aug.mask_dropout:
         s = drop_mask(s)
     if aug.frame_dropout > 0 and rng.random() < aug.frame_dropout:
-        s = drop_frames(s)
+        s = drop_frames(s, target=t)
     if aug.exposure_jitter > 0:
         gain = np.ones(s.shape[2], dtype=np.float32)
         gain[:9] = 2.0 ** rng.uniform(-aug.exposure_jitter, aug.exposure_jitter)
@@ -154,12 +154,24 @@ def drop_mask(stack: np.ndarray) -> np.ndarray:
     return out
 
 
-def drop_frames(stack: np.ndarray) -> np.ndarray:
-    """A copy of an HxWx13 stack reduced to its ambient frame (a single-image sample)."""
+def drop_frames(stack: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+    """A copy of an HxWx13 stack reduced to its ambient frame (a single-image sample).
+
+    With the sRGB ``target`` given, the ambient frame is scaled (linear light) to the target's
+    mean luminance: a single merged image arrives at about its final exposure, unlike the
+    ambient frame of a bracket set (often shot a stop bright), so a single-image sample must
+    not teach the model to darken. ``exposure_jitter`` then varies it around that.
+    """
+    from .colour import luminance, srgb_to_linear
     from .stack import AMBIENT, STACK_CHANNELS
 
     out = np.zeros((*stack.shape[:2], STACK_CHANNELS), dtype=stack.dtype)
     out[:, :, AMBIENT] = stack[:, :, AMBIENT]
+    if target is not None:
+        have = float(luminance(np.clip(stack[:, :, AMBIENT], 0.0, 1.0)).mean())
+        want = float(luminance(srgb_to_linear(target[:, :, :3])).mean())
+        if have > 1e-6 and want > 1e-6:
+            out[:, :, AMBIENT] *= np.float32(want / have)
     return out
 
 

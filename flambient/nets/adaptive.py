@@ -5,7 +5,9 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 
 - **exposure** is measured from the image itself (log-average luminance of the unclipped
   pixels of the base image) and moved toward a learned key by a bounded number of stops
-  (``ev_range``), so a source that is already at the key keeps its exposure;
+  (``ev_range``); a single image (one merged exposure, no flash or window frame) is never
+  darkened by more than ``single_ev_floor`` stops, while a bracket set, whose ambient frame
+  is often shot a stop bright, may be;
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
@@ -149,21 +151,24 @@ class AdaptiveNet(FlambientNet):
         curve_knots: segments of the tone curve (K).
         ev_range: (lowest, highest) exposure change in stops the global part may apply.
         local_ev: bound of the local gain in stops (either sign).
+        single_ev_floor: lowest exposure change (stops) for a single image.
     """
 
     spec = SPEC
 
     def __init__(self, grid_size: int = 8, luma_bins: int = 8, width: int = 32, curve_knots: int = 24,
-                 ev_range: tuple[float, float] | list[float] = (-1.0, 3.0), local_ev: float = 3.0) -> None:
+                 ev_range: tuple[float, float] | list[float] = (-2.0, 3.0), local_ev: float = 3.0,
+                 single_ev_floor: float = -0.3) -> None:
         ev_range = [float(v) for v in ev_range]
         super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
-                         ev_range=ev_range, local_ev=local_ev)
+                         ev_range=ev_range, local_ev=local_ev, single_ev_floor=single_ev_floor)
         if grid_size < 2 or luma_bins < 2 or curve_knots < 4 or curve_knots % 2:
             raise ValueError("grid_size and luma_bins must be at least 2, curve_knots even and at least 4")
         if not ev_range[0] < 0.0 < ev_range[1]:
             raise ValueError("ev_range must be (negative, positive) stops")
         self.grid_size, self.luma_bins, self.curve_knots = grid_size, luma_bins, curve_knots
         self.ev_lo, self.ev_hi, self.local_ev = ev_range[0], ev_range[1], float(local_ev)
+        self.single_ev_floor = max(float(single_ev_floor), ev_range[0])
         k = curve_knots
         # --- style: global parameters a handful of pairs can determine
         self.curve_theta = nn.Parameter(self._init_curve(k))
@@ -264,7 +269,9 @@ class AdaptiveNet(FlambientNet):
         # Exposure toward the learned key, bounded.
         key = ((torch.log2(_luma(base * gains[:, :, None, None]).clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum)
         ev = torch.sigmoid(self.ev_strength) * (self.log2_key - key) + 0.5 * torch.tanh(d_ev)
-        ev_gain = torch.exp(ev.clamp(self.ev_lo, self.ev_hi) * _LN2)
+        ev = ev.clamp(self.ev_lo, self.ev_hi)
+        ev = torch.where(torch.maximum(has_f, has_w) > 0.5, ev, ev.clamp_min(self.single_ev_floor))
+        ev_gain = torch.exp(ev * _LN2)
         slopes = self.curve_slopes(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
         sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
         mat = torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)
