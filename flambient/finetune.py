@@ -55,8 +55,6 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "rotate_deg": 2.0,
     "style_lr_scale": 10.0,
 }
-#: Learning rate of the few-shot style fit (Adam; the style parameters are O(1) numbers).
-STYLE_LR = 0.03
 #: Long edge (px) of the pairs the few-shot regime loads (context input and evaluation).
 STYLE_SIDE = 256
 #: Side (px) of the squares the few-shot loss is computed on (a global style needs colours, not detail).
@@ -134,14 +132,15 @@ def style_batch(net: torch.nn.Module, pairs: Sequence[Pair], side: int, device: 
 
 
 def fit_style(net: torch.nn.Module, pairs: Sequence[Pair], steps: int, reg: float, device: torch.device,
-              lr: float = STYLE_LR, side: int = STYLE_FIT_SIDE) -> None:
+              lr: float | None = None, side: int = STYLE_FIT_SIDE) -> None:
     """Fit ``net.style_parameters()`` in place on whole-image pairs (every pair in every step).
 
     ``pairs`` hold (name, H x W x 13 linear stack, H x W x 3 sRGB target). Loss: L1 plus the
     CIELAB distance (:func:`flambient.losses.blend_loss` without its structural term: a global
     style moves colours, not structure) on :func:`style_batch` squares, plus ``reg / len(pairs)``
     times the squared distance of the style to its starting values. Adam with a cosine-decayed
-    rate; every other parameter stays frozen, so the context features are computed once.
+    rate (``lr``, default the family's ``spec.style_lr``); every other parameter stays frozen,
+    so the context features are computed once.
     """
     from .losses import LossWeights, blend_loss
     from .nets.registry import full_pos
@@ -156,6 +155,7 @@ def fit_style(net: torch.nn.Module, pairs: Sequence[Pair], steps: int, reg: floa
     feats, x, y = style_batch(net, pairs, side, device)
     pos = full_pos(x)
     weights = LossWeights(l1=1.0, ssim=0.0, lab=1.0, chroma_weight=1.0)
+    lr = net.spec.style_lr if lr is None else lr
     opt = torch.optim.Adam(style, lr=lr)
     lam = reg / max(1, len(pairs))
     was_training = net.training

@@ -60,6 +60,7 @@ SPEC = ModelSpec(
     tile_exact=True,
     exportable=True,
     export_note="context and apply export separately; the curve and grid lookups are Gathers and matmuls",
+    style_lr=0.03,
 )
 
 #: Encoded-luminance value where the tone curve reaches 1 (encode(4.9) ~= 2: 2.3 EV above white).

@@ -59,6 +59,8 @@ class ModelSpec:
         tile_exact: whether tiled output equals untiled output within 1/255 (per-pixel apply).
         exportable: whether :mod:`flambient.export` can write ONNX for it.
         export_note: why not, when ``exportable`` is False, or what to know.
+        style_lr: Adam learning rate of a few-shot fine-tune of ``style_parameters()`` (a
+            handful of O(1) numbers take a large one; a CNN context, the default style, a small one).
     """
 
     family: str
@@ -73,6 +75,7 @@ class ModelSpec:
     tile_exact: bool = True
     exportable: bool = True
     export_note: str = ""
+    style_lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML- and weights_only-safe)."""
