@@ -6,8 +6,9 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **exposure** is measured from the image itself (log-average luminance of the unclipped
   pixels of the base image) and moved toward a learned key by a bounded number of stops
   (``ev_range``); a single image (one merged exposure, no flash or window frame) is never
-  darkened by more than ``single_ev_floor`` stops, while a bracket set, whose ambient frame
-  is often shot a stop bright, may be;
+  darkened by more than ``single_ev_floor`` stops by the exposure and the tone curve together
+  (the exposure is raised until the curve's output keeps that much of the source's mean
+  luminance), while a bracket set, whose ambient frame is often shot a stop bright, may be;
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
@@ -271,15 +272,44 @@ class AdaptiveNet(FlambientNet):
         key = ((torch.log2(_luma(base * gains[:, :, None, None]).clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum)
         ev = torch.sigmoid(self.ev_strength) * (self.log2_key - key) + 0.5 * torch.tanh(d_ev)
         ev = ev.clamp(self.ev_lo, self.ev_hi)
-        ev = torch.where(torch.maximum(has_f, has_w) > 0.5, ev, ev.clamp_min(self.single_ev_floor))
-        ev_gain = torch.exp(ev * _LN2)
         slopes = self.curve_slopes(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
+        single = torch.maximum(has_f, has_w) <= 0.5
+        floor = self._exposure_floor(_luma(base * gains[:, :, None, None]), _luma(low[:, 0:3]), ev, slopes)
+        ev = torch.where(single, torch.maximum(ev, floor), ev)
+        ev_gain = torch.exp(ev * _LN2)
         sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
         mat = torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)
         mat = (mat / mat.sum(dim=1, keepdim=True)).reshape(1, 9).expand(n, 9)  # rows sum to 1: grey stays grey
         grid = self.local_ev * torch.tanh(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
         return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat, slopes,
                           grid.reshape(n, -1)], dim=1)
+
+    def _exposure_floor(self, y: torch.Tensor, y_src: torch.Tensor, ev: torch.Tensor, slopes: torch.Tensor,
+                        iterations: int = 10) -> torch.Tensor:
+        """Lowest exposure (stops, N) at which the global edit keeps a single image's brightness.
+
+        ``y`` is the N x 1 x s x s linear luminance the exposure gain and tone curve act on,
+        ``y_src`` the source's. Returns the smallest ev in [``ev``, ``ev_hi``] whose output
+        (curve of ``y * 2**ev``) has a mean linear luminance of at least ``2**single_ev_floor``
+        times the source's, found by bisection (``ev`` itself when it already does): so the
+        exposure *and* the curve together never darken a single image by more than
+        ``single_ev_floor`` stops, whatever the weights (the local gain is bounded apart).
+        """
+        target = y_src.mean(dim=(1, 2, 3)) * float(2.0 ** self.single_ev_floor)
+
+        def mean_out(e: torch.Tensor) -> torch.Tensor:
+            u = encode_rgb(y * torch.exp(e * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
+            return _decode(self._curve(u, slopes)).mean(dim=(1, 2, 3))
+
+        with torch.no_grad():
+            lo, hi = ev.detach(), torch.full_like(ev, self.ev_hi)
+            for _ in range(iterations):
+                mid = 0.5 * (lo + hi)
+                ok = mean_out(mid) >= target
+                hi = torch.where(ok, mid, hi)
+                lo = torch.where(ok, lo, mid)
+            already = mean_out(ev.detach()) >= target
+        return torch.where(already, ev, hi)
 
     def unpack(self, ctx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split the N x ctx_size context into its named parts (shapes in the values' comments)."""
