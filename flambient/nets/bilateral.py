@@ -31,8 +31,6 @@ Everything is per pixel given ``pos``, so tiles equal the whole image up to floa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -40,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..colour import srgb_encode_into
-from .layers import LUMA_WEIGHTS, conv_act, grid_interp, pixel_index_grids
+from .layers import LUMA_WEIGHTS, conv_act, grid_interp, pixel_index_grids, torch_threads
 from .registry import ENCODE_MAX, RGB_CHANNELS, FlambientNet, ModelSpec, encode_stack, register
 
 SPEC = ModelSpec(
@@ -192,7 +190,7 @@ class BilateralNet(FlambientNet):
         bins = torch.arange(d, dtype=x.dtype).view(d, 1)
         out = torch.empty(n, h, w, 3, dtype=x.dtype)  # channels last: callers stitch H x W x 3
         xs = x.numpy()
-        with _torch_threads(1), torch.inference_mode():
+        with torch_threads(1), torch.inference_mode():
             for b in range(n):
                 for c0, c1, xl in _runs(xlo):
                     for r0, r1, yl in _runs(ylo, max(1, CHUNK_PIXELS // (c1 - c0))):
@@ -261,17 +259,6 @@ def _runs(lo: torch.Tensor, max_len: int | None = None) -> list[tuple[int, int, 
             out.append((start, i, int(vals[start])))
             start = i
     return out
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` (process-wide), restoring the old value."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @register(SPEC)

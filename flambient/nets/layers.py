@@ -8,6 +8,8 @@ Shapes are NCHW unless a docstring says otherwise.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -16,6 +18,21 @@ from .. import colour
 
 #: Rec. 709 luminance weights (from :mod:`flambient.colour`), applied to encoded RGB as a cheap luma.
 LUMA_WEIGHTS = tuple(float(v) for v in colour.LUMA_WEIGHTS)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` (process-wide), restoring the old value.
+
+    CPU inference of per-pixel families runs on one thread: their ops are too small to split
+    well, and ``process`` spends the other cores decoding the next set.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def conv_act(cin: int, cout: int, stride: int = 1, act: bool = True) -> nn.Sequential:
