@@ -3,11 +3,13 @@ mixed cameras of single images, every input accounted for. Skips without ``../sh
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,21 +27,22 @@ DAVE = "flambient-brackets-small-davepeloso-prophoto"
 T0 = datetime(2024, 6, 1, 14, 0, 0)
 
 
+@functools.lru_cache(maxsize=1)
+def _bench_grouping() -> Any:
+    """``benchmarks/bench_grouping.py`` as a module (its ``fit`` makes the test images)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_grouping", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_grouping.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
     """Centre-crop ``img`` to the aspect w:h and resize to w x h (an export at one size)."""
-    import cv2
-
-    ih, iw = img.shape[:2]
-    if ih > iw:
-        img = np.rot90(img).copy()
-        ih, iw = iw, ih
-    if iw * h > ih * w:
-        cw = ih * w // h
-        img = img[:, (iw - cw) // 2 : (iw - cw) // 2 + cw]
-    else:
-        ch = iw * h // w
-        img = img[(ih - ch) // 2 : (ih - ch) // 2 + ch]
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    return _bench_grouping().fit(img, w, h)
 
 
 def _unrelated_sources(data: Path) -> list[Path]:
