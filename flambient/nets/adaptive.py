@@ -46,8 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..colour import srgb_encode_into
-from .layers import LUMA_WEIGHTS, conv_act, pixel_index_grids, torch_threads
+from ..colour import srgb_encode_into, srgb_to_linear
+from .layers import conv_act, luma, pixel_index_grids, torch_threads
 from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
 
 SPEC = ModelSpec(
@@ -91,16 +91,6 @@ def _in_export() -> bool:
 def _smoothstep(lo: float, hi: float, x: torch.Tensor) -> torch.Tensor:
     t = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
-
-
-def _luma(rgb: torch.Tensor) -> torch.Tensor:
-    """Linear luminance of N x 3 x ... -> N x 1 x ... (Rec. 709 weights)."""
-    return LUMA_WEIGHTS[0] * rgb[:, 0:1] + LUMA_WEIGHTS[1] * rgb[:, 1:2] + LUMA_WEIGHTS[2] * rgb[:, 2:3]
-
-
-def _decode(u: torch.Tensor) -> torch.Tensor:
-    """Inverse of the sRGB encoding curve for u >= 0 (encoded -> linear)."""
-    return torch.where(u <= 0.04045, u / 12.92, ((u.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
 
 
 def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -230,17 +220,12 @@ class AdaptiveNet(FlambientNet):
         return 1e-4 * (w * w).sum() + 1e-4 * (self.local[-1].weight ** 2).sum()
 
     # ------------------------------------------------------------------ context
-    @property
-    def ctx_size(self) -> int:
-        """Length of the context vector: 3 flash/exposure/sat + 3 gains + 9 matrix + K + D*G*G."""
-        return 15 + self.curve_knots + self.luma_bins * self.grid_size * self.grid_size
-
     def context_features(self, low: torch.Tensor) -> torch.Tensor:
         """The CNN's feature map N x width x s/16 x s/16 (independent of the style parameters)."""
         return self.features(encode_stack(low))
 
     def context(self, low: torch.Tensor) -> torch.Tensor:
-        """N x 13 x s x s linear stack -> N x ctx_size vector (layout in :meth:`unpack`)."""
+        """N x 13 x s x s linear stack -> N x (15 + K + D*G*G) vector (layout in :meth:`unpack`)."""
         return self.context_from(low, self.context_features(low))
 
     def context_from(self, low: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
@@ -248,7 +233,7 @@ class AdaptiveNet(FlambientNet):
         f = self.context_features(low) if features is None else features
         n = low.shape[0]
         rad, light, _, _ = merge_frames(low)
-        y_rad, y_light = _luma(rad), _luma(light)
+        y_rad, y_light = luma(rad), luma(light)
         valid = (rad.amax(dim=1, keepdim=True) < CLIP_HI).float() * (y_rad > 1e-4).float()
         wsum = valid.sum(dim=(1, 2, 3)).clamp_min(1.0)
         # Per-image corrections from the features.
@@ -268,18 +253,18 @@ class AdaptiveNet(FlambientNet):
         base = rad + k_flash.view(n, 1, 1, 1) * light
         # Grey-world white balance on the base image's unclipped pixels, partial and bounded.
         mean_c = (base * valid).sum(dim=(2, 3)) / wsum[:, None] + 1e-6            # N x 3
-        mean_y = _luma(mean_c[:, :, None])[:, 0, 0]                                # N
+        mean_y = luma(mean_c[:, :, None])[:, 0, 0]                                # N
         strength = torch.sigmoid(self.wb_strength)
         log_g = strength[None, None] * torch.log(mean_y[:, None] / mean_c) + self.wb_bias[None] + 0.15 * torch.tanh(d_wb)
         gains = torch.exp(log_g.clamp(-0.69, 0.69))
-        gains = gains / _luma(gains[:, :, None])[:, 0, 0][:, None]
+        gains = gains / luma(gains[:, :, None])[:, 0, 0][:, None]
         # Exposure toward the learned key, bounded.
-        key = ((torch.log2(_luma(base * gains[:, :, None, None]).clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum)
+        key = ((torch.log2(luma(base * gains[:, :, None, None]).clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum)
         ev = torch.sigmoid(self.ev_strength) * (self.log2_key - key) + 0.5 * torch.tanh(d_ev)
         ev = ev.clamp(self.ev_lo, self.ev_hi)
         slopes = self.curve_slopes(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
         single = torch.maximum(has_f, has_w) <= 0.5
-        floor = self._exposure_floor(_luma(base * gains[:, :, None, None]), _luma(low[:, 0:3]), ev, slopes)
+        floor = self._exposure_floor(luma(base * gains[:, :, None, None]), luma(low[:, 0:3]), ev, slopes)
         ev = torch.where(single, torch.maximum(ev, floor), ev)
         ev_gain = torch.exp(ev * _LN2)
         sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
@@ -304,7 +289,7 @@ class AdaptiveNet(FlambientNet):
 
         def mean_out(e: torch.Tensor) -> torch.Tensor:
             u = encode_rgb(y * torch.exp(e * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
-            return _decode(self._curve(u, slopes)).mean(dim=(1, 2, 3))
+            return srgb_to_linear(self._curve(u, slopes)).mean(dim=(1, 2, 3))
 
         with torch.no_grad():
             lo, hi = ev.detach(), torch.full_like(ev, self.ev_hi)
@@ -317,7 +302,7 @@ class AdaptiveNet(FlambientNet):
         return torch.where(already, ev, hi)
 
     def unpack(self, ctx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Split the N x ctx_size context into its named parts (shapes in the values' comments)."""
+        """Split the N x (15 + K + D*G*G) context into its named parts (shapes in the values' comments)."""
         k, d, g = self.curve_knots, self.luma_bins, self.grid_size
         n = ctx.shape[0]
         return {
@@ -390,12 +375,12 @@ class AdaptiveNet(FlambientNet):
         rad, light, clip, sub = merge_frames(x)
         rgb = (rad + p["k_flash"] * light) * p["gains"] * p["ev_gain"]
         rgb = torch.einsum("nij,njhw->nihw", p["matrix"], rgb).clamp_min(0.0)
-        y = _luma(rgb)
+        y = luma(rgb)
         guide = (encode_rgb(y) / CURVE_U_MAX).clamp(0.0, 1.0)
         local = self._slice_grid(p["grid"], guide, rows, cols, pos)
         rgb = rgb * torch.exp(local * _LN2)
-        y = _luma(rgb).clamp_min(1e-8)
-        y_out = _decode(self._curve(encode_rgb(y).clamp(0.0, CURVE_U_MAX), p["slopes"]))
+        y = luma(rgb).clamp_min(1e-8)
+        y_out = srgb_to_linear(self._curve(encode_rgb(y).clamp(0.0, CURVE_U_MAX), p["slopes"]))
         rgb = rgb * (y_out / y)
         rgb = y_out + p["sat"] * (rgb - y_out)
         rgb = to_gamut(rgb, y_out)
