@@ -233,7 +233,7 @@ class PartsStack:
         self._buf: np.ndarray | None = None
 
     def tile(self, t: Tile) -> np.ndarray:
-        from .ingest import assemble_stack
+        from .stack import assemble_stack
 
         amb, fls, win = self.parts
         sl = t.slices

@@ -187,7 +187,7 @@ def fit_target(target: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, str
 
 def _load_bracket_folder(job: PairJob) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[str]]:
     """Layout (a): label and normalise the folder's frames like a shoot's set."""
-    from .ingest import _align_set, analyse_file, load_frame
+    from .ingest import align_set, analyse_file, load_frame
 
     frames = [analyse_file(p) for p in job.sources]
     groups = group_frames(frames)
@@ -196,7 +196,7 @@ def _load_bracket_folder(job: PairJob) -> tuple[np.ndarray, np.ndarray | None, n
         notes.append(f"sources form {len(groups)} compositions; all treated as one set")
     bset = BracketSet(name=job.name, frames=sorted(frames, key=lambda f: f.path.name))
     bset.reference = label_set(bset.frames)
-    _align_set(bset, GroupingConfig())
+    align_set(bset, GroupingConfig())
     ref, flashes, window = bset.stack_frames()
     ambients = bset.ambient_frames()
     if len(ambients) > 1:  # an exposure bracket: merged like process merges it
@@ -264,7 +264,7 @@ def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, fo
     ``out`` already holds a dataset (``dataset.yaml`` or ``items/``), :class:`InputError` is
     raised before anything is written unless ``force``.
     """
-    from .ingest import _parallel
+    from .parallel import parallel_map
 
     root = Path(src).resolve()
     dest = Path(out).resolve()
@@ -289,7 +289,7 @@ def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, fo
         except Exception as exc:  # one broken pair must not stop the dataset
             return f"{_rel(job.target, root)}: cannot build ({type(exc).__name__}: {exc})"
 
-    results = _parallel(one, jobs, n_jobs)
+    results = parallel_map(one, jobs, n_jobs)
     items = [r for r in results if isinstance(r, dict)]
     errors = [r for r in results if isinstance(r, str)]
     for u in unmatched:
