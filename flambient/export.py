@@ -45,7 +45,7 @@ from .nets.registry import FlambientNet, ModelSpec, load_model, resolve_model_pa
 from .onnx_backend import (CPU, CUDA, ONNX_FORMAT, ONNX_FORMAT_VERSION, OnnxBackend, context_path_for,
                            cuda_gpu_count, default_trt_cache, make_session, probe_providers,
                            tensorrt_install_hint, trt_profile_shapes)
-from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS, WINDOW
+from .stack import STACK_CHANNELS, build_stack
 
 log = get_logger("export")
 
@@ -138,19 +138,16 @@ def random_stack(n: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray
     Frames are random linear values (a few above 1, like windows and lamps); each item gets
     random presence flags, and absent frames are zero as the real stack has them.
     """
+    def frame(present: bool, shape: tuple[int, ...], scale: float) -> np.ndarray | None:
+        return np.moveaxis(rng.random(shape, dtype=np.float32) ** 2 * scale, 0, -1) if present else None
+
     x = np.zeros((n, STACK_CHANNELS, h, w), dtype=np.float32)
     for i in range(n):
         has_flash, has_window, has_mask = (rng.random(3) < 0.6).tolist()
-        x[i, AMBIENT] = rng.random((3, h, w), dtype=np.float32) ** 2 * 1.5
-        if has_flash:
-            x[i, FLASH] = rng.random((3, h, w), dtype=np.float32) ** 2 * 2.0
-            x[i, HAS_FLASH] = 1.0
-        if has_window:
-            x[i, WINDOW] = rng.random((3, h, w), dtype=np.float32) ** 2 * 0.5
-            x[i, HAS_WINDOW] = 1.0
-        if has_mask:
-            x[i, MASK] = rng.random((h, w), dtype=np.float32)
-            x[i, HAS_MASK] = 1.0
+        ambient = frame(True, (3, h, w), 1.5)
+        flash, window = frame(has_flash, (3, h, w), 2.0), frame(has_window, (3, h, w), 0.5)
+        mask = rng.random((h, w), dtype=np.float32) if has_mask else None
+        x[i] = build_stack(ambient, flash, window, mask).transpose(2, 0, 1)
     return x
 
 
