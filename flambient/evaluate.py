@@ -244,8 +244,8 @@ def input_loaders(inputs: str | Path) -> dict[str, InputLoader]:
     """Stem -> function returning the HxWx13 linear input stack, for a shoot or dataset folder.
 
     A folder with ``dataset.yaml`` is a dataset (items by name); any other folder is a shoot,
-    ingested with :func:`flambient.ingest.ingest_shoot` unless its manifest is fresh (bracket
-    sets by name).
+    ingested again (the way its manifest was made) unless that is fresh (bracket sets by name;
+    :func:`flambient.ingest.current_manifest`).
     """
     root = Path(inputs)
     if not root.is_dir():
@@ -253,9 +253,9 @@ def input_loaders(inputs: str | Path) -> dict[str, InputLoader]:
     if (root / "dataset.yaml").is_file():
         items = load_dataset(root)
         return {it.name: (lambda it=it: it.load()[0]) for it in items}
-    from .ingest import fresh_manifest, ingest_shoot, load_set_stack
+    from .ingest import current_manifest, load_set_stack
 
-    manifest = fresh_manifest(root) or ingest_shoot(root)
+    manifest = current_manifest(root)
     return {s.name: (lambda s=s: load_set_stack(root, s)) for s in manifest.sets}
 
 

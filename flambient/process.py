@@ -89,6 +89,8 @@ class ProcessOptions:
     stale_after: float = DEFAULT_STALE_AFTER
     #: Replace files under a final's name that flambient did not write (or that were edited).
     overwrite_user_files: bool = False
+    #: Ingest sub-folders too (a shoot ingested with ``--recursive`` is re-ingested so anyway).
+    recursive: bool = False
 
 
 @dataclass
@@ -580,18 +582,13 @@ class _Runner:
 # ----------------------------------------------------------------------------- entry points
 
 
-def load_manifest_for_run(shoot: Path) -> Any:
-    """The shoot's :class:`~flambient.ingest.Manifest`: the fresh one, or a new ingest when stale/absent."""
-    from .ingest import fresh_manifest, ingest_shoot
+def load_manifest_for_run(shoot: Path, recursive: bool = False, out: Path | None = None) -> Any:
+    """The shoot's :class:`~flambient.ingest.Manifest`: the fresh one, or a new ingest made the
+    way the old one was (:func:`flambient.ingest.current_manifest`; ``out`` is never scanned)."""
+    from .ingest import current_manifest
 
-    if (shoot / ".flambient" / "manifest.yaml").is_file():
-        m = fresh_manifest(shoot)
-        if m is not None:
-            log.info("reusing the manifest of %s", shoot)
-            return m
-        log.info("the shoot changed since ingest; ingesting again")
     with reported_later("ingest"):  # its per-file errors come back as failed items
-        return ingest_shoot(shoot)
+        return current_manifest(shoot, recursive=recursive, exclude=[out] if out is not None else [])
 
 
 def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
@@ -712,7 +709,7 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
         for folder, deep in ((runner.out, False), (runner.out / LOCK_DIR, False), (root / ".flambient", True)):
             clean_partials(folder, recursive=deep)
     try:
-        manifest = load_manifest_for_run(root)
+        manifest = load_manifest_for_run(root, opts.recursive, runner.out)
         all_sets, errors = manifest.sets, manifest.errors
         sets = shard_sets(all_sets, opts.shard)
         if opts.shard is not None:

@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
         overlap: Optional[int] = typer.Option(
             None, "--overlap", callback=overlap_option,
             help="Model margin at tile borders in pixels, 0-512 (default: the model's spec)."),
+        recursive: bool = typer.Option(False, "--recursive", "-r",
+                                       help="Also read frames in sub-folders (kept for a shoot ingested so)."),
         no_cache: bool = typer.Option(False, "--no-cache",
                                       help="Decode originals even when ingest --cache frames exist."),
         jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Decoder threads per set (0 = all cores)."),
@@ -70,7 +72,7 @@ def register(app: typer.Typer) -> None:
         opts = ProcessOptions(preset=p, model=model, backend=backend.value, devices=devices, out=out, force=force,
                               dry_run=dry_run, shard=shard_range,
                               use_cache=not no_cache, decode_jobs=jobs or None,
-                              overwrite_user_files=overwrite_user_files)
+                              overwrite_user_files=overwrite_user_files, recursive=recursive)
         summary = _run_with_progress(shoot, opts, quiet)
         _report(summary, dry_run, json_out)
         if summary.exit_code:

@@ -50,11 +50,11 @@ from .cache import cache_dir, load_frame, load_set_parts, load_set_stack, write_
 from .manifest import (MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, fresh_manifest, load_manifest,
                        manifest_is_fresh, manifest_path, set_input_files, write_manifest)
 from .scan import STATE_DIR, analyse_file, is_output_folder, scan_shoot
-from .shoot import IngestProgress, align_set, ingest_shoot
+from .shoot import IngestProgress, align_set, current_manifest, ingest_shoot
 
 __all__ = [
     "MANIFEST_FORMAT", "MANIFEST_VERSION", "STATE_DIR", "IngestProgress", "Manifest", "align_set", "analyse_file",
-    "cache_dir", "fresh_manifest", "ingest_shoot", "is_output_folder", "load_frame", "load_manifest",
+    "cache_dir", "current_manifest", "fresh_manifest", "ingest_shoot", "is_output_folder", "load_frame", "load_manifest",
     "load_set_parts", "load_set_stack", "manifest_is_fresh", "manifest_path", "scan_shoot", "set_input_files",
     "write_cache", "write_manifest",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -159,13 +159,13 @@ def _frame_from_dict(fd: dict[str, Any], root: Path, source: Path | None = None)
 
 
 def manifest_is_fresh(manifest: Manifest, config: GroupingConfig | None = None,
-                      recursive: bool = False) -> bool:
+                      recursive: bool = False, exclude: Iterable[Path] = ()) -> bool:
     """True when the shoot's image files (names, sizes, mtimes) are exactly those ingested.
 
     The folder is scanned the way it was at ingest (recursive or not, the same folders left
-    out). With ``config``, the manifest must also have been made with the same grouping
-    settings; with ``recursive``, by a recursive scan. A manifest of an older format version
-    is never fresh.
+    out, and those in ``exclude``). With ``config``, the manifest must also have been made
+    with the same grouping settings; with ``recursive``, by a recursive scan. A manifest of an
+    older format version is never fresh.
     """
     if manifest.version != MANIFEST_VERSION:
         return False  # grouped by an older version: ingest again
@@ -174,7 +174,8 @@ def manifest_is_fresh(manifest: Manifest, config: GroupingConfig | None = None,
     if recursive and not manifest.recursive:
         return False
     try:
-        paths = scan_shoot(manifest.shoot, recursive=manifest.recursive, exclude=excluded_paths(manifest))
+        paths = scan_shoot(manifest.shoot, recursive=manifest.recursive,
+                           exclude=[*excluded_paths(manifest), *exclude])
     except InputError:
         return False
     now: dict[str, tuple[int, float]] = {}

@@ -204,3 +204,29 @@ def align_set(bset: BracketSet, cfg: GroupingConfig) -> None:
         for f in bset.frames:
             if f.align is not None:
                 f.align.applied = False
+
+
+def current_manifest(shoot: str | Path, *, recursive: bool = False, exclude: Iterable[str | Path] = (),
+                     n_jobs: int | None = None, progress: IngestProgress | None = None) -> Manifest:
+    """The shoot's manifest for a run: the stored one while fresh, else a new ingest made alike.
+
+    A new ingest scans the way the stored manifest was made (recursive or not, its grouping
+    settings, its excluded folders; a manifest written before ``recursive`` was recorded
+    counts as not recursive) and also recursively when ``recursive`` is asked. ``exclude``
+    adds folders to leave out (``process`` passes its output folder). Raises
+    :class:`InputError` for a malformed manifest, a missing folder or one without images.
+    """
+    from .manifest import excluded_paths, manifest_is_fresh
+
+    root = Path(shoot).resolve()
+    old = load_manifest(root)
+    skip = {Path(p).resolve() for p in exclude}
+    if old is not None:
+        if manifest_is_fresh(old, recursive=recursive, exclude=skip):
+            log.info("reusing the manifest of %s", root)
+            return old
+        log.info("the shoot changed since ingest; ingesting again")
+        skip |= set(excluded_paths(old))
+    return ingest_shoot(root, config=old.config if old is not None else None, n_jobs=n_jobs,
+                        recursive=recursive or (old is not None and old.recursive),
+                        exclude=sorted(skip), progress=progress)
