@@ -582,13 +582,15 @@ class _Runner:
 # ----------------------------------------------------------------------------- entry points
 
 
-def load_manifest_for_run(shoot: Path, recursive: bool = False, out: Path | None = None) -> Any:
+def load_manifest_for_run(shoot: Path, recursive: bool = False, out: Path | None = None,
+                          progress: Callable[[str, int, int], None] | None = None) -> Any:
     """The shoot's :class:`~flambient.ingest.Manifest`: the fresh one, or a new ingest made the
     way the old one was (:func:`flambient.ingest.current_manifest`; ``out`` is never scanned)."""
     from .ingest import current_manifest
 
     with reported_later("ingest"):  # its per-file errors come back as failed items
-        return current_manifest(shoot, recursive=recursive, exclude=[out] if out is not None else [])
+        return current_manifest(shoot, recursive=recursive, exclude=[out] if out is not None else [],
+                                progress=progress)
 
 
 def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
@@ -687,12 +689,14 @@ class _LogFile:
 def process_shoot(shoot: str | Path, opts: ProcessOptions,
                   progress: Callable[[SetResult], None] | None = None,
                   on_plan: Callable[[int], None] | None = None,
-                  on_tile: Callable[[str, int, int], None] | None = None) -> BatchSummary:
+                  on_tile: Callable[[str, int, int], None] | None = None,
+                  on_ingest: Callable[[str, int, int], None] | None = None) -> BatchSummary:
     """Process every set of ``shoot`` (this shard's) with ``opts``; returns the summary.
 
     Writes finals, sidecars, ``flambient-summary.json`` and the log file into the output
     folder (not in a dry run). ``progress`` is called once per finished item; ``on_plan``
-    with the number of items before work starts; ``on_tile(set, done, total)`` per tile. Raises :class:`InputError` /
+    with the number of items before work starts; ``on_tile(set, done, total)`` per tile;
+    ``on_ingest(stage, done, total)`` while the shoot is (re-)ingested. Raises :class:`InputError` /
     :class:`ConfigError` / :class:`~flambient.errors.ModelError` for problems that stop the
     whole run (missing folder, bad model); per-set problems end up in the summary.
     """
@@ -709,7 +713,7 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
         for folder, deep in ((runner.out, False), (runner.out / LOCK_DIR, False), (root / ".flambient", True)):
             clean_partials(folder, recursive=deep)
     try:
-        manifest = load_manifest_for_run(root, opts.recursive, runner.out)
+        manifest = load_manifest_for_run(root, opts.recursive, runner.out, on_ingest)
         all_sets, errors = manifest.sets, manifest.errors
         sets = shard_sets(all_sets, opts.shard)
         if opts.shard is not None:

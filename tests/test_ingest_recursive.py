@@ -133,3 +133,31 @@ def test_old_manifest_without_recursive_keeps_a_flat_scan(tmp_path: Path) -> Non
     assert sorted(current_manifest(root, recursive=True).files) == ["sub/inner.jpg", "top.jpg"]
     with pytest.raises(InputError):
         scan_shoot(root / "sub" / "inner.jpg")
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def _many(root: Path, n: int) -> Path:
+    for i in range(n):
+        _jpeg(root / f"img{i:02d}.jpg", 0.1 + 0.8 * i / n, size=(24, 32))
+    return root
+
+
+def test_ingest_reports_progress_through_a_callback(tmp_path: Path) -> None:
+    root = _many(tmp_path / "shoot", 6)
+    calls: list[tuple[str, int, int]] = []
+    ingest_shoot(root, cache=True, n_jobs=2, progress=lambda *a: calls.append(a))
+    reading = [c for c in calls if c[0] == "reading"]
+    assert [c[1] for c in reading] == list(range(1, 7)) and {c[2] for c in reading} == {6}
+    caching = [c for c in calls if c[0] == "caching"]
+    assert caching and caching[-1][1] == caching[-1][2] == 6
+
+
+def test_ingest_progress_lines_off_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _many(tmp_path / "shoot", 20)
+    assert main(["ingest", str(root), "-j", "1"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("ingest: reading")]
+    assert lines[0] == "ingest: reading 2/20" and lines[-1] == "ingest: reading 20/20" and len(lines) == 10
+    assert main(["-q", "ingest", str(root), "-j", "1"]) == 0
+    assert capsys.readouterr().err == ""

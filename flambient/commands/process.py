@@ -100,12 +100,20 @@ def _run_with_progress(shoot: Path, opts, quiet: bool):  # type: ignore[no-untyp
                 per_set[name] = bar.add_task(f"  {name} tiles", total=total)
             bar.update(per_set[name], completed=done, total=total)
 
+        def on_ingest(stage: str, done: int, total: int) -> None:
+            key = f"ingest: {stage}"
+            if key not in per_set:
+                per_set[key] = bar.add_task(key, total=total)
+            bar.update(per_set[key], completed=done, total=total)
+            if done >= total:
+                bar.remove_task(per_set.pop(key))
+
         def on_item(res) -> None:  # type: ignore[no-untyped-def]
             bar.update(task, advance=1, description=f"all sets (last: {res.name} {res.status})")
             if res.name in per_set:
                 bar.remove_task(per_set.pop(res.name))
 
-        return process_shoot(shoot, opts, progress=on_item, on_plan=on_plan, on_tile=on_tile)
+        return process_shoot(shoot, opts, progress=on_item, on_plan=on_plan, on_tile=on_tile, on_ingest=on_ingest)
 
 
 def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: ignore[no-untyped-def]
