@@ -69,9 +69,3 @@ def first_line(exc: BaseException | str, limit: int | None = None, empty: str | 
         return empty if empty is not None else (type(exc).__name__ if isinstance(exc, BaseException) else "")
     line = text.splitlines()[0]
     return line[:limit] if limit is not None else line
-
-
-def brief(exc: FlambientError) -> str:
-    """The error's message and hint without its path (for records that carry the path apart)."""
-    hint = f" ({exc.hint})" if exc.hint else ""
-    return f"{exc.message}{hint}"

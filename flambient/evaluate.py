@@ -35,6 +35,7 @@ from .errors import FlambientError, InputError
 from .io.atomic import atomic_write_text
 from .io.images import IMAGE_EXTENSIONS, read_srgb
 from .log import get_logger
+from .outcome import ItemError, batch_exit_code
 from .stack import HAS_MASK, MASK
 
 log = get_logger("eval")
@@ -93,9 +94,21 @@ class EvalResult:
     truth_dir: Path
     images: list[ImageResult]
     missing: list[str]
-    failed: list[str]
+    #: Images that could not be scored, one :class:`~flambient.outcome.ItemError` each.
+    failures: list[ItemError]
     baselines: dict[str, MethodScores] = field(default_factory=dict)
     inputs: Path | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        """The failures as one line each (``metrics.json``'s ``failed``)."""
+        return [str(f) for f in self.failures]
+
+    @property
+    def exit_code(self) -> int:
+        """The batch exit rule (:func:`flambient.outcome.batch_exit_code`); a missing partner
+        counts as a run-level problem."""
+        return batch_exit_code(self.failures, problems=len(self.missing))
 
     @property
     def model(self) -> MethodScores:
@@ -311,7 +324,7 @@ def evaluate(
     loaders = input_loaders(inputs) if inputs is not None else {}
     masks = truth_masks(truth_dir)
     result = EvalResult(pred_dir=Path(pred_dir), truth_dir=Path(truth_dir), images=[], missing=missing,
-                        failed=[], inputs=Path(inputs) if inputs is not None else None)
+                        failures=[], inputs=Path(inputs) if inputs is not None else None)
     if with_baselines:
         result.baselines = {name: MethodScores() for name in bl.BASELINES}
     for i, (stem, pred_path, truth_path) in enumerate(pairs):
@@ -322,7 +335,7 @@ def evaluate(
                                 keep_views)
         except FlambientError as exc:
             log.error("%s", exc)
-            result.failed.append(str(exc))
+            result.failures.append(ItemError.from_exception(stem, exc))
             continue
         result.images.append(res)
     if progress is not None:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import ConfigError, DeviceError, InputError, ModelError
+from .errors import ConfigError, DeviceError, InputError, ModelError, first_line
 from .io.atomic import atomic_path
 from .log import get_logger
 from .nets.registry import FlambientNet, ModelSpec, load_model, resolve_model_path
@@ -200,7 +200,7 @@ def _trace(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[
                           output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
     for w in caught:
         if not issubclass(w.category, DeprecationWarning):
-            log.debug("exporter: %s", str(w.message).splitlines()[0])
+            log.debug("exporter: %s", first_line(str(w.message)))
     return buf.getvalue()
 
 
@@ -229,7 +229,7 @@ def trace_graphs(net: FlambientNet, opset: int = DEFAULT_OPSET) -> tuple[Any, An
                              {"x": {0: "batch", 2: "height", 3: "width"}, "ctx": {0: "batch"},
                               "y": {0: "batch", 2: "height", 3: "width"}}, opset)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         raise ModelError(f"family '{spec.family}' failed to export to ONNX at opset {opset} ({first})",
                          hint="try another --opset, or mark the family exportable=False with an export_note") from None
     return onnx.load_from_string(ctx_bytes), onnx.load_from_string(apply_bytes)
@@ -311,7 +311,7 @@ def model_card(net: FlambientNet, meta: dict[str, Any], model_file: Path) -> dic
         try:
             card["card"] = yaml.safe_load(yaml_card.read_text(encoding="utf-8"))
         except Exception as exc:  # a broken card must not block an export; say so in the log
-            log.warning("%s: model card not embedded (%s)", yaml_card, str(exc).splitlines()[0][:100])
+            log.warning("%s: model card not embedded (%s)", yaml_card, first_line(exc, 100))
     return card
 
 
@@ -426,7 +426,7 @@ def build_trt(onnx_path: Path, spec: ModelSpec, fp16: bool, method: str) -> list
     except FlambientError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         raise DeviceError(f"TensorRT engine build failed ({first})",
                           hint="the ONNX export itself was written and checked") from None
 

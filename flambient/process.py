@@ -43,11 +43,12 @@ from . import __version__
 from .brackets import BracketSet
 from .config import Preset
 from .devices import Device, parse_devices, resolve_devices
-from .errors import ConfigError, FlambientError, InputError, describe_os_error
+from .errors import ConfigError, InputError, describe_os_error
 from .inference import Backend, PartsStack, infer_image, load_backend
 from .io.atomic import atomic_write_text, clean_partials
 from .locks import DEFAULT_STALE_AFTER, SetLock
 from .log import REPORTED_LATER, get_logger, reported_later
+from .outcome import EXIT_LOCKED, ItemError, batch_exit_code  # noqa: F401  (EXIT_LOCKED: also read from here)
 from .output import (edit_post, exif_bytes, final_ownership, finish, read_sidecar, sha256_file, sidecar_path,
                      write_final, write_sidecar)
 from .safepath import check_name, contained
@@ -62,8 +63,6 @@ LOCK_DIR = ".flambient-locks"
 LARGE_SET_PIXELS = 30_000_000
 #: Bumped when the output of an unchanged set would differ (invalidates every fingerprint).
 PIPELINE_VERSION = 1
-#: Exit status when every set is done or skipped except some left to another worker's lock.
-EXIT_LOCKED = 4
 
 
 @dataclass
@@ -110,6 +109,10 @@ class SetResult:
     device: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    def item_error(self) -> ItemError:
+        """This result as the shared per-item failure record (:class:`flambient.outcome.ItemError`)."""
+        return ItemError(self.name, self.error or self.note or self.status)
+
 
 @dataclass
 class BatchSummary:
@@ -129,10 +132,9 @@ class BatchSummary:
     @property
     def exit_code(self) -> int:
         """1 when any item failed (or a run-level problem), else 4 (:data:`EXIT_LOCKED`) when
-        sets were left to another worker's lock, else 0."""
-        if self.problems or any(r.status == "failed" for r in self.results):
-            return 1
-        return EXIT_LOCKED if any(r.status == "locked" for r in self.results) else 0
+        sets were left to another worker's lock, else 0 (:func:`flambient.outcome.batch_exit_code`)."""
+        return batch_exit_code([r.item_error() for r in self.results if r.status == "failed"],
+                               locked=sum(r.status == "locked" for r in self.results), problems=len(self.problems))
 
     def counts(self) -> dict[str, int]:
         """Number of items per status."""
@@ -167,14 +169,9 @@ def shard_sets(sets: list[BracketSet], shard: tuple[int, int] | None) -> list[Br
 
 
 def error_text(exc: BaseException) -> str:
-    """One line for a set's failure: the project's message, the OS error with its path, or the type."""
-    if isinstance(exc, FlambientError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory (use a smaller --tile, or fewer devices)"
-    if isinstance(exc, OSError):
-        return describe_os_error(exc)
-    return f"{type(exc).__name__}: {exc}"
+    """One line for a set's failure: the project's message, the OS error with its path, or the type
+    (:meth:`flambient.outcome.ItemError.from_exception`)."""
+    return str(ItemError.from_exception("", exc))
 
 
 def validate_tiling(backend: Backend, tile: int | None, overlap: int | None, model_name: str | None = None) -> None:

@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
 
             res = ingest_pairs(pairs, out, n_jobs=n_jobs, force=force)
             _print_pairs(res, json_out)
-            if res.errors:
-                raise typer.Exit(1)
+            if res.exit_code:
+                raise typer.Exit(res.exit_code)
             return
         if shoot is None:
             raise InputError("missing SHOOT folder", hint="flambient ingest ./shoot  (or --pairs SRC --out DATASET)")
@@ -62,8 +62,8 @@ def register(app: typer.Typer) -> None:
         _print_summary(manifest, json_out)
         if explain:
             _print_explain(manifest)
-        if manifest.errors:
-            raise typer.Exit(1)
+        if manifest.exit_code:
+            raise typer.Exit(manifest.exit_code)
 
 
 def _print_summary(manifest, json_out: Optional[str]) -> None:  # type: ignore[no-untyped-def]

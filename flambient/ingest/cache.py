@@ -15,14 +15,14 @@ import yaml
 
 from ..align import warp_to_reference
 from ..brackets import BracketSet, Frame
-from ..errors import InputError, brief
+from ..errors import InputError
 from ..io.atomic import atomic_write_text
 from ..io.images import read_exr, read_linear, write_exr
 from ..io.raw import decode_raw_u16
 from ..log import get_logger
 from ..parallel import ItemProgress, parallel_map
 from ..stack import assemble_stack
-from .manifest import Manifest, write_manifest
+from .manifest import Manifest, error_entry, write_manifest
 from .scan import STATE_DIR, rel_path
 
 log = get_logger("ingest")
@@ -101,9 +101,9 @@ def write_cache(manifest: Manifest, n_jobs: int | None = None, progress: ItemPro
                 continue
             if isinstance(res, InputError):
                 failed = True
-                rel = rel_path(f.path, shoot)
-                manifest.errors.append({"path": rel, "error": brief(res), "size": f.size, "mtime": f.mtime})
-                log.error("%s: %s", rel, brief(res))
+                entry = error_entry(rel_path(f.path, shoot), res, f.size, f.mtime)
+                manifest.errors.append(entry)
+                log.error("%s: %s", entry["path"], entry["error"])
                 continue
             index[res.name] = {"path": rel_path(f.path, shoot), **_cache_key(f)}
             written.append(res)

@@ -12,9 +12,10 @@ from typing import Any, Iterable
 import yaml
 
 from ..brackets import Alignment, BracketSet, Frame, GroupingConfig
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..io.atomic import atomic_write_text
 from ..io.exif import ExifInfo
+from ..outcome import ItemError, batch_exit_code
 from ..safepath import check_name, contained
 from .scan import STATE_DIR, rel_path, scan_shoot, stat_or_none
 
@@ -50,6 +51,16 @@ class Manifest:
         """Where the manifest lives: ``SHOOT/.flambient/manifest.yaml``."""
         return manifest_path(self.shoot)
 
+    @property
+    def failures(self) -> list[ItemError]:
+        """``errors`` as the shared per-item failure records (the item is the file)."""
+        return [ItemError(str(e.get("path")), str(e.get("error")), str(e.get("path"))) for e in self.errors]
+
+    @property
+    def exit_code(self) -> int:
+        """The batch exit rule over the files that could not be used (:func:`~flambient.outcome.batch_exit_code`)."""
+        return batch_exit_code(self.failures)
+
     def set_by_name(self, name: str) -> BracketSet:
         """The set called ``name`` (KeyError when absent)."""
         for s in self.sets:
@@ -70,6 +81,12 @@ class Manifest:
             "warnings": list(self.warnings),
             "grouping": list(self.grouping),
         }
+
+
+def error_entry(rel: str, exc: BaseException, size: int, mtime: float) -> dict[str, Any]:
+    """A manifest ``errors`` entry: ``{path, error, size, mtime}`` (the error text without the path)."""
+    return {"path": rel, "error": ItemError.from_exception(rel, exc, rel).brief(), "size": int(size),
+            "mtime": float(mtime)}
 
 
 def manifest_path(shoot: str | Path) -> Path:
@@ -137,7 +154,7 @@ def load_manifest(shoot: str | Path) -> Manifest | None:
                         exclude=[str(x) for x in doc.get("exclude") or []],
                         version=int(doc.get("version", 1)))
     except (yaml.YAMLError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise InputError(f"malformed manifest ({str(exc).splitlines()[0][:120]})", mp,
+        raise InputError(f"malformed manifest ({first_line(exc, 120)})", mp,
                          "delete it and run `flambient ingest` again") from None
 
 

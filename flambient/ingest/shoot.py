@@ -8,12 +8,12 @@ from typing import Any, Callable, Iterable
 
 from ..align import estimate_alignment
 from ..brackets import BracketSet, Decision, Frame, GroupingConfig, group_frames, label_set, name_sets
-from ..errors import InputError, brief
+from ..errors import InputError
 from ..io.atomic import clean_partials
 from ..log import get_logger
 from ..parallel import parallel_map
 from .cache import write_cache
-from .manifest import Manifest, load_manifest, write_manifest
+from .manifest import Manifest, error_entry, load_manifest, write_manifest
 from .scan import RAW_EXTS, STATE_DIR, analyse_safe, rel_path, scan_shoot, stamp, stat_or_none
 
 log = get_logger("ingest")
@@ -49,7 +49,7 @@ def _analyse_all(root: Path, paths: list[Path], cfg: GroupingConfig, n_jobs: int
         st = stat_or_none(p)
         out.files[rel] = (st.st_size, st.st_mtime) if st else (0, 0.0)
         if isinstance(res, InputError):
-            out.errors.append({"path": rel, "error": brief(res), **stamp(st)})
+            out.errors.append(error_entry(rel, res, **stamp(st)))
             continue
         out.frames.append(res)
         if p.suffix.lower() in RAW_EXTS and res.fmt != "raw":
