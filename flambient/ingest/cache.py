@@ -166,7 +166,7 @@ def load_set_parts(shoot: str | Path, bset: BracketSet, use_cache: bool = True, 
     na = len(ambients)
     ambient = parts[0]
     if na > 1:  # an exposure bracket: one merged linear ambient frame (flambient.hdr)
-        from .hdr import merge_exposures
+        from ..hdr import merge_exposures
 
         ambient = (merge_exposures(parts[:na], [f.ev for f in ambients]), 1.0)
     return ambient, parts[na : na + len(flashes)], (parts[-1] if window is not None else None)

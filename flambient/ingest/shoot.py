@@ -13,7 +13,8 @@ from ..io.atomic import clean_partials
 from ..log import get_logger
 from ..parallel import parallel_map
 from .cache import write_cache
-from .manifest import Manifest, error_entry, load_manifest, write_manifest
+from .manifest import (MANIFEST_VERSION, Manifest, error_entry, excluded_paths, load_manifest, manifest_is_fresh,
+                       write_manifest)
 from .scan import RAW_EXTS, STATE_DIR, analyse_safe, rel_path, scan_shoot, stamp, stat_or_none
 
 log = get_logger("ingest")
@@ -210,14 +211,12 @@ def current_manifest(shoot: str | Path, *, recursive: bool = False, exclude: Ite
                      n_jobs: int | None = None, progress: IngestProgress | None = None) -> Manifest:
     """The shoot's manifest for a run: the stored one while fresh, else a new ingest made alike.
 
-    A new ingest scans the way the stored manifest was made (recursive or not, its grouping
-    settings, its excluded folders; a manifest written before ``recursive`` was recorded
-    counts as not recursive) and also recursively when ``recursive`` is asked. ``exclude``
+    A new ingest scans the way the stored manifest was made (recursive or not, its excluded
+    folders, and its grouping settings when it is of the current format version; a manifest
+    written before ``recursive`` was recorded counts as not recursive) and also recursively when ``recursive`` is asked. ``exclude``
     adds folders to leave out (``process`` passes its output folder). Raises
     :class:`InputError` for a malformed manifest, a missing folder or one without images.
     """
-    from .manifest import excluded_paths, manifest_is_fresh
-
     root = Path(shoot).resolve()
     old = load_manifest(root)
     skip = {Path(p).resolve() for p in exclude}
@@ -227,6 +226,7 @@ def current_manifest(shoot: str | Path, *, recursive: bool = False, exclude: Ite
             return old
         log.info("the shoot changed since ingest; ingesting again")
         skip |= set(excluded_paths(old))
-    return ingest_shoot(root, config=old.config if old is not None else None, n_jobs=n_jobs,
+    same = old is not None and old.version == MANIFEST_VERSION  # older versions: today's defaults
+    return ingest_shoot(root, config=old.config if same and old is not None else None, n_jobs=n_jobs,
                         recursive=recursive or (old is not None and old.recursive),
                         exclude=sorted(skip), progress=progress)
