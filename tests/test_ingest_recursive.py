@@ -15,7 +15,10 @@ from PIL import Image
 from flambient.cli import main
 from flambient.errors import InputError
 from flambient.ingest import ingest_shoot, is_output_folder, load_manifest, manifest_path, scan_shoot
-from test_process import model_dir  # noqa: F401  (the perturbed test model, a fixture)
+try:  # the perturbed test model (a fixture): in test_process, or shared through conftest
+    from test_process import model_dir  # noqa: F401
+except ImportError:
+    pass
 
 
 def _jpeg(path: Path, shade: float, size: tuple[int, int] = (72, 96)) -> Path:
@@ -38,8 +41,12 @@ def nested(tmp_path: Path) -> Path:
 
 
 def _summary(out: Path) -> dict:
-    found = sorted(out.rglob("flambient-summary*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(found[-1].read_text())
+    """The latest run's summary in either output layout (``OUT/.flambient/summaries/latest.json``
+    or ``OUT/flambient-summary.json``)."""
+    for p in (out / ".flambient" / "summaries" / "latest.json", out / "flambient-summary.json"):
+        if p.is_file():
+            return json.loads(p.read_text())
+    raise AssertionError(f"no summary in {out}")
 
 
 def _process(shoot: Path, model: Path, *extra: str) -> int:
@@ -161,3 +168,16 @@ def test_ingest_progress_lines_off_a_terminal(tmp_path: Path, capsys: pytest.Cap
     assert lines[0] == "ingest: reading 2/20" and lines[-1] == "ingest: reading 20/20" and len(lines) == 10
     assert main(["-q", "ingest", str(root), "-j", "1"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_reingest_keeps_the_grouping_settings(tmp_path: Path) -> None:
+    from flambient.brackets import GroupingConfig
+    from flambient.ingest import current_manifest
+
+    root = tmp_path / "shoot"
+    _jpeg(root / "a.jpg", 0.3)
+    ingest_shoot(root, config=GroupingConfig(max_gap_s=900.0, use_thumbnails=False))
+    os.utime(root / "a.jpg", (0, 1_000_000_000))
+    again = current_manifest(root)
+    assert again.files["a.jpg"][1] == 1_000_000_000 and again.config.max_gap_s == 900.0
+    assert not again.config.use_thumbnails

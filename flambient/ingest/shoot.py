@@ -213,9 +213,10 @@ def current_manifest(shoot: str | Path, *, recursive: bool = False, exclude: Ite
 
     A new ingest scans the way the stored manifest was made (recursive or not, its excluded
     folders, and its grouping settings when it is of the current format version; a manifest
-    written before ``recursive`` was recorded counts as not recursive) and also recursively when ``recursive`` is asked. ``exclude``
-    adds folders to leave out (``process`` passes its output folder). Raises
-    :class:`InputError` for a malformed manifest, a missing folder or one without images.
+    written before ``recursive`` was recorded counts as not recursive), and recursively also
+    when ``recursive`` is asked. ``exclude`` adds folders to leave out (``process`` passes its
+    output folder). Raises :class:`InputError` for a malformed manifest, a missing folder or
+    one without images.
     """
     root = Path(shoot).resolve()
     old = load_manifest(root)
@@ -226,7 +227,6 @@ def current_manifest(shoot: str | Path, *, recursive: bool = False, exclude: Ite
             return old
         log.info("the shoot changed since ingest; ingesting again")
         skip |= set(excluded_paths(old))
-    same = old is not None and old.version == MANIFEST_VERSION  # older versions: today's defaults
-    return ingest_shoot(root, config=old.config if same and old is not None else None, n_jobs=n_jobs,
-                        recursive=recursive or (old is not None and old.recursive),
+    config = old.config if old is not None and old.version == MANIFEST_VERSION else None  # older: defaults
+    return ingest_shoot(root, config=config, n_jobs=n_jobs, recursive=recursive or (old is not None and old.recursive),
                         exclude=sorted(skip), progress=progress)
