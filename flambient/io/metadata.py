@@ -311,12 +311,12 @@ def prepare(meta: FinalMetadata, size: tuple[int, int], jpeg: bool) -> Prepared:
 
     src = read_source(meta.source) if meta.source is not None else None
     exif, iptc, raw_xmp = src if src is not None else (_fallback_exif(meta.fallback), {}, "")
-    exif = copied_exif(exif, meta.strip_gps)
     try:
         upright = meta.source is None or image_kind(meta.source) in ORIENTATION_APPLIED
     except Exception:  # the source vanished after decoding: its pixels were decoded upright or not at all
         upright = True
     orientation = 1 if upright else _orientation(exif)
+    exif = copied_exif(exif, meta.strip_gps)
     flash = flash_word(meta.flash_source) if meta.flash_source is not None else None
     exif.update(final_exif_edits(exif, orientation=orientation, size=size, jpeg=jpeg, software=meta.software,
                                  flash=flash))
