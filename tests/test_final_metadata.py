@@ -277,3 +277,25 @@ def test_preset_metadata_section_is_validated() -> None:
         parse_preset({"metadata": {"strip_gps": "yes"}}, "x")
     with pytest.raises(ConfigError, match="strip_location"):
         parse_preset({"metadata": {"strip_location": True}}, "x")
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "tiff16"])
+def test_exiftool_validate_dng_source_finals(processed: dict[str, Path], fmt: str) -> None:
+    assert _exiftool_warnings(processed[fmt]) == []
+
+
+def test_malformed_source_xmp_is_left_out_and_the_rest_carried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from flambient.config import OutputSettings
+    from flambient.io.metadata import FinalMetadata
+    from flambient.output import write_final
+
+    src = tmp_path / "src.jpg"
+    _tagged_frame(src, 5, 1 / 8, 0x10, T0, extra=False)
+    data = src.read_bytes()
+    payload = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF broken"
+    src.write_bytes(data[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + data[2:])
+    final = write_final(tmp_path / "f.jpg", np.full((8, 8, 3), 0.5, np.float32), OutputSettings(),
+                        FinalMetadata(source=src, software="flambient test"))
+    exif, _, xmp = _read(final)
+    assert exif["Exif.Image.Model"] == "Z 6II" and exif["Exif.Image.Software"] == "flambient test"
+    assert xmp.get("Xmp.xmpMM.History[1]/stEvt:action") == "derived"

@@ -41,8 +41,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..log import get_logger
 from .exif import ExifInfo
 
+log = get_logger("metadata")
 _LOCK = threading.Lock()
 
 #: EXIF IFD0 tags a final keeps from its source (the rest describe the source's pixels or
@@ -323,13 +325,40 @@ def prepare(meta: FinalMetadata, size: tuple[int, int], jpeg: bool) -> Prepared:
     with _exiv2(level=3):
         carrier = pyexiv2.ImageData(_blank_jpeg())
         carrier.modify_exif({k: v for k, v in exif.items() if v is not None})
-        if iptc:
+        if iptc and _usable(meta.source, "iptc", iptc):
             carrier.modify_iptc(iptc)
-        if raw_xmp:
+        if raw_xmp and _usable(meta.source, "xmp", raw_xmp):
             carrier.modify_raw_xmp(raw_xmp)
         carrier.modify_xmp(xmp_edits(carrier.read_xmp(), orientation=orientation, size=size,
                                      strip_gps=meta.strip_gps, software=meta.software, history=meta.history))
     return Prepared(carrier, dpi_of(exif))
+
+
+def _usable(source: Path | None, part: str, value: Any) -> bool:
+    """Whether the source's IPTC (dict) or XMP (packet) survives a write and read-back (call under the lock).
+
+    A malformed part is left out of the final with a warning rather than failing the set.
+    """
+    import pyexiv2
+
+    probe = pyexiv2.ImageData(_blank_jpeg())
+    try:
+        if part == "iptc":
+            probe.modify_iptc(value)
+            probe.read_iptc()
+        else:
+            probe.modify_raw_xmp(value)
+            probe.read_xmp()
+        return True
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else "unreadable"
+        log.warning("%s: its %s is not carried into the final (%s)", source, part.upper(), reason)
+        return False
+    finally:
+        try:
+            probe.close()
+        except RuntimeError:
+            pass  # the rest of the probe's failure, still in pyexiv2's error buffer: drained here
 
 
 def _orientation(exif: dict[str, Any]) -> int:
