@@ -10,7 +10,8 @@ What changes on the way (everything else is copied as it is):
 
 - EXIF IFD0 keeps only descriptive tags (:data:`IFD0_KEEP`): no image-structure, DNG or
   sub-image tags of the source; the thumbnail (IFD1) and maker notes are dropped (their
-  offsets point into the camera's file, and the thumbnail shows the unedited frame);
+  offsets point into the camera's file, and the thumbnail shows the unedited frame), so are
+  subject coordinates in the source's pixel grid and its ImageUniqueID (:data:`PHOTO_DROP`);
 - Orientation: 1 when the source's reader rotated the pixels upright (JPEG, RAW;
   :data:`flambient.io.images.ORIENTATION_APPLIED`), else the source's (pixels as stored);
 - pixel dimensions (EXIF and XMP) are the final's; ColorSpace is sRGB; resolution (dpi) is
@@ -56,6 +57,10 @@ IFD0_KEEP = frozenset({
 })
 #: EXIF groups (exiv2 key's middle part) copied: IFD0, the EXIF IFD, GPS and interoperability.
 GROUPS_KEEP = frozenset({"Image", "Photo", "GPSInfo", "Iop"})
+#: EXIF IFD tags not copied: the maker note (offsets into the camera's file), coordinates in
+#: the source's pixel grid, and the source image's unique id (the final is another image).
+PHOTO_DROP = frozenset({"Exif.Photo.MakerNote", "Exif.Photo.SubjectArea", "Exif.Photo.SubjectLocation",
+                        "Exif.Photo.ImageUniqueID"})
 #: DNG IFD0 tags with a standard EXIF home: copied there when the source has no value.
 DNG_TO_EXIF = {"Exif.Image.CameraSerialNumber": "Exif.Photo.BodySerialNumber",
                "Exif.Image.LensInfo": "Exif.Photo.LensSpecification"}
@@ -97,7 +102,7 @@ class Prepared:
     dpi: tuple[float, float]
 
     def apply(self, path: str | Path) -> None:
-        """Write the carrier's EXIF, IPTC and XMP into the image file ``path`` (in place).
+        """Write the carrier's EXIF, IPTC and XMP into the image file ``path`` (in place; once: frees the carrier).
 
         The file's pixels and ICC profile are kept. Raises RuntimeError when exiv2 cannot
         write the file.
@@ -111,6 +116,7 @@ class Prepared:
                                                    icc=False, thumbnail=False)
             finally:
                 img.close()
+                self.carrier.close()
 
 
 @contextmanager
@@ -180,7 +186,7 @@ def copied_exif(exif: dict[str, Any], strip_gps: bool) -> dict[str, Any]:
             continue
         if parts[1] == "Image" and parts[2] not in IFD0_KEEP:
             continue
-        if key == "Exif.Photo.MakerNote" or (strip_gps and (parts[1] == "GPSInfo" or key == "Exif.Image.GPSTag")):
+        if key in PHOTO_DROP or (strip_gps and (parts[1] == "GPSInfo" or key == "Exif.Image.GPSTag")):
             continue
         out[key] = val
     for dng, std in DNG_TO_EXIF.items():
