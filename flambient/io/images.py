@@ -337,7 +337,7 @@ def save_tiff(path: str | Path, srgb: np.ndarray, icc: bool = True,
     """Encode sRGB float HxWx3 as a 16-bit (or ``bits=8``) TIFF (sRGB profile) straight to ``path`` (not atomic).
 
     Uncompressed baseline TIFF: every reader takes it and ``exiftool -validate`` accepts it
-    (Deflate is not baseline; on 16-bit photographs it saved about 1%). ``tags`` are extra TIFF
+    (Deflate is not baseline; on real finals it saved 8% at 16 bits, 47% at 8). ``tags`` are extra TIFF
     tags in tifffile's ``extratags`` form (code, dtype, count, value, writeonce); ``dpi`` (x, y)
     in dots per inch becomes XResolution/YResolution (unit: inch).
     """
