@@ -227,7 +227,8 @@ def test_real_nikon_set_keeps_its_metadata_and_validates(tmp_path: Path, tagged:
     assert exif["Exif.Photo.Flash"] != ref["Exif.Photo.Flash"] and int(exif["Exif.Photo.Flash"]) & 1  # set has flash
     assert (exif["Exif.Photo.PixelXDimension"], exif["Exif.Photo.PixelYDimension"]) == ("320", "213")
     assert iptc.get("Iptc.Application2.DateCreated") == "2025-10-29"
-    assert _exiftool_warnings(final) == []
+    if shutil.which("exiftool"):  # the metadata checks above run without it
+        assert _exiftool_warnings(final) == []
 
 
 def test_unreadable_source_falls_back_to_ingest_fields_and_tiff_keeps_pixels(tmp_path: Path) -> None:
