@@ -300,3 +300,17 @@ def test_malformed_source_xmp_is_left_out_and_the_rest_carried(tmp_path: Path, c
     exif, _, xmp = _read(final)
     assert exif["Exif.Image.Model"] == "Z 6II" and exif["Exif.Image.Software"] == "flambient test"
     assert xmp.get("Xmp.xmpMM.History[1]/stEvt:action") == "derived"
+
+
+def test_turning_strip_gps_on_redoes_the_final(tagged: dict[str, Path], tmp_path: Path) -> None:
+    shoot, model = tagged["shoot"], str(tagged["shoot"].parent / "m")
+
+    def run(doc: dict) -> str:
+        s = process_shoot(shoot, ProcessOptions(preset=parse_preset(doc, "p"), model=model, devices="cpu",
+                                                out=tmp_path, decode_jobs=1))
+        return s.results[0].status
+
+    assert run({}) == "done" and run({}) == "skipped"
+    assert run({"metadata": {"strip_gps": True}}) == "done"  # part of the fingerprint: not skipped
+    exif, _, xmp = _read(next(tmp_path.glob("*.jpg")))
+    assert not [k for k in exif if "GPS" in k] and not [k for k in xmp if "GPS" in k]
