@@ -22,7 +22,7 @@ from .evaluate import HEATMAP_MAX_DE, EvalResult, ImageResult, View, format_valu
 from .io.atomic import atomic_write_text
 from .report_assets import CSS, JS, colour_bar_html
 from .report_plots import de_histogram_svg, tone_curves_svg
-from .verdict import verdict
+from .verdict import de_words, verdict
 
 __all__ = ["de_histogram_svg", "images_html", "render_report", "summary_html", "tone_curves_svg", "write_report"]
 
@@ -134,6 +134,14 @@ def _metrics_html(r: ImageResult, keys: list[str], baselines: list[str]) -> str:
     return f'<table class="m"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _reading_html(r: ImageResult) -> str:
+    """Under the image's name: its mean dE and a rough plain reading of it."""
+    de = r.metrics.get("delta_e2000")
+    if de is None or not math.isfinite(de):
+        return ""
+    return f'<div class="reading">dE {de:.1f}: {html.escape(de_words(de))}</div>'
+
+
 def images_html(result: EvalResult) -> str:
     """One row per image (views + metrics), sortable with the header's controls or ``#sort=``."""
     keys = _metric_keys(result)
@@ -144,7 +152,7 @@ def images_html(result: EvalResult) -> str:
     head = ('<th class="name sortable" data-key="name">image</th>'
             '<th>flambient | editor (drag the divider); input; colour difference &middot; click to enlarge</th>'
             f'<th class="sortbar">sort by {buttons}</th>')
-    rows = [f'<tr><td class="name" data-v="{html.escape(r.name)}">{html.escape(r.name)}</td>'
+    rows = [f'<tr><td class="name" data-v="{html.escape(r.name)}">{html.escape(r.name)}{_reading_html(r)}</td>'
             f"<td>{_views_html(r)}</td><td>{_metrics_html(r, keys, baselines)}</td></tr>" for r in result.images]
     return (f'<table id="images"><colgroup><col style="width:110px"><col><col style="width:{metrics_px}px">'
             f'</colgroup><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')

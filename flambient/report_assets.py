@@ -40,6 +40,7 @@ figcaption{font-size:12px;color:#555;margin-top:4px}
 #images > thead th{position:sticky;top:0;z-index:2;text-align:left;vertical-align:top}
 #images > tbody > tr > td{vertical-align:top;text-align:left}
 #images td.name{font-weight:600;overflow-wrap:anywhere}
+#images td.name .reading{font-weight:normal;font-size:12px;color:#555;margin-top:4px}
 .sortable{cursor:pointer}
 .sortbar{font-weight:normal;font-size:12px}
 .sortbar .sortable{display:inline-block;padding:0 5px;margin:1px;border:1px solid #bbb;border-radius:3px;background:#fff}
