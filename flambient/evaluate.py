@@ -75,8 +75,9 @@ class ImageResult:
     """Scores of one image: ``metrics`` (key -> float, NaN when undefined) plus report data.
 
     ``views`` holds the report's pictures as :class:`View` (``input``, ``pred``, ``truth``,
-    ``error`` = dE heat map), kept encoded so a long eval holds little memory; ``de_hist`` the per-pixel dE histogram over :data:`DE_BINS`; ``tone`` the fitted
-    tone curve (prediction L*, truth L*) from :func:`flambient.metrics.tone_curve_fit`;
+    ``error`` = dE heat map), kept encoded so a long eval holds little memory; ``de_hist``
+    the per-pixel dE histogram over :data:`DE_BINS`; ``tone`` the fitted tone curve
+    (prediction L*, truth L*) from :func:`flambient.metrics.tone_curve_fit`;
     ``baseline_metrics`` each baseline's metrics on this image.
     """
 

@@ -161,9 +161,8 @@ def images_html(result: EvalResult) -> str:
 def header_html(result: EvalResult, title: str) -> str:
     """Title, verdict, model / preset / version of the finals, what was compared and when."""
     prov = result.provenance
-    unknown = "unknown (no sidecars; eval --model)"
-    items = [("model", (prov.model if prov else None) or unknown),
-             ("preset", (prov.preset if prov else None) or unknown.replace("--model", "--preset")),
+    items = [("model", (prov.model if prov else None) or "unknown (no sidecars; eval --model)"),
+             ("preset", (prov.preset if prov else None) or "unknown (no sidecars; eval --preset)"),
              ("finals made by", f"flambient {prov.finals_version}" if prov and prov.finals_version else "unknown"),
              ("report by", f"flambient {__version__}"),
              ("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))]

@@ -21,7 +21,8 @@ h1{font-size:24px;margin:0 0 8px} h2{font-size:18px;margin:26px 0 8px}
 .verdict{font-size:18px;line-height:1.45;margin:6px 0 12px;padding:10px 14px;background:#fff;
 border-left:5px solid #1f77b4;max-width:1100px}
 .prov{display:flex;flex-wrap:wrap;gap:4px 22px;margin:0 0 6px;font-size:14px}
-.prov div{white-space:nowrap} .prov dt{display:inline;color:#666} .prov dd{display:inline;margin:0 0 0 5px;font-weight:600}
+.prov div{white-space:nowrap} .prov dt{display:inline;color:#666}
+.prov dd{display:inline;margin:0 0 0 5px;font-weight:600}
 .meta{color:#666;font-size:13px;overflow-wrap:anywhere}
 table{border-collapse:collapse;font-size:13px;background:#fff}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}
@@ -43,7 +44,8 @@ figcaption{font-size:12px;color:#555;margin-top:4px}
 #images td.name .reading{font-weight:normal;font-size:12px;color:#555;margin-top:4px}
 .sortable{cursor:pointer}
 .sortbar{font-weight:normal;font-size:12px}
-.sortbar .sortable{display:inline-block;padding:0 5px;margin:1px;border:1px solid #bbb;border-radius:3px;background:#fff}
+.sortbar .sortable{display:inline-block;padding:0 5px;margin:1px;border:1px solid #bbb;border-radius:3px;
+background:#fff}
 .sortable:hover{background:#e2e8f0}
 .sortable.asc::after{content:" \\25B2"} .sortable.desc::after{content:" \\25BC"}
 .views{display:flex;gap:10px;align-items:flex-start}
@@ -56,7 +58,8 @@ img.v{display:block;width:100%;height:auto;cursor:zoom-in;border:1px solid #ccc}
 .cmp .bar{position:absolute;top:0;bottom:0;left:50%;width:2px;margin-left:-1px;background:#fff;
 box-shadow:0 0 3px #000;pointer-events:none}
 .cmp input{position:absolute;top:0;left:0;width:100%;height:100%;margin:0;opacity:0;cursor:ew-resize}
-.cmp .lab{position:absolute;top:6px;padding:2px 6px;font-size:12px;color:#fff;background:rgba(0,0,0,.6);pointer-events:none}
+.cmp .lab{position:absolute;top:6px;padding:2px 6px;font-size:12px;color:#fff;background:rgba(0,0,0,.6);
+pointer-events:none}
 .cmp .lab.l{left:6px} .cmp .lab.r{right:6px}
 button.zoom{position:absolute;right:6px;bottom:6px;z-index:1;font-size:12px;padding:2px 8px;cursor:zoom-in;
 border:1px solid #888;border-radius:3px;background:rgba(255,255,255,.9)}
