@@ -10,6 +10,7 @@ slider in a full-window overlay; Esc or a click outside closes it) and sorting t
 from __future__ import annotations
 
 import html
+from functools import lru_cache
 
 import numpy as np
 
@@ -21,8 +22,8 @@ h1{font-size:24px;margin:0 0 8px} h2{font-size:18px;margin:26px 0 8px}
 .verdict{font-size:18px;line-height:1.45;margin:6px 0 12px;padding:10px 14px;background:#fff;
 border-left:5px solid #1f77b4;max-width:1100px}
 .prov{display:flex;flex-wrap:wrap;gap:4px 22px;margin:0 0 6px;font-size:14px}
-.prov div{white-space:nowrap} .prov dt{display:inline;color:#666}
-.prov dd{display:inline;margin:0 0 0 5px;font-weight:600}
+.prov div{max-width:100%} .prov dt{display:inline;color:#666}
+.prov dd{display:inline;margin:0 0 0 5px;font-weight:600;overflow-wrap:anywhere}
 .meta{color:#666;font-size:13px;overflow-wrap:anywhere}
 table{border-collapse:collapse;font-size:13px;background:#fff}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}
@@ -130,6 +131,7 @@ JS = """
 """
 
 
+@lru_cache(maxsize=4)
 def colour_bar_html(vmax: float, ticks: int = 5) -> str:
     """A horizontal colour bar of the heat map ('inferno', 0..``vmax`` CIEDE2000) as HTML/CSS.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,7 @@ def test_report_fits_1400px_and_its_scripts_run(eval_dirs: dict[str, Path], tmp_
     _chromium_or_skip()
     res = evaluate(eval_dirs["pred"], eval_dirs["truth"], inputs=eval_dirs["dataset"], with_baselines=True)
     res.images[0].name = "a_very_long_image_name_" * 6  # long names must wrap, not widen the page
+    res.provenance = replace(res.provenance, model="mixed: " + ", ".join(f"/runs/model_{i}" for i in range(60)))
     page = tmp_path / "probe.html"
     page.write_text(render_report(res).replace("</body>", _PROBE, 1))
     dom = dump_dom(page, width=1400, height=1000)
