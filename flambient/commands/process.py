@@ -7,23 +7,23 @@ from typing import Optional
 
 import typer
 
-from ._options import BackendChoice, devices_option, overlap_option, tile_option
+from ._command import command
+from ._options import (BackendChoice, devices_multi_option, force_option, jobs_option, json_option, model_option,
+                       out_option, overlap_option, preset_option, tile_option)
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``process`` command to ``app``."""
 
-    @app.command("process")
+    @command(app, "process")
     def process_cmd(
         shoot: Path = typer.Argument(..., help="Shoot folder (frames, or single merged images)."),
-        preset: str = typer.Option("studio", "--preset", "-p", help="Preset name (flambient presets) or a .yaml path."),
-        model: Optional[str] = typer.Option(None, "--model", "-m",
-                                            help="Model name, model folder or .onnx file (default: the preset's)."),
+        preset: str = preset_option(),
+        model: Optional[str] = model_option(None, "Model name, model folder or .onnx file (default: the preset's)."),
         backend: BackendChoice = typer.Option(BackendChoice.torch, "--backend", help="Model runtime."),
-        devices: str = typer.Option("auto", "--devices", "-d", callback=devices_option,
-                                    help="auto, cpu, cuda or cuda:0,1."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: SHOOT/final)."),
-        force: bool = typer.Option(False, "--force", help="Redo sets whose final is up to date."),
+        devices: str = devices_multi_option(),
+        out: Optional[Path] = out_option(None, "Output folder (default: SHOOT/final)."),
+        force: bool = force_option("Redo sets whose final is up to date."),
         overwrite_user_files: bool = typer.Option(
             False, "--overwrite-user-files",
             help="Replace files under a final's name that flambient did not write or that were edited."),
@@ -36,21 +36,18 @@ def register(app: typer.Typer) -> None:
             help="Model margin at tile borders in pixels, 0-512 (default: the model's spec)."),
         no_cache: bool = typer.Option(False, "--no-cache",
                                       help="Decode originals even when ingest --cache frames exist."),
-        jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Decoder threads per set (0 = all cores)."),
-        json_out: Optional[str] = typer.Option(
-            None, "--json", metavar="PATH",
-            help="Also write the run's summary as JSON to this file; '-' prints only the JSON, on stdout."),
+        jobs: int = jobs_option(help="Decoder threads per set (0 = all cores)."),
+        json_out: Optional[str] = json_option("Also write the run's summary as JSON to PATH; '-' prints only the JSON, "
+                                              "on stdout."),
     ) -> None:
         """Blend every bracket set of SHOOT into a final (skips sets already done).
 
         Exit 0 when all is done, 1 if any set failed, 4 if sets were left to another worker's lock.
         """
         import dataclasses
-        import logging
 
         from ..config import load_preset
         from ..errors import ConfigError
-        from ..log import get_logger
         from ..process import ProcessOptions, parse_shard
         from ..tiling import tiling_problem
 
@@ -66,7 +63,9 @@ def register(app: typer.Typer) -> None:
         if problem is not None:
             raise ConfigError(problem[0], hint=problem[1])
         shard_range = parse_shard(shard) if shard else None
-        quiet = get_logger().getEffectiveLevel() > logging.INFO
+        from ._out import quiet as is_quiet
+
+        quiet = is_quiet()
         opts = ProcessOptions(preset=p, model=model, backend=backend.value, devices=devices, out=out, force=force,
                               dry_run=dry_run, shard=shard_range,
                               use_cache=not no_cache, decode_jobs=jobs or None,
