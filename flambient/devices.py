@@ -1,7 +1,7 @@
 """Compute devices: discovery (CUDA GPUs, then the CPU) and the ``--devices`` option.
 
-One grammar for every device option (``process --devices``, ``train``/``finetune --device``,
-the onnx backend): :func:`parse_devices` / :func:`parse_device`; the CLI checks values with
+One grammar for every device option (``process --devices``, ``train``/``finetune --devices``
+(one device there), the onnx backend): :func:`parse_devices` / :func:`parse_device`; the CLI checks values with
 them while parsing its arguments, before any work. ``--devices`` accepts ``auto`` (every CUDA GPU, or the CPU when there is none), ``cpu``,
 ``cuda`` (every GPU) or ``cuda:0,1`` / ``0,1`` (those GPUs). Only ``auto`` falls back to the
 CPU when there is no usable GPU; an explicit ``cuda`` (or ``cuda:N``) on such a machine, or a
@@ -66,7 +66,7 @@ def parse_devices(spec: str | None) -> tuple[str, list[int]]:
 
 
 def parse_device(spec: str | None) -> str:
-    """Parse a single-device value (``train --device``, the onnx backend): auto, cpu, cuda or cuda:N.
+    """Parse a single-device value (``train --devices``, the onnx backend): auto, cpu, cuda or cuda:N.
 
     The same grammar as :func:`parse_devices` (``gpu`` = ``cuda``, ``1`` = ``cuda:1``) but one
     device at most; returns the normalised name. Raises :class:`DeviceError` otherwise.

@@ -105,6 +105,7 @@ class _ToProjectLog(logging.Handler):
 
 def _capture_warnings() -> None:
     """Send :mod:`warnings` output through the project log instead of raw stderr."""
+    logging.captureWarnings(False)  # re-install, also when someone replaced warnings.showwarning since
     logging.captureWarnings(True)
     pyw = logging.getLogger("py.warnings")
     pyw.handlers[:] = [h for h in pyw.handlers if not isinstance(h, _ToProjectLog)] + [_ToProjectLog()]

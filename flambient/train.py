@@ -564,7 +564,8 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
     prog = Progress(TextColumn("[bold]train[/]"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                     TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                    disable=not d.main or not log.isEnabledFor(logging.INFO), transient=False)  # off under -q
+                    disable=not d.main or not log.isEnabledFor(logging.INFO) or not console.is_terminal,
+                    transient=False)  # off under -q and off a terminal
     stopped = "budget"
     run_loss: list[float] = []
     win_t, win_imgs, crop = 0.0, 0, cfg.crop

@@ -54,7 +54,7 @@ COMMON_NAMES = frozenset(p.name for p in COMMON_PARAMS)
 def rewrite_deprecated(command: str, args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Replace ``command``'s deprecated spellings in ``args``; returns the new args and (old, new) pairs.
 
-    Handles ``--old VALUE``, ``--old=VALUE`` and an attached short value (``-mbilateral``);
+    Handles ``OLD VALUE``, ``OLD=VALUE`` and an attached short value (``-mbilateral``);
     nothing after ``--`` is touched.
     """
     table = DEPRECATED.get(command, {})

@@ -33,6 +33,16 @@ def quiet() -> bool:
     return is_quiet()
 
 
+def show_progress() -> bool:
+    """Whether to draw progress bars: only on a terminal, and not under ``-q``.
+
+    Off a terminal (cron, a pipe) a bar would leave a blank or a wrapped line in the log.
+    """
+    from ..log import console
+
+    return console.is_terminal and not quiet()
+
+
 def data_console() -> Console:
     """A console on the current ``sys.stdout`` (looked up per call, so redirection is honoured)."""
     return Console(file=sys.stdout, highlight=False, soft_wrap=False)

@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         from ..io.images import IMAGE_EXTENSIONS
         from ..process import ProcessOptions, process_shoot
         from ._out import note
+        from .process import report_problems
 
         p = load_preset(preset)
         has_images = folder.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in folder.iterdir()
@@ -48,10 +49,10 @@ def register(app: typer.Typer) -> None:
             if photos:
                 copy_demo_photos(folder)
         summary = process_shoot(folder, ProcessOptions(preset=p, model=model, devices=devices, out=out))
+        report_problems(summary)  # failures once, also with -q
         for r in summary.results:
-            line = (f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else "")
-                    + (f"  ({r.error})" if r.error else ""))
-            note(line)
+            if r.status not in ("failed", "kept", "locked"):
+                note(f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else ""))
         note(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / 'flambient-summary.json'})")
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)

@@ -33,13 +33,13 @@ def register(app: typer.Typer) -> None:
 
         from ..evaluate import evaluate, summary_table
         from ..log import console
-        from ._out import emit, quiet
+        from ._out import emit, quiet, show_progress
 
         if out is not None:
             json_path = json_path or str(out / "metrics.json")
             report = report or out / "report.html"
         with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                      console=console, transient=True, disable=quiet()) as bar:
+                      console=console, transient=True, disable=not show_progress()) as bar:
             task = bar.add_task("", total=None)
 
             def progress(done: int, total: int, name: str) -> None:

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
                           "yes" if spec.exportable else "no", spec.description)
         emit(doc, table, json_out)
         if not json_to_stdout(json_out):
-            named = Table(title="models by name (use with: --model NAME)")
+            named = Table(title="models by name (use with: flambient process --model NAME)")
             named.add_column("model")
             named.add_column("folder")
             for name, path in models.items():

@@ -63,29 +63,27 @@ def register(app: typer.Typer) -> None:
         if problem is not None:
             raise ConfigError(problem[0], hint=problem[1])
         shard_range = parse_shard(shard) if shard else None
-        from ._out import quiet as is_quiet
-
-        quiet = is_quiet()
         opts = ProcessOptions(preset=p, model=model, backend=backend.value, devices=devices, out=out, force=force,
                               dry_run=dry_run, shard=shard_range,
                               use_cache=not no_cache, decode_jobs=jobs or None,
                               overwrite_user_files=overwrite_user_files)
-        summary = _run_with_progress(shoot, opts, quiet)
+        summary = _run_with_progress(shoot, opts)
         _report(summary, dry_run, json_out)
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)
 
 
-def _run_with_progress(shoot: Path, opts, quiet: bool):  # type: ignore[no-untyped-def]
+def _run_with_progress(shoot: Path, opts):  # type: ignore[no-untyped-def]
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
     from ..log import console
     from ..process import process_shoot
+    from ._out import show_progress
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                  disable=quiet or not console.is_terminal, transient=False) as bar:
+                  disable=not show_progress(), transient=False) as bar:
         task = bar.add_task("all sets", total=None)
         per_set: dict = {}
 
@@ -111,21 +109,13 @@ def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: igno
     ``failed:``, ``kept:`` and ``locked:`` lines and the run's problems go to stderr also with
     ``-q`` (what this run could not do).
     """
-    from rich.markup import escape
     from rich.table import Table
 
     from ..log import console
     from ..process import summary_doc
     from ._out import emit, json_to_stdout, quiet
 
-    for r in summary.results:
-        if r.status == "failed":
-            console.print(f"[bold red]failed:[/] {r.name}: {r.error}", soft_wrap=True)
-    for r in summary.results:  # what this run could not do, also with -q
-        if r.status in ("locked", "kept"):
-            console.print(f"[bold yellow]{r.status}:[/] {escape(r.name)}: {escape(r.note or '')}", soft_wrap=True)
-    for p in summary.problems:
-        console.print(f"[bold red]error:[/] {escape(p)}", soft_wrap=True)
+    report_problems(summary)
     _report_inputs(summary.inputs, quiet())
     table = Table(title=f"{'dry run: ' if dry_run else ''}{summary.shoot}")
     for col in ("status", "set", "final", "note"):
@@ -136,6 +126,23 @@ def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: igno
     if not json_to_stdout(json_out) and not quiet():  # a note for people, on stderr
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "nothing to do"
         console.print(f"{counts} in {summary.seconds:.1f} s; finals in {summary.out}", soft_wrap=True)
+
+
+def report_problems(summary) -> None:  # type: ignore[no-untyped-def]
+    """What a run could not do, on stderr, each once and also with ``-q``: failed sets, sets
+    kept (a user's file) or left to another worker's lock, and run-wide problems."""
+    from rich.markup import escape
+
+    from ..log import console
+
+    for r in summary.results:
+        if r.status == "failed":
+            console.print(f"[bold red]failed:[/] {escape(r.name)}: {escape(r.error or '')}", soft_wrap=True)
+    for r in summary.results:
+        if r.status in ("locked", "kept"):
+            console.print(f"[bold yellow]{r.status}:[/] {escape(r.name)}: {escape(r.note or '')}", soft_wrap=True)
+    for p in summary.problems:
+        console.print(f"[bold red]error:[/] {escape(p)}", soft_wrap=True)
 
 
 def _report_inputs(inputs: list, quiet: bool) -> None:  # type: ignore[type-arg]

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
         from ..log import console
         from ..synth.shoot import parse_size, synth_pairs, synth_shoot
-        from ._out import note, quiet
+        from ._out import note, show_progress
 
         import os
 
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         fmt, style = frame_format.value, house_style.value
         default = (384, 256) if pairs else (1536, 1024)
         wh = parse_size(size, megapixels, default)
-        with Progress(console=console, transient=True, disable=quiet()) as bar:
+        with Progress(console=console, transient=True, disable=not show_progress()) as bar:
             task = bar.add_task("synth", total=sets)
 
             def progress(done: int, total: int) -> None:
