@@ -464,3 +464,14 @@ def test_models_and_presets_do_not_depend_on_the_working_folder(tmp_path: Path) 
                                         text=True, timeout=120, check=True).stdout)
     assert "default" in {m["name"] for m in models["models"]} and "decoy" not in {m["name"] for m in models["models"]}
     assert "studio" in {p["name"] for p in presets["presets"]} and "decoy" not in {p["name"] for p in presets["presets"]}
+
+
+def test_finetune_does_not_replace_a_model_without_force(tiny_model: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine"
+    shutil.copytree(tiny_model, out)
+    before = (out / "model.pt").read_bytes()
+    assert main(["finetune", "--pairs", str(tmp_path / "nopairs"), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "already" in line and "--force" in line
+    assert (out / "model.pt").read_bytes() == before

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ._command import command
-from ._options import device_single_option, model_option, out_option
+from ._options import device_single_option, force_option, model_option, out_option
 
 
 def register(app: typer.Typer) -> None:
@@ -28,12 +28,18 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 5e-4)."),
         devices: Optional[str] = device_single_option(),
+        force: bool = force_option("Replace a model already in --out."),
     ) -> None:
         """Fine-tune a model on your own edits; the card records held-out metrics before and after."""
         from ..finetune import finetune, finetune_config
         from ..modelcard import command_from_context
         from ._out import note
 
+        if (out / "model.pt").exists() and not force:
+            from ..errors import InputError
+
+            raise InputError("a model is already in this folder", out,
+                             "choose another --out, or add --force to replace it")
         cfg = finetune_config(config, steps=steps, max_minutes=max_minutes, seed=seed, lr=lr, device=devices,
                               context_only=context_only or None)
         res = finetune(pairs, out, base=model, cfg=cfg, command=command_from_context(ctx))
