@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ._command import command
-from ._options import json_option, out_option
+from ._options import json_option, model_option, out_option
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +27,10 @@ def register(app: typer.Typer) -> None:
         report: Optional[Path] = typer.Option(None, "--report", help="Write the self-contained report.html here."),
         out: Optional[Path] = out_option(None, "Folder for metrics.json and report.html (when --json / --report "
                                          "do not name them)."),
+        model: Optional[str] = model_option(None, "Name of the model that made PRED, for the report and metrics.json "
+                                            "(default: read from the finals' sidecars)."),
+        preset: Optional[str] = typer.Option(
+            None, "--preset", "-p", help="Name of the preset PRED was made with (default: from the sidecars)."),
     ) -> None:
         """Score predictions against reference edits: PSNR, SSIM, MS-SSIM, CIEDE2000, WB, tone, exposure, FLIP."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -46,7 +50,7 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, completed=done, total=total, description=name)
 
             result = evaluate(pred, truth, inputs=inputs, with_baselines=baselines, keep_views=report is not None,
-                              progress=progress)
+                              progress=progress, model=model, preset=preset)
         for msg in result.missing:
             console.print(f"[yellow]missing:[/] {msg}", soft_wrap=True)
         written = emit(result.to_json(), summary_table(result), json_path)
