@@ -375,7 +375,7 @@ def test_every_hint_names_real_options() -> None:
     # "flambient CMD ARGS", "`CMD -x", "CMD --x" (a bare "flambient presets" names no options)
     mention = re.compile(rf"(?:flambient(?:\s+-[qv])*\s+({names})(?=\s+[^\s`'\")]))|(?:`({names})\s+-)"
                          rf"|(?:\b({names})\s+--)")
-    option = re.compile(r"(?<![\w-])(--[a-z][a-z0-9_-]*)")
+    option = re.compile(r"(?<![\w-])(?<!var\()(--[a-z][a-z0-9_-]*)(?![\w:-])")  # not CSS (--ar: 1; var(--ar))
     pkg = Path(flambient.__file__).parent
     bad = []
     for f in sorted(pkg.rglob("*.py")):
@@ -383,7 +383,7 @@ def test_every_hint_names_real_options() -> None:
             continue
         for line, s in _strings(ast.parse(f.read_text(encoding="utf-8"))):
             named = option.findall(s)
-            if not named or re.fullmatch(r"--[a-z][a-z0-9_-]*", s):
+            if not named or re.fullmatch(r"--[a-z][a-z0-9_-]*(=.*)?", s, re.S):  # one argv item, ours or a tool's
                 continue
             cmds = {c for groups in mention.findall(s) for c in groups if c}
             if not cmds and f.parent.name == "commands" and f.stem in opts:
