@@ -6,9 +6,9 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **exposure** is measured from the image itself (log-average luminance of the unclipped
   pixels of the base image) and moved toward a learned key by a bounded number of stops
   (``ev_range``); a single image (one merged exposure, no flash or window frame) is never
-  darkened by more than ``single_ev_floor`` stops by the exposure and the tone curve together
-  (the exposure is raised until the curve's output keeps that much of the source's mean
-  luminance), while a bracket set, whose ambient frame is often shot a stop bright, may be;
+  darkened by more than ``single_ev_floor`` (0.2) stops by the exposure, the local gain and the
+  tone curve together (the exposure is raised until the curve's output keeps that much of the
+  source's mean luminance, then the local grid is lifted uniformly until it does too), while a bracket set, whose ambient frame is often shot a stop bright, may be;
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
@@ -22,12 +22,14 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **neutral highlights**: where the source is bright and neutral (a clipped window or lamp),
   the output is forced to grey, so white never changes hue;
 - **local** edits (window pulls, shadow lift) are a bilateral grid of luminance gains,
-  bounded to ``local_ev`` stops and sliced at absolute image coordinates (tile-exact).
+  bounded to ``local_ev`` stops, falling with luminance slowly enough that local contrast is
+  at least halved, never inverted (no blotches), and sliced at absolute image coordinates
+  (tile-exact).
 
 Frames of a bracket set are combined per pixel before the edit: where the ambient frame is
 near clipping, its radiance comes from the window-pull frame (else the flash frame, both
-exposure-normalised, so they carry the unclipped view), and the flash light (flash frame
-minus ambient, >= 0) is added with a learned, image-adaptive weight relative to the ambient's
+exposure-normalised, so they carry the unclipped view), and the flash light (the flash frame
+times the share of its luminance the ambient does not explain) is added with a learned, image-adaptive weight relative to the ambient's
 brightness. Single images (one merged exposure) are the case without flash or window frame.
 
 ``context(low)`` returns one flat vector per image (see :data:`CTX_LAYOUT`): every global
@@ -73,15 +75,30 @@ CURVE_U_MAX = 2.0
 WHITE_POINT = 0.98
 #: Pixels per chunk of ``apply`` at inference (bounds the D x chunk slice buffer).
 CHUNK_PIXELS = 1 << 16
-#: Ambient values (linear) where a pixel starts / finishes counting as clipped for the frame merge.
-CLIP_LO, CLIP_HI = 0.75, 0.97
+#: Ambient values (linear) where a pixel starts / finishes counting as clipped for the frame merge
+#: (sRGB 0.95 -> 0.99: only the top of the range; a bright but recorded surface stays the ambient's).
+CLIP_LO, CLIP_HI = 0.88, 0.98
 #: Ambient minimum-channel range (linear) over which the neutral-highlight guard turns on
 #: (sRGB 0.88 -> 0.91: every channel of the source near white).
 GUARD_LO, GUARD_HI = 0.74, 0.80
 #: Minimum / maximum channel ratio of the substituted frame above which it counts as neutral.
 NEUTRAL_LO, NEUTRAL_HI = 0.90, 0.97
+#: Share of local contrast (in log luminance) the local gain keeps at least (see AdaptiveNet.local_grid).
+LOCAL_CONTRAST_KEEP = 0.5
 _EPS = 1e-6
 _LN2 = 0.6931471805599453
+
+
+def local_step_margins(bins: int, keep: float = LOCAL_CONTRAST_KEEP) -> list[float]:
+    """Largest fall of the local gain (stops) between luminance bins ``i`` and ``i + 1``.
+
+    Bins sit at encoded luminance ``u_i = i * CURVE_U_MAX / (bins - 1)`` (the sRGB curve: linear
+    ``y ~ ((u + 0.055) / 1.055) ** 2.4``), so ``d log2(y) / du = 2.4 / ((u + 0.055) ln 2)``, least
+    at the segment's top. A fall of ``(1 - keep)`` times that slope times the bin spacing keeps
+    ``d log2(y * 2**gain) >= keep * d log2(y)`` on the whole segment (the gain is linear in u).
+    """
+    du = CURVE_U_MAX / (bins - 1)
+    return [(1.0 - keep) * du * 2.4 / ((du * (i + 1) + 0.055) * _LN2) for i in range(bins - 1)]
 
 
 def _in_export() -> bool:
@@ -98,9 +115,12 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
     Returns ``(radiance, flash_light, clip, substitute)``, each N x 3 x h x w except ``clip``
     (N x 1 x h x w): ``radiance`` is the ambient frame with near-clipped pixels replaced by the
-    window-pull frame (else the flash frame, else left as is); ``flash_light`` is
-    ``max(flash - ambient, 0)`` (zeros without a flash frame); ``clip`` the blend weight used;
-    ``substitute`` the frame blended in where the ambient clips.
+    window-pull frame (else the flash frame, else left as is); ``flash_light`` is the flash
+    frame scaled by the share of its luminance the ambient does not explain,
+    ``flash * max(1 - Y_ambient / Y_flash, 0)`` (zeros without a flash frame): its colour is the
+    flash frame's and its amount a ratio of luminances, so frames whose white balance or
+    exposure differ (camera JPEGs) give no per-channel difference noise; ``clip`` the blend
+    weight used; ``substitute`` the frame blended in where the ambient clips.
     """
     amb, fl, win = x[:, 0:3], x[:, 3:6], x[:, 6:9]
     hf, hw = x[:, 10:11], x[:, 11:12]
@@ -108,7 +128,9 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     has_sub = torch.maximum(hf, hw)
     clip = _smoothstep(CLIP_LO, CLIP_HI, amb.amax(dim=1, keepdim=True)) * has_sub
     rad = amb + clip * (sub - amb)
-    light = (fl - amb).clamp_min(0.0) * hf * (1.0 - clip)
+    y_amb, y_fl = luma(amb), luma(fl)
+    share = (1.0 - y_amb / y_fl.clamp_min(_EPS)).clamp(0.0, 1.0)
+    light = fl * share * hf * (1.0 - clip)
     return rad, light, clip, sub
 
 
@@ -155,7 +177,7 @@ class AdaptiveNet(FlambientNet):
 
     def __init__(self, grid_size: int = 8, luma_bins: int = 8, width: int = 32, curve_knots: int = 24,
                  ev_range: tuple[float, float] | list[float] = (-2.0, 3.0), local_ev: float = 3.0,
-                 single_ev_floor: float = -0.3) -> None:
+                 single_ev_floor: float = -0.2) -> None:
         ev_range = [float(v) for v in ev_range]
         super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
                          ev_range=ev_range, local_ev=local_ev, single_ev_floor=single_ev_floor)
@@ -270,7 +292,11 @@ class AdaptiveNet(FlambientNet):
         sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
         mat = torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)
         mat = (mat / mat.sum(dim=1, keepdim=True)).reshape(1, 9).expand(n, 9)  # rows sum to 1: grey stays grey
-        grid = self.local_ev * torch.tanh(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
+        grid = self.local_grid(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
+        y_edit = luma(torch.einsum("ij,njhw->nihw", mat[0].view(3, 3), base * gains[:, :, None, None] * ev_gain.view(n, 1, 1, 1))
+                      .clamp_min(0.0))
+        lift = self._local_floor(y_edit, luma(low[:, 0:3]), grid, slopes)
+        grid = grid + torch.where(single, lift, torch.zeros_like(lift)).view(n, 1, 1, 1)
         return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat, slopes,
                           grid.reshape(n, -1)], dim=1)
 
@@ -283,7 +309,7 @@ class AdaptiveNet(FlambientNet):
         (curve of ``y * 2**ev``) has a mean linear luminance of at least ``2**single_ev_floor``
         times the source's, found by bisection (``ev`` itself when it already does): so the
         exposure *and* the curve together never darken a single image by more than
-        ``single_ev_floor`` stops, whatever the weights (the local gain is bounded apart).
+        ``single_ev_floor`` stops, whatever the weights (the local gain: :meth:`_local_floor`).
         """
         target = y_src.mean(dim=(1, 2, 3)) * float(2.0 ** self.single_ev_floor)
 
@@ -300,6 +326,54 @@ class AdaptiveNet(FlambientNet):
                 lo = torch.where(ok, lo, mid)
             already = mean_out(ev.detach()) >= target
         return torch.where(already, ev, hi)
+
+    def local_grid(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw N x D x G x G outputs -> local gains (stops) that keep local contrast.
+
+        Along the luminance axis the gain may fall by at most :data:`LOCAL_CONTRAST_KEEP`'s
+        complement of the stops between two bins (:func:`local_step_margins`), so the local map
+        ``y -> y * 2**gain(y)`` is increasing in ``y`` with a slope of at least half the identity's
+        in log terms: no texture inversion, no posterised blotches. Gains are bounded to
+        ``local_ev`` stops (clamping keeps the property). Raw zeros give a zero grid.
+        """
+        first = self.local_ev * torch.tanh(raw[:, :1])
+        m = torch.tensor(local_step_margins(self.luma_bins), dtype=raw.dtype, device=raw.device).view(1, -1, 1, 1)
+        steps = F.softplus(raw[:, 1:] + torch.log(torch.expm1(m))) - m
+        return torch.cumsum(torch.cat([first, steps], dim=1), dim=1).clamp(-self.local_ev, self.local_ev)
+
+    def _local_floor(self, y: torch.Tensor, y_src: torch.Tensor, grid: torch.Tensor, slopes: torch.Tensor,
+                     iterations: int = 10) -> torch.Tensor:
+        """Smallest uniform lift (stops, N, >= 0) of the local grid that keeps a single image's brightness.
+
+        ``y`` is the N x 1 x s x s linear luminance after exposure, white balance and colour
+        matrix (what the local gain and the curve act on), ``y_src`` the source's. The local
+        grid may darken regions by up to ``local_ev`` stops; a uniform lift ``c`` of the grid
+        changes no slicing guide, so the output mean (curve of ``y * 2**(local + c)``) grows
+        monotonically with ``c`` and bisection on [0, ``local_ev``] finds the least lift whose
+        mean linear luminance is at least ``2**single_ev_floor`` times the source's. With the
+        exposure floor this bounds the darkening of a single image by the whole edit.
+        """
+        target = y_src.mean(dim=(1, 2, 3)) * float(2.0 ** self.single_ev_floor)
+        s_h, s_w = y.shape[2], y.shape[3]
+        pos = torch.tensor([0.0, 0.0, float(s_h), float(s_w)], device=y.device)
+        rows, cols = pixel_index_grids(y, pos)
+        guide = (encode_rgb(y) / CURVE_U_MAX).clamp(0.0, 1.0)
+        gain = torch.exp(self._slice_grid(grid.detach(), guide, rows, cols, pos) * _LN2)
+
+        def mean_out(c: torch.Tensor) -> torch.Tensor:
+            u = encode_rgb(y * gain * torch.exp(c * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
+            return srgb_to_linear(self._curve(u, slopes)).mean(dim=(1, 2, 3))
+
+        with torch.no_grad():
+            zero = torch.zeros_like(target)
+            lo, hi = zero, torch.full_like(target, self.local_ev)
+            for _ in range(iterations):
+                mid = 0.5 * (lo + hi)
+                ok = mean_out(mid) >= target
+                hi = torch.where(ok, mid, hi)
+                lo = torch.where(ok, lo, mid)
+            already = mean_out(zero) >= target
+        return torch.where(already, zero, hi).detach()
 
     def unpack(self, ctx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split the N x (15 + K + D*G*G) context into its named parts (shapes in the values' comments)."""
