@@ -118,6 +118,36 @@ def test_single_image_is_never_darkened_beyond_the_floor_whatever_the_weights(se
     assert np.log2(out.mean() / img.mean()) >= net.single_ev_floor - 0.05
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_bracket_set_is_never_darkened_beyond_its_floor_whatever_the_weights(seed: int) -> None:
+    """A flash + ambient set: on the ambient's unclipped pixels the final keeps at least
+    ``2**bracket_ev_floor`` of the ambient's mean brightness."""
+    net = _wild(seed)
+    with torch.no_grad():
+        net.log2_key.fill_(-8.0)
+        net.local[-1].bias.fill_(-6.0)
+    amb = _room(seed=seed)
+    flash = amb * 1.5
+    out = srgb_to_linear(_run(net, build_stack(amb, flash)))
+    unclipped = amb.max(axis=2) < 0.95
+    assert np.log2(out[unclipped].mean() / amb[unclipped].mean()) >= net.bracket_ev_floor - 0.05
+
+
+def test_a_darker_substitute_frame_is_not_pasted_into_a_bright_ambient() -> None:
+    """Near-white ambient pixels take the flash frame only where that frame is brighter (the view
+    behind a clipped window); a flash frame darker there (another exposure) leaves the ambient."""
+    from flambient.nets.adaptive import merge_frames
+
+    amb = np.full((8, 8, 3), 0.99, np.float32)
+    flash = np.full((8, 8, 3), 0.3, np.float32)
+    flash[:, 4:] = 3.0
+    x = torch.from_numpy(build_stack(amb, flash)).permute(2, 0, 1)[None]
+    rad, _, clip, _ = merge_frames(x)
+    assert float(clip[0, 0, :, :4].max()) == 0.0
+    assert torch.allclose(rad[0, :, :, :4], torch.tensor(0.99))
+    assert float(clip[0, 0, :, 4:].min()) > 0.5
+
+
 def test_flash_light_has_the_flash_frames_colour_not_channel_noise() -> None:
     """Frames with different white balance (camera JPEGs): the flash light added is a multiple
     of the flash frame (its colour), not a per-channel difference that turns blue where the
