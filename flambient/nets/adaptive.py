@@ -9,7 +9,7 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   darkened by more than ``single_ev_floor`` (0.2) stops by the exposure, the local gain and the
   tone curve together (the exposure is raised until the curve's output keeps that much of the
   source's mean luminance, then the local grid is lifted uniformly until it does too); a
-  bracket set is never darkened by more than ``bracket_ev_floor`` (0.5) stops against its
+  bracket set is never darkened by more than ``bracket_ev_floor`` (1.0) stops against its
   ambient frame on the ambient's unclipped pixels (its windows may rightly come down);
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
@@ -198,7 +198,7 @@ class AdaptiveNet(FlambientNet):
 
     def __init__(self, grid_size: int = 8, luma_bins: int = 8, width: int = 32, curve_knots: int = 24,
                  ev_range: tuple[float, float] | list[float] = (-2.0, 3.0), local_ev: float = 3.0,
-                 single_ev_floor: float = -0.2, bracket_ev_floor: float = -0.5) -> None:
+                 single_ev_floor: float = -0.2, bracket_ev_floor: float = -1.0) -> None:
         ev_range = [float(v) for v in ev_range]
         super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
                          ev_range=ev_range, local_ev=local_ev, single_ev_floor=single_ev_floor,
