@@ -213,11 +213,19 @@ def _mean(records: Sequence[dict[str, float]]) -> dict[str, float]:
     return {**{k: float(np.mean([r[k] for r in records])) for k in keys}, "images": len(records)}
 
 
+def _widen_bounds(net: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Let the family widen its safety bounds to the studio's own edits (logged; kept in the model file)."""
+    changed = net.widen_bounds(pairs)
+    for key, value in changed.items():
+        log.info("the studio's edits go further than the default allows: %s lowered to %.2f", key, value)
+
+
 def _few_shot(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, device: torch.device,
               progress: Progress | None) -> tuple[dict[str, float], dict[str, float], list[dict[str, Any]], int, list[str]]:
     """The few-shot regime: leave-one-out report, then the style fitted on every pair."""
     side = min(cfg.max_side, STYLE_SIDE)
     pairs = load_val_pairs(items, side, cfg.val_without_mask)
+    _widen_bounds(net, [(s, t) for _, s, t in pairs])
     steps = cfg.style_steps or style_steps_for(len(pairs))
     folds: list[dict[str, Any]] = []
     if len(pairs) >= 2 and cfg.cross_validate:
@@ -238,6 +246,7 @@ def _many_pairs(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, out: P
 
     frac = max(cfg.val_fraction, MIN_HOLDOUT / len(items))
     train_items, val_items = split_items(items, frac, min_val=MIN_HOLDOUT)
+    _widen_bounds(net, [(s, t) for _, s, t in load_val_pairs(train_items, STYLE_SIDE, cfg.val_without_mask)])
     val_pairs = load_val_pairs(val_items, cfg.val_max_side, cfg.val_without_mask)
     before, _ = evaluate(net, val_pairs, device)
     if not cfg.steps and not cfg.max_minutes:

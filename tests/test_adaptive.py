@@ -211,3 +211,21 @@ def test_apply_is_tile_exact() -> None:
         top = net.apply(x[:, :, :37], ctx, torch.tensor([0.0, 0.0, 80.0, 100.0]))
         bottom = net.apply(x[:, :, 37:], ctx, torch.tensor([37.0, 0.0, 80.0, 100.0]))
     assert torch.allclose(torch.cat([top, bottom], 2), whole, atol=1e-6)
+
+
+def test_finetune_widens_the_floor_to_a_studio_that_darkens() -> None:
+    """A studio whose edits darken single images by a stop lowers the single-image floor (kept in
+    the config, so the saved model has it); a studio that brightens leaves it."""
+    net = create_model("adaptive")
+    img = srgb_to_linear(np.random.default_rng(0).uniform(0.2, 0.8, (32, 32, 3)).astype(np.float32))
+    from flambient.colour import linear_to_srgb
+
+    brighter = [(build_stack(img), linear_to_srgb(np.clip(img * 1.5, 0, 1)))]
+    assert net.widen_bounds(brighter) == {} and net.single_ev_floor == pytest.approx(-0.2)
+    darker = [(build_stack(img), linear_to_srgb(img * 0.5))]
+    changed = net.widen_bounds(darker)
+    assert changed["single_ev_floor"] == pytest.approx(-1.1, abs=0.02)
+    assert net.single_ev_floor == net.config["single_ev_floor"] == changed["single_ev_floor"]
+    assert net.bracket_ev_floor == pytest.approx(-1.0)
+    out = srgb_to_linear(_run(net.eval(), build_stack(img)))
+    assert np.log2(out.mean() / img.mean()) >= net.single_ev_floor - 0.05

@@ -47,11 +47,14 @@ trained only when there are many pairs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import colour
 from ..colour import srgb_encode_into, srgb_to_linear
 from .layers import conv_act, luma, pixel_index_grids, torch_threads
 from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
@@ -93,6 +96,8 @@ NEUTRAL_LO, NEUTRAL_HI = 0.90, 0.97
 SUB_RATIO_LO, SUB_RATIO_HI = 0.5, 0.8
 #: Largest weight of the flash light relative to the flash frame as shot (exposure-normalised).
 K_FLASH_MAX = 1.0
+#: Stops below a studio's darkest edit that :meth:`AdaptiveNet.widen_bounds` puts a floor.
+FLOOR_MARGIN = 0.1
 #: Share of local contrast (in log luminance) the local gain keeps at least (see AdaptiveNet.local_grid).
 LOCAL_CONTRAST_KEEP = 0.5
 _EPS = 1e-6
@@ -254,6 +259,34 @@ class AdaptiveNet(FlambientNet):
         """The global style (what few-shot fine-tuning trains)."""
         return [self.curve_theta, self.log2_key, self.ev_strength, self.wb_strength, self.wb_bias,
                 self.flash_weight, self.saturation, self.matrix]
+
+    def widen_bounds(self, pairs: list[tuple[Any, Any]]) -> dict[str, float]:
+        """Lower the exposure floors to the darkest edit among a studio's pairs, less :data:`FLOOR_MARGIN`.
+
+        Exposure change of a pair (stops): log2 of the target's mean linear luminance over the
+        source's: the whole image for single images, the ambient frame's unclipped pixels for
+        bracket sets (as :meth:`_floor_target` measures). Floors only move down, never below
+        ``ev_range[0]``: a studio whose edits darken can be learned; one that never darkens
+        keeps the default's protection.
+        """
+        evs: dict[str, list[float]] = {"single_ev_floor": [], "bracket_ev_floor": []}
+        for stack, target in pairs:
+            amb = np.asarray(stack[..., 0:3], dtype=np.float64)
+            single = stack[0, 0, 10] <= 0.5 and stack[0, 0, 11] <= 0.5
+            w = np.ones(amb.shape[:2], bool) if single else amb.max(axis=-1) < CLIP_LO
+            if w.sum() < 16:
+                continue
+            y_src = colour.luminance(amb)[w].mean()
+            y_tgt = colour.luminance(colour.srgb_to_linear(np.asarray(target, dtype=np.float32)))[w].mean()
+            if y_src > 1e-6 and y_tgt > 1e-6:
+                evs["single_ev_floor" if single else "bracket_ev_floor"].append(float(np.log2(y_tgt / y_src)))
+        current = {"single_ev_floor": self.single_ev_floor, "bracket_ev_floor": self.bracket_ev_floor}
+        changed = {key: max(self.ev_lo, min(values) - FLOOR_MARGIN) for key, values in evs.items() if values}
+        changed = {key: v for key, v in changed.items() if v < current[key]}
+        self.single_ev_floor = changed.get("single_ev_floor", self.single_ev_floor)
+        self.bracket_ev_floor = changed.get("bracket_ev_floor", self.bracket_ev_floor)
+        self.config.update(changed)
+        return changed
 
     def context_parameters(self) -> list[nn.Parameter]:
         return [*self.style_parameters(), *self.features.parameters(), *self.local.parameters(),

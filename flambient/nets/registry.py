@@ -160,6 +160,16 @@ class FlambientNet(nn.Module):
         """A weight penalty the trainer adds to the loss (None, the default: nothing to add)."""
         return None
 
+    def widen_bounds(self, pairs: list[tuple[Any, Any]]) -> dict[str, float]:
+        """Let a family widen its built-in safety bounds to what a studio's own edits do.
+
+        ``finetune`` calls it before fitting with ``(stack, target)`` pairs (HxWx13 linear numpy
+        stack, HxWx3 sRGB target in [0, 1]). A family updates its attributes *and*
+        ``self.config`` (so the saved model keeps them) and returns what it changed
+        (name -> new value). The default: nothing to widen.
+        """
+        return {}
+
     def context_features(self, low: torch.Tensor) -> torch.Tensor | None:
         """What :meth:`context` computes from ``low`` that no style parameter changes (None: nothing).
 
