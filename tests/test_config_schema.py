@@ -41,7 +41,7 @@ class _Loose(FlambientNet):
 @pytest.fixture
 def loose_family():  # type: ignore[no-untyped-def]
     """Register the test family for one test only (a new family gets the check without edits)."""
-    register(_Loose.spec)(_Loose)
+    register(_Loose)
     yield
     registry._REGISTRY.pop(_Loose.spec.family, None)
 

@@ -188,7 +188,7 @@ def test_tiled_matches_whole(family: str) -> None:
         whole = net(x)
         tiled = tiled_apply(net, x)
     diff = (whole - tiled).abs().max().item()
-    bound = 1.0 / 255.0 if spec.tile_exact else float(getattr(net, "tile_tolerance"))
+    bound = spec.tile_tolerance
     assert diff < bound, f"{family}: tiled differs from whole by {diff:.2e} (bound {bound:.2e})"
 
 
@@ -344,7 +344,7 @@ def test_runner_tiling_matches_whole(family: str) -> None:
     whole = inference.infer_image(backend, stack, tile=None)
     tiled = inference.infer_image(backend, stack, tile=128)  # 2 x 2 tiles
     assert whole.shape == tiled.shape == (150, 163, 3)
-    bound = 1.0 / 255.0 if net.spec.tile_exact else float(getattr(net, "tile_tolerance"))
+    bound = net.spec.tile_tolerance
     diff = float(np.abs(whole - tiled).max())
     assert diff < bound, f"{family}: runner tiles differ from one tile by {diff:.2e} (bound {bound:.2e})"
 

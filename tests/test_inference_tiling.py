@@ -42,7 +42,7 @@ def test_area_downsample_matches_registry() -> None:
 def test_tiled_equals_untiled(family: str) -> None:
     net = _perturbed(family)
     spec = net.spec
-    bound = 1.0 / 255.0 if spec.tile_exact else float(getattr(net, "tile_tolerance", 1.0 / 255.0))
+    bound = spec.tile_tolerance
     backend = load_backend(net)
     # Small tiles that still hold both margins and the ramp: 2 x 2 tiles on every family.
     tile = 128 if spec.tile_exact else plan_overlap(spec.overlap) + 48
