@@ -30,13 +30,15 @@ def register(app: typer.Typer) -> None:
                                              help="auto (default), cpu, cuda or cuda:N."),
     ) -> None:
         """Fine-tune a model on your own edits; the card records held-out metrics before and after."""
-        from ..finetune import finetune, finetune_config
+        from ..training.finetune import finetune, finetune_config
         from ..modelcard import command_from_context
         from ._out import note
+        from ._train_bar import train_bar
 
         cfg = finetune_config(config, steps=steps, max_minutes=max_minutes, seed=seed, lr=lr, device=device,
                               context_only=context_only or None)
-        res = finetune(pairs, out, base=base, cfg=cfg, command=command_from_context(ctx))
+        with train_bar("finetune") as on_step:
+            res = finetune(pairs, out, base=base, cfg=cfg, command=command_from_context(ctx), on_step=on_step)
         note(f"fine-tuned {res.steps} steps ({res.seconds / 60:.1f} min): held-out dE2000 "
              f"{res.before['delta_e2000']:.3f} -> {res.after['delta_e2000']:.3f}, PSNR "
              f"{res.before['psnr']:.2f} -> {res.after['psnr']:.2f} dB; kept {res.kept} -> {res.model_path}")
