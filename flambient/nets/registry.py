@@ -1,8 +1,9 @@
 """Model families: the spec each declares, the common interface, the registry, model files.
 
-Every family is one module in :mod:`flambient.nets` that subclasses :class:`FlambientNet`,
-declares a :class:`ModelSpec` and registers a builder with :func:`register`. The runner
-(`process`), the trainer and the exporter read only the spec, never the family's name.
+Every family is one module in :mod:`flambient.nets` holding a :class:`FlambientNet` subclass
+whose class attribute ``spec`` (a :class:`ModelSpec`) is its only declaration, added to the
+registry by the class decorator :func:`register`. The runner (`process`), the trainer and the
+exporter read only the spec and the hooks, never the family's name.
 
 Interface ("context once, apply everywhere"):
 
