@@ -218,10 +218,10 @@ def check_family_config(cls: type, config: dict[str, Any]) -> dict[str, Any]:
 
 _REGISTRY: dict[str, type[FlambientNet]] = {}
 
-F_ = TypeVar("F_", bound=type[FlambientNet])
+FamilyT = TypeVar("FamilyT", bound=type[FlambientNet])
 
 
-def register(cls: F_) -> F_:
+def register(cls: FamilyT) -> FamilyT:
     """Class decorator: add a :class:`FlambientNet` subclass under ``cls.spec.family``.
 
     The spec is read from the class (its only declaration). Raises TypeError for a class that
