@@ -48,7 +48,7 @@ from .inference import Backend, PartsStack, infer_image, load_backend
 from .io.atomic import atomic_write_text, clean_partials
 from .locks import DEFAULT_STALE_AFTER, SetLock
 from .log import REPORTED_LATER, get_logger, reported_later
-from .output import (edit_post, exif_bytes, final_ownership, finish, read_sidecar, sha256_file, sidecar_path,
+from .output import (edit_post, final_metadata, final_ownership, finish, read_sidecar, sha256_file, sidecar_path,
                      write_final, write_sidecar)
 from .safepath import check_name, contained
 from .tiling import tiling_problem
@@ -375,7 +375,6 @@ class _Runner:
         assert job.srgb is not None
         buf, job.srgb = job.srgb, None
         img = finish(buf, self.preset.output)
-        ref = job.bset.reference_frame
         if not job.lock.still_held():
             return SetResult(job.bset.name, "locked", note="lock was taken over by another process; result discarded")
         for stale in self.out.glob(f".{glob.escape(job.final.stem)}.*.partial*"):
@@ -400,7 +399,8 @@ class _Runner:
             side_doc["replaces_sha256"] = old_sha if owner == "ours" else None
             write_sidecar(job.final, side_doc)
 
-        write_final(job.final, img, self.preset.output, exif_bytes(ref.exif), before_publish=publish)
+        write_final(job.final, img, self.preset.output, final_metadata(job.bset, self.preset, self.model_name),
+                    before_publish=publish)
         del img
         self._give_buffer(buf)
         return SetResult(job.bset.name, "done", final=str(job.final), device=device, timings=job.timings)
