@@ -6,17 +6,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..training.loop import ProgressFn, TrainProgress
-from ._out import quiet
+from ._out import show_progress
 
 
 @contextmanager
 def train_bar(label: str) -> Iterator[ProgressFn | None]:
-    """A rich bar on stderr for :func:`flambient.training.fit`'s reports; None under ``-q``.
+    """A rich bar on stderr for :func:`flambient.training.fit`'s reports; None under ``-q`` or off a terminal.
 
     Use as ``with train_bar("train") as progress: fit(..., progress=progress)``. The bar shows
     the run's progress (steps or time, whichever budget ends it), the step and the last logged loss.
     """
-    if quiet():
+    if not show_progress():
         yield None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

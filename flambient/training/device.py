@@ -30,7 +30,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("CUDA was requested but no GPU is available", hint="use --device cpu")
+        raise DeviceError("CUDA was requested but no GPU is available", hint="use --devices cpu or auto")
     return torch.device(name)
 
 
