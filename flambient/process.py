@@ -43,11 +43,12 @@ from . import __version__
 from .brackets import BracketSet
 from .config import Preset
 from .devices import Device, parse_devices, resolve_devices
-from .errors import ConfigError, FlambientError, InputError, describe_os_error
+from .errors import ConfigError, InputError, describe_os_error
 from .inference import Backend, PartsStack, infer_image, load_backend
 from .io.atomic import atomic_write_text, clean_partials
 from .locks import DEFAULT_STALE_AFTER, SetLock
 from .log import REPORTED_LATER, get_logger, reported_later
+from .outcome import EXIT_LOCKED, ItemError, batch_exit_code  # noqa: F401  (EXIT_LOCKED: also read from here)
 from .output import (edit_post, final_metadata, final_ownership, finish, read_sidecar, sha256_file, sidecar_path,
                      write_final, write_sidecar)
 from .safepath import check_name, contained
@@ -62,8 +63,6 @@ LOCK_DIR = ".flambient-locks"
 LARGE_SET_PIXELS = 30_000_000
 #: Bumped when the output of an unchanged set would differ (invalidates every fingerprint).
 PIPELINE_VERSION = 1
-#: Exit status when every set is done or skipped except some left to another worker's lock.
-EXIT_LOCKED = 4
 
 
 @dataclass
@@ -89,6 +88,8 @@ class ProcessOptions:
     stale_after: float = DEFAULT_STALE_AFTER
     #: Replace files under a final's name that flambient did not write (or that were edited).
     overwrite_user_files: bool = False
+    #: Ingest sub-folders too (a shoot ingested with ``--recursive`` is re-ingested so anyway).
+    recursive: bool = False
 
 
 @dataclass
@@ -107,6 +108,10 @@ class SetResult:
     note: str | None = None
     device: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def item_error(self) -> ItemError:
+        """This result as the shared per-item failure record (:class:`flambient.outcome.ItemError`)."""
+        return ItemError(self.name, self.error or self.note or self.status)
 
 
 @dataclass
@@ -127,10 +132,9 @@ class BatchSummary:
     @property
     def exit_code(self) -> int:
         """1 when any item failed (or a run-level problem), else 4 (:data:`EXIT_LOCKED`) when
-        sets were left to another worker's lock, else 0."""
-        if self.problems or any(r.status == "failed" for r in self.results):
-            return 1
-        return EXIT_LOCKED if any(r.status == "locked" for r in self.results) else 0
+        sets were left to another worker's lock, else 0 (:func:`flambient.outcome.batch_exit_code`)."""
+        return batch_exit_code([r.item_error() for r in self.results if r.status == "failed"],
+                               locked=sum(r.status == "locked" for r in self.results), problems=len(self.problems))
 
     def counts(self) -> dict[str, int]:
         """Number of items per status."""
@@ -165,14 +169,9 @@ def shard_sets(sets: list[BracketSet], shard: tuple[int, int] | None) -> list[Br
 
 
 def error_text(exc: BaseException) -> str:
-    """One line for a set's failure: the project's message, the OS error with its path, or the type."""
-    if isinstance(exc, FlambientError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory (use a smaller --tile, or fewer devices)"
-    if isinstance(exc, OSError):
-        return describe_os_error(exc)
-    return f"{type(exc).__name__}: {exc}"
+    """One line for a set's failure: the project's message, the OS error with its path, or the type
+    (:meth:`flambient.outcome.ItemError.from_exception`)."""
+    return str(ItemError.from_exception("", exc))
 
 
 def validate_tiling(backend: Backend, tile: int | None, overlap: int | None, model_name: str | None = None) -> None:
@@ -580,18 +579,15 @@ class _Runner:
 # ----------------------------------------------------------------------------- entry points
 
 
-def load_manifest_for_run(shoot: Path) -> Any:
-    """The shoot's :class:`~flambient.ingest.Manifest`: the fresh one, or a new ingest when stale/absent."""
-    from .ingest import fresh_manifest, ingest_shoot
+def load_manifest_for_run(shoot: Path, recursive: bool = False, out: Path | None = None,
+                          progress: Callable[[str, int, int], None] | None = None) -> Any:
+    """The shoot's :class:`~flambient.ingest.Manifest`: the fresh one, or a new ingest made the
+    way the old one was (:func:`flambient.ingest.current_manifest`; ``out`` is never scanned)."""
+    from .ingest import current_manifest
 
-    if (shoot / ".flambient" / "manifest.yaml").is_file():
-        m = fresh_manifest(shoot)
-        if m is not None:
-            log.info("reusing the manifest of %s", shoot)
-            return m
-        log.info("the shoot changed since ingest; ingesting again")
     with reported_later("ingest"):  # its per-file errors come back as failed items
-        return ingest_shoot(shoot)
+        return current_manifest(shoot, recursive=recursive, exclude=[out] if out is not None else [],
+                                progress=progress)
 
 
 def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
@@ -690,12 +686,14 @@ class _LogFile:
 def process_shoot(shoot: str | Path, opts: ProcessOptions,
                   progress: Callable[[SetResult], None] | None = None,
                   on_plan: Callable[[int], None] | None = None,
-                  on_tile: Callable[[str, int, int], None] | None = None) -> BatchSummary:
+                  on_tile: Callable[[str, int, int], None] | None = None,
+                  on_ingest: Callable[[str, int, int], None] | None = None) -> BatchSummary:
     """Process every set of ``shoot`` (this shard's) with ``opts``; returns the summary.
 
     Writes finals, sidecars, ``flambient-summary.json`` and the log file into the output
     folder (not in a dry run). ``progress`` is called once per finished item; ``on_plan``
-    with the number of items before work starts; ``on_tile(set, done, total)`` per tile. Raises :class:`InputError` /
+    with the number of items before work starts; ``on_tile(set, done, total)`` per tile;
+    ``on_ingest(stage, done, total)`` while the shoot is (re-)ingested. Raises :class:`InputError` /
     :class:`ConfigError` / :class:`~flambient.errors.ModelError` for problems that stop the
     whole run (missing folder, bad model); per-set problems end up in the summary.
     """
@@ -712,7 +710,7 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
         for folder, deep in ((runner.out, False), (runner.out / LOCK_DIR, False), (root / ".flambient", True)):
             clean_partials(folder, recursive=deep)
     try:
-        manifest = load_manifest_for_run(root)
+        manifest = load_manifest_for_run(root, opts.recursive, runner.out, on_ingest)
         all_sets, errors = manifest.sets, manifest.errors
         sets = shard_sets(all_sets, opts.shard)
         if opts.shard is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..devices import parse_device
-from ..errors import ConfigError, DeviceError
+from ..errors import ConfigError, DeviceError, first_line
 from ..schema import Field, dataclass_fields
 from ..schema import validate as validate_schema
 
@@ -123,7 +123,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed YAML ({str(exc).splitlines()[0]})", p) from None
+        raise ConfigError(f"malformed YAML ({first_line(exc)})", p) from None
     return validate_schema(doc, config_schema(), p)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, first_line
 from ..nets.registry import FlambientNet
 from .config import TrainConfig
 
@@ -146,8 +146,7 @@ def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise InputError(f"checkpoint cannot be read ({first})", path, "start without --resume") from None
+        raise InputError(f"checkpoint cannot be read ({first_line(exc, 160)})", path, "start without --resume") from None
     if not isinstance(ck, dict):
         raise InputError("not a flambient training checkpoint", path, "start without --resume")
     return ck
