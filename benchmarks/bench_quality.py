@@ -8,7 +8,7 @@ Three parts (each can be skipped):
    of the baselines of :mod:`flambient.baselines` (ambient only, luminosity blend of flash over
    ambient, OpenCV Mertens fusion), all on the same whole images. Window masks are removed from
    the stacks first: ``process`` runs shoots without masks.
-2. **finetune**: :func:`flambient.finetune.finetune` of the model on ``--ft-train`` (default 64
+2. **finetune**: :func:`flambient.training.finetune.finetune` of the model on ``--ft-train`` (default 64
    pairs of ``--style natural``, seed 3) for at most ``--ft-minutes`` on ``--threads`` CPU
    threads; dE2000 on ``--ft-val`` (32 more natural pairs, seed 4, never seen) before and after.
 3. **throughput**: training images/s at 512x512 (whole-image forward + backward + AdamW step,
@@ -57,7 +57,7 @@ def quality(model: str, val: Path) -> dict[str, dict[str, float]]:
     from flambient.dataset import load_dataset
     from flambient.metrics import delta_e_stats, psnr
     from flambient.nets.registry import load_model
-    from flambient.train import predict
+    from flambient.training import predict
 
     net, _ = load_model(model)
     scores: dict[str, list[tuple[float, float, float]]] = {}
@@ -74,7 +74,7 @@ def quality(model: str, val: Path) -> dict[str, dict[str, float]]:
 
 def finetune_part(model: str, train: Path, val: Path, minutes: float, tmp: Path) -> dict[str, float]:
     """Fine-tune ``model`` on ``train`` within ``minutes``; dE2000 on ``val`` before and after."""
-    from flambient.finetune import finetune, finetune_config
+    from flambient.training.finetune import finetune, finetune_config
 
     t0 = time.perf_counter()
     cfg = finetune_config(None, max_minutes=minutes, previews=0, seed=0)
@@ -126,7 +126,7 @@ def real_shoot(model: str, shoot: Path, images: Path, tmp: Path, width: int = 48
     from flambient.io.images import write_jpeg
     from flambient.nets.registry import load_model
     from flambient.stack import AMBIENT, FLASH, HAS_FLASH
-    from flambient.train import predict
+    from flambient.training import predict
 
     net, _ = load_model(model)
     copy = tmp / "real_shoot"

@@ -8,7 +8,7 @@ Parts (real pixels only; the data and its terms are listed in benchmarks/data_ma
    same test images: ``identity`` (the source as is), ``base`` (the model, no finetune),
    ``ten-line`` (:func:`flambient.baselines.fit_global_poly` fitted on the same N pairs),
    ``poly-only`` (its cubic polynomial without the auto-exposure / grey-world step) and
-   ``finetuned`` (:func:`flambient.finetune.finetune` on the same N pairs). Scores: mean and
+   ``finetuned`` (:func:`flambient.training.finetune.finetune` on the same N pairs). Scores: mean and
    worst (split and image) CIEDE2000, PSNR, FLIP, |exposure error| in EV. Studios:
    - ``fivek``: the 9 MIT-Adobe FiveK input -> Expert C pairs (real human edits);
    - ``look-S``: simulated studios, :func:`flambient.looks.make_look` (seed S) applied to every
@@ -227,12 +227,12 @@ class ModelRunner:
 
 
 def finetune_on(pairs: list[Pair], base: str, overrides: dict[str, Any], tmp: Path) -> Path:
-    """:func:`flambient.finetune.finetune` on ``pairs`` (written as a dataset of one-frame
+    """:func:`flambient.training.finetune.finetune` on ``pairs`` (written as a dataset of one-frame
     items, as ``ingest --pairs`` would); returns the fine-tuned model's path."""
     from flambient.colour import srgb_to_linear
     from flambient.dataset import write_index, write_item
-    from flambient.finetune import finetune, finetune_config
-    from flambient.train import config_fields
+    from flambient.training.finetune import finetune, finetune_config
+    from flambient.training import config_fields
 
     ds = tmp / "dataset"
     entries = [write_item(ds, p.name, srgb_to_linear(p.src), p.tgt, source=p.name) for p in pairs]

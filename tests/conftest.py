@@ -1,4 +1,5 @@
-"""Shared test fixtures: the real files in ../shared/data (skipped cleanly when absent)."""
+"""Shared test fixtures: the real files in ../shared/data (skipped cleanly when absent), and the
+tiny generated model inputs every model test uses (:func:`make_stack`, :func:`perturbed`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from flambient.nets.registry import FlambientNet, create_model
+from flambient.stack import HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FLAMBIENT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -25,3 +30,32 @@ def shared_file(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real test file not found: {p}")
     return p
+
+
+def make_stack(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """N x 13 x h x w linear stack: smooth scene + noise; item 0 has flash+window, item 1 ambient only."""
+    g = torch.Generator().manual_seed(seed)
+    yy = torch.linspace(0, 1, h).view(1, 1, h, 1)
+    xx = torch.linspace(0, 1, w).view(1, 1, 1, w)
+    base = 0.05 + 0.3 * (0.5 + 0.5 * torch.sin(6 * xx + 3 * yy + torch.rand(n, 3, 1, 1, generator=g) * 6))
+    amb = base * (0.5 + torch.rand(n, 3, h, w, generator=g) * 0.5)
+    x = torch.zeros(n, STACK_CHANNELS, h, w)
+    x[:, 0:3] = amb
+    x[0, 3:6] = amb[0] * 2.0 + 0.05
+    x[0, 6:9] = amb[0] * 0.3
+    x[0, MASK] = (xx[0, 0] > 0.7).float().expand(h, w)
+    x[0, HAS_FLASH] = 1.0
+    x[0, HAS_WINDOW] = 1.0
+    x[0, HAS_MASK] = 1.0
+    x[:, 0:3, : h // 6, : w // 6] *= 12.0  # a blown window above 1
+    return x
+
+
+def perturbed(family: str, seed: int = 0, scale: float = 0.05) -> FlambientNet:
+    """A net of ``family`` whose parameters are moved off their (often zero) initial values."""
+    torch.manual_seed(seed)
+    net = create_model(family)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return net.eval()

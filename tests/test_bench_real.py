@@ -65,7 +65,7 @@ def test_predict_srgb_runs_a_single_image_as_process_does() -> None:
     from flambient.inference import load_backend, predict_srgb, single_image_stack
     from flambient.nets.registry import load_model
     from flambient.stack import AMBIENT, HAS_FLASH
-    from flambient.train import predict
+    from flambient.training import predict
 
     rng = np.random.default_rng(0)
     img = rng.uniform(0.1, 0.9, (40, 56, 3)).astype(np.float32)

@@ -318,11 +318,11 @@ def test_deprecated_spellings_still_work_with_one_warning(tmp_path: Path, capsys
 
 def test_deprecated_spelling_is_recorded_under_its_new_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The model card's command line (rebuilt from the parsed options) uses the new names."""
-    import flambient.train as train_mod
+    import flambient.training as train_mod
 
     seen: list[str] = []
 
-    def fake_train(dataset, cfg, out, resume=False, command="", extra_commands=()):  # type: ignore[no-untyped-def]
+    def fake_train(dataset, cfg, out, resume=False, command="", extra_commands=(), progress=None):  # type: ignore[no-untyped-def]
         seen.append(command)
         raise typer.Exit(0)
 

@@ -13,7 +13,7 @@ from flambient.errors import ConfigError, ModelError
 from flambient.nets import registry
 from flambient.nets.registry import FlambientNet, ModelSpec, create_model, load_model, register, save_model
 from flambient.schema import Field, validate
-from flambient.train import make_config
+from flambient.training import make_config
 
 
 def test_field_checks_types_ranges_and_choices() -> None:
@@ -41,7 +41,7 @@ class _Loose(FlambientNet):
 @pytest.fixture
 def loose_family():  # type: ignore[no-untyped-def]
     """Register the test family for one test only (a new family gets the check without edits)."""
-    register(_Loose.spec)(_Loose)
+    register(_Loose)
     yield
     registry._REGISTRY.pop(_Loose.spec.family, None)
 

@@ -11,7 +11,7 @@ import torch
 from flambient.inference import TorchBackend
 from flambient.losses import LossWeights
 from flambient.nets.registry import create_model
-from flambient.train import _LossModule
+from flambient.training import TrainLoss
 
 
 class _CopyingBackend(TorchBackend):
@@ -49,12 +49,13 @@ def test_diffusion_training_context_is_the_whole_images() -> None:
     seen: list[torch.Tensor | None] = []
     orig = net.training_loss
 
-    def spy(x: torch.Tensor, target: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
+    def spy(x: torch.Tensor, target: torch.Tensor, *, ctx: torch.Tensor | None = None,
+            pos: torch.Tensor | None = None) -> torch.Tensor | None:
         seen.append(None if ctx is None else ctx.detach().clone())
-        return orig(x, target, ctx=ctx)
+        return orig(x, target, ctx=ctx, pos=pos)
 
     net.training_loss = spy  # type: ignore[method-assign]
-    loss_mod = _LossModule(net, LossWeights())
+    loss_mod = TrainLoss(net, LossWeights())
     x = torch.rand(1, 13, 64, 64)
     x[:, :, :32] *= 0.05  # the crop (top half) is much darker than the whole image
     y = torch.rand(1, 3, 64, 64)

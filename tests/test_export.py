@@ -77,7 +77,7 @@ def test_families():
     """Register the test families for this module only."""
     pairs = ((PROBE_SPEC, _Probe), (REFUSED_SPEC, _Refused), (BROKEN_SPEC, _Broken), (FP32ONLY_SPEC, _Fp32Only))
     for spec, cls in pairs:
-        registry.register(spec)(cls)
+        registry.register(cls)
     yield
     for spec, _ in pairs:
         registry._REGISTRY.pop(spec.family, None)

@@ -1,7 +1,9 @@
 """One test set over every registered model family (timm-style): a new family is tested automatically.
 
-Per family: forward shape/range on odd sizes, backward, one optimiser step, tiled versus whole
-agreement, save/load round trip and ONNX export parity (for exportable families).
+Per family: the contract (spec declared once on the class, every hook with the one signature),
+forward shape/range on odd sizes, backward, one optimiser step, tiled versus whole agreement
+within the spec's ``tile_tolerance`` (the one net-level tiling test; the runner's is in
+``test_inference_tiling.py``), save/load round trip and ONNX export parity (for exportable families).
 Images are tiny generated stacks, so the whole file runs in well under a minute on 2 cores.
 """
 
@@ -27,7 +29,9 @@ from flambient.nets.registry import (
     load_model,
     save_model,
 )
-from flambient.stack import HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS
+from flambient.stack import HAS_FLASH, STACK_CHANNELS
+
+from conftest import make_stack, perturbed
 
 FAMILIES = sorted(families())
 
@@ -36,44 +40,15 @@ def _round_up(v: int, m: int) -> int:
     return int(math.ceil(v / m) * m)
 
 
-def make_stack(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """N x 13 x h x w linear stack: smooth scene + noise; item 0 has flash+window, item 1 ambient only."""
-    g = torch.Generator().manual_seed(seed)
-    yy = torch.linspace(0, 1, h).view(1, 1, h, 1)
-    xx = torch.linspace(0, 1, w).view(1, 1, 1, w)
-    base = 0.05 + 0.3 * (0.5 + 0.5 * torch.sin(6 * xx + 3 * yy + torch.rand(n, 3, 1, 1, generator=g) * 6))
-    amb = base * (0.5 + torch.rand(n, 3, h, w, generator=g) * 0.5)
-    x = torch.zeros(n, STACK_CHANNELS, h, w)
-    x[:, 0:3] = amb
-    x[0, 3:6] = amb[0] * 2.0 + 0.05
-    x[0, 6:9] = amb[0] * 0.3
-    x[0, MASK] = (xx[0, 0] > 0.7).float().expand(h, w)
-    x[0, HAS_FLASH] = 1.0
-    x[0, HAS_WINDOW] = 1.0
-    x[0, HAS_MASK] = 1.0
-    x[:, 0:3, : h // 6, : w // 6] *= 12.0  # a blown window above 1
-    return x
-
-
 def target_of(x: torch.Tensor) -> torch.Tensor:
     """A fixed sRGB target: mean of ambient and (where present) flash, through the sRGB curve."""
     lin = torch.where(x[:, HAS_FLASH : HAS_FLASH + 1] > 0.5, 0.5 * (x[:, 0:3] + x[:, 3:6]), x[:, 0:3])
     return linear_to_srgb(lin.clamp(0, 1)).float().clamp(0, 1)
 
 
-def perturbed(family: str, seed: int = 0, scale: float = 0.05) -> FlambientNet:
-    """A net of ``family`` whose parameters are moved off their (often zero) initial values."""
-    torch.manual_seed(seed)
-    net = create_model(family)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * scale)
-    return net.eval()
-
-
 def loss_of(net: FlambientNet, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The family's own training loss when it has one, else L1 on forward."""
-    special = net.training_loss(x, target)
+    special = net.training_loss(x, target, ctx=net.context_of(x), pos=full_pos(x))
     return special if special is not None else (net(x) - target).abs().mean()
 
 
@@ -111,6 +86,41 @@ def test_spec_is_consistent(family: str) -> None:
     assert family == "diffusion" or net.training_loss(make_stack(1, 8, 8), torch.zeros(1, 3, 8, 8)) is None
     ctx_params = {id(p) for p in net.context_parameters()}
     assert ctx_params and ctx_params <= {id(p) for p in net.parameters()}
+
+
+def test_contract_spec_declared_once_and_hooks_have_one_signature(family: str) -> None:
+    """timm-style contract: what the runner, trainer and exporter rely on, for every family."""
+    import dataclasses
+    import inspect
+
+    from flambient.nets import registry
+
+    cls = type(create_model(family))
+    spec = families()[family]
+    assert cls.spec is spec and isinstance(spec, registry.ModelSpec)  # the class attribute IS the registry's spec
+    assert {f.name for f in dataclasses.fields(spec)} >= {"tile_tolerance", "tile_exact", "overlap", "size_multiple"}
+    assert 0.0 < spec.tile_tolerance <= (1.0 / 255.0 if spec.tile_exact else 1e-2)
+    assert spec.context_size >= 16 and spec.style_lr > 0 and spec.description
+    for hook in ("training_loss", "regulariser", "style_parameters", "context_parameters",
+                 "context_features", "context_from"):
+        base = inspect.signature(getattr(FlambientNet, hook))
+        own = inspect.signature(getattr(cls, hook))
+        assert [(p.name, p.kind) for p in own.parameters.values()] == \
+            [(p.name, p.kind) for p in base.parameters.values()], f"{family}.{hook}{own} != {base}"
+    net = perturbed(family).train()
+    m = spec.size_multiple
+    x = make_stack(2, _round_up(16, m), _round_up(24, m))
+    ctx = net.context_of(x)
+    loss = net.training_loss(x, target_of(x), ctx=ctx, pos=full_pos(x))
+    assert loss is None or (loss.ndim == 0 and torch.isfinite(loss))
+    for reg in (net.regulariser(None), net.regulariser(ctx)):
+        assert reg is None or (reg.ndim == 0 and torch.isfinite(reg))
+    style = {id(p) for p in net.style_parameters()}
+    assert style and style <= {id(p) for p in net.parameters()}
+    feats = net.context_features(downsample(x, spec.context_size))
+    with torch.no_grad():
+        low = downsample(x, spec.context_size)
+        assert torch.allclose(net.context_from(low, feats), net.context(low), atol=1e-6)
 
 
 def test_forward_shape_and_range(family: str) -> None:
@@ -188,7 +198,7 @@ def test_tiled_matches_whole(family: str) -> None:
         whole = net(x)
         tiled = tiled_apply(net, x)
     diff = (whole - tiled).abs().max().item()
-    bound = 1.0 / 255.0 if spec.tile_exact else float(getattr(net, "tile_tolerance"))
+    bound = spec.tile_tolerance
     assert diff < bound, f"{family}: tiled differs from whole by {diff:.2e} (bound {bound:.2e})"
 
 
@@ -332,21 +342,6 @@ def test_diffusion_sampler_is_deterministic_and_bounded() -> None:
     assert c.shape == a.shape and torch.isfinite(c).all() and not torch.equal(a, c)
     with pytest.raises(ConfigError, match="steps"):  # the project's config error, not a bare ValueError
         create_model("diffusion", steps=9)
-
-
-@pytest.mark.slow
-def test_runner_tiling_matches_whole(family: str) -> None:
-    """The process runner's own tiling (plan, padding, smooth-ramp stitching) agrees with one tile."""
-    inference = pytest.importorskip("flambient.inference")
-    net = perturbed(family)
-    backend = inference.TorchBackend(net, "cpu")
-    stack = make_stack(1, 150, 163, seed=11)[0].permute(1, 2, 0).numpy().copy()  # H x W x 13, not multiples
-    whole = inference.infer_image(backend, stack, tile=None)
-    tiled = inference.infer_image(backend, stack, tile=128)  # 2 x 2 tiles
-    assert whole.shape == tiled.shape == (150, 163, 3)
-    bound = 1.0 / 255.0 if net.spec.tile_exact else float(getattr(net, "tile_tolerance"))
-    diff = float(np.abs(whole - tiled).max())
-    assert diff < bound, f"{family}: runner tiles differ from one tile by {diff:.2e} (bound {bound:.2e})"
 
 
 def test_half_precision_claim(family: str) -> None:

@@ -12,10 +12,10 @@ import yaml
 from flambient.cli import main
 from flambient.colour import linear_to_srgb
 from flambient.errors import InputError
-from flambient.finetune import cross_validate, finetune, finetune_config, fit_style
+from flambient.training.finetune import cross_validate, finetune, finetune_config, fit_style
 from flambient.io.images import write_png
 from flambient.nets.registry import create_model, load_model, save_model
-from flambient.train import evaluate, load_val_pairs
+from flambient.training import evaluate, load_val_pairs
 
 from test_train_helpers import make_dataset
 
@@ -77,7 +77,7 @@ def test_finetune_on_three_pairs_improves_its_training_pairs(base_model: Path, t
     rc = main(["finetune", "--pairs", str(pairs), "--base", str(base_model), "--out", str(tmp_path / "ft"), "--seed", "1",
                "--config", str(tmp_path / "ft.yaml")])
     assert rc == 0
-    from flambient.finetune import _dataset_from
+    from flambient.training.finetune import _dataset_from
     from flambient.dataset import load_dataset
 
     items = load_dataset(_dataset_from(pairs, tmp_path / "ds"))
@@ -90,7 +90,7 @@ def test_finetune_on_three_pairs_improves_its_training_pairs(base_model: Path, t
 
 
 def test_cross_validation_leaves_the_net_unchanged(base_model: Path, tmp_path: Path) -> None:
-    from flambient.finetune import _dataset_from
+    from flambient.training.finetune import _dataset_from
     from flambient.dataset import load_dataset
 
     pairs = _look_pairs(tmp_path / "pairs", 4, seed=2)

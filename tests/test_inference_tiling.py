@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from flambient.inference import ArrayStack, PartsStack, area_downsample, infer_image, load_backend, plan_overlap
-from flambient.nets.registry import create_model, downsample, families
+from flambient.nets.registry import downsample, families
 from flambient.stack import build_stack
+
+from conftest import make_stack, perturbed
 
 
 def _stack(h: int = 150, w: int = 230, seed: int = 0) -> np.ndarray:
@@ -21,15 +23,6 @@ def _stack(h: int = 150, w: int = 230, seed: int = 0) -> np.ndarray:
     return build_stack(amb, flash, window)
 
 
-def _perturbed(family: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    net = create_model(family)
-    with torch.no_grad():  # move away from the identity initialisation so the test means something
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return net
-
-
 def test_area_downsample_matches_registry() -> None:
     st = _stack(101, 157)
     ours = area_downsample(st, 64)
@@ -37,20 +30,32 @@ def test_area_downsample_matches_registry() -> None:
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f == "diffusion" else f
-                                    for f in sorted(families())])
-def test_tiled_equals_untiled(family: str) -> None:
-    net = _perturbed(family)
+def _runner_case(family: str, case: str) -> tuple[torch.nn.Module, np.ndarray, int]:
+    """(net, H x W x 13 stack, tile) of one case: "bracket" (flash + window, sizes from the
+    family's overlap) or "masked" (a window mask and a blown window, 150 x 163, tile 128)."""
+    if case == "masked":
+        net = perturbed(family)
+        return net, make_stack(1, 150, 163, seed=11)[0].permute(1, 2, 0).numpy().copy(), 128
+    net = perturbed(family, scale=0.02)
     spec = net.spec
-    bound = 1.0 / 255.0 if spec.tile_exact else float(getattr(net, "tile_tolerance", 1.0 / 255.0))
-    backend = load_backend(net)
-    # Small tiles that still hold both margins and the ramp: 2 x 2 tiles on every family.
     tile = 128 if spec.tile_exact else plan_overlap(spec.overlap) + 48
     h, w = (150, 230) if spec.tile_exact else (tile + 24, tile + 40)
-    st = _stack(h, w)
+    return net, _stack(h, w), tile
+
+
+@pytest.mark.parametrize("case", ["bracket", "masked"])
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f == "diffusion" else f
+                                    for f in sorted(families())])
+def test_tiled_equals_untiled(family: str, case: str) -> None:
+    """The runner's tiling (plan, padding, smooth-ramp stitching) agrees with one tile within the
+    spec's ``tile_tolerance`` (the one runner-level tiling test, for every family)."""
+    net, st, tile = _runner_case(family, case)
+    bound = net.spec.tile_tolerance
+    backend = load_backend(net)
+    h, w = st.shape[:2]
     whole = infer_image(backend, st, tile=None)
-    tiled = infer_image(backend, st, tile=tile)
-    assert whole.shape == (h, w, 3) and whole.dtype == np.float32
+    tiled = infer_image(backend, st, tile=tile)  # 2 x 2 tiles on every family
+    assert whole.shape == tiled.shape == (h, w, 3) and whole.dtype == np.float32
     assert float(whole.std()) > 1e-3  # the net produces a real image
     err = float(np.abs(whole - tiled).max())
     assert err <= bound, f"{family}: tiled vs whole differ by {err:.2e} > {bound:.2e}"
@@ -66,14 +71,14 @@ def test_parts_stack_equals_array_stack() -> None:
     full = build_stack(amb16.astype(np.float32) * fa, (fl + fl * 0.5 * 2.0) / 2, win16.astype(np.float32) * fw)
     arr = ArrayStack(full)
     np.testing.assert_allclose(parts.low(32), arr.low(32), atol=1e-5)
-    backend = load_backend(_perturbed("bilateral"))
+    backend = load_backend(perturbed("bilateral", scale=0.02))
     a = infer_image(backend, parts, tile=64)
     b = infer_image(backend, full, tile=None)
     assert float(np.abs(a - b).max()) <= 1.0 / 255.0
 
 
 def test_timings_and_post_hook() -> None:
-    backend = load_backend(_perturbed("bilateral"))
+    backend = load_backend(perturbed("bilateral", scale=0.02))
     timings: dict[str, float] = {}
     calls = []
 

@@ -17,7 +17,7 @@ from flambient.dataset import load_dataset
 from flambient.errors import ConfigError, InputError
 from flambient.losses import blend_loss, lab_distance, ssim
 from flambient.nets.registry import load_model
-from flambient.train import lr_at, make_config, train_dataset
+from flambient.training import lr_at, make_config, train_dataset
 
 from test_train_helpers import make_dataset
 
@@ -131,7 +131,7 @@ def test_training_reduces_the_error(tmp_path: Path) -> None:
     cfg = make_config(None, steps=24, batch=3, crop=32, val_every=24, model_config=TINY, previews=0,
                       lr=5e-3, warmup=0.0, rotate_deg=0.0, progressive_stages=1, val_fraction=0.25, ema_decay=0.5)
     res = train_dataset(ds, cfg, tmp_path / "run", command="t")
-    from flambient.train import evaluate, load_val_pairs
+    from flambient.training import evaluate, load_val_pairs
     from flambient.nets.registry import create_model
 
     torch.manual_seed(0)

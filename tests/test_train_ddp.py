@@ -28,7 +28,7 @@ def _worker(rank: int, world: int, port: int, dataset: str, out: str) -> None:
     from flambient.data import split_items
     from flambient.dataset import load_dataset
     from flambient.nets.registry import create_model
-    from flambient.train import fit, make_config
+    from flambient.training import fit, make_config
 
     cfg = make_config(None, steps=3, batch=2, crop=32, val_every=3, model_config=TINY, previews=0,
                       device="cpu", seed=5)

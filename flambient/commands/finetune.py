@@ -31,9 +31,10 @@ def register(app: typer.Typer) -> None:
         force: bool = force_option("Replace a model already in --out."),
     ) -> None:
         """Fine-tune a model on your own edits; the card records held-out metrics before and after."""
-        from ..finetune import finetune, finetune_config
+        from ..training.finetune import finetune, finetune_config
         from ..modelcard import command_from_context
         from ._out import note
+        from ._train_bar import train_bar
 
         if (out / "model.pt").exists() and not force:
             from ..errors import InputError
@@ -42,7 +43,8 @@ def register(app: typer.Typer) -> None:
                              "choose another --out, or add --force to replace it")
         cfg = finetune_config(config, steps=steps, max_minutes=max_minutes, seed=seed, lr=lr, device=devices,
                               context_only=context_only or None)
-        res = finetune(pairs, out, base=model, cfg=cfg, command=command_from_context(ctx))
+        with train_bar("finetune") as on_step:
+            res = finetune(pairs, out, base=model, cfg=cfg, command=command_from_context(ctx), on_step=on_step)
         note(f"fine-tuned {res.steps} steps ({res.seconds / 60:.1f} min): held-out dE2000 "
              f"{res.before['delta_e2000']:.3f} -> {res.after['delta_e2000']:.3f}, PSNR "
              f"{res.before['psnr']:.2f} -> {res.after['psnr']:.2f} dB; kept {res.kept} -> {res.model_path}")

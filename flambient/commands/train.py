@@ -40,13 +40,15 @@ def register(app: typer.Typer) -> None:
         together (DDP; gloo on CPU, nccl on CUDA); rank 0 writes the outputs.
         """
         from ..modelcard import command_from_context
-        from ..train import make_config, train_dataset
+        from ..training import make_config, train_dataset
         from ._out import note
+        from ._train_bar import train_bar
 
         cfg = make_config(config, model=family, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
                           crop=crop, device=devices)
-        res = train_dataset(dataset, cfg, out, resume=resume, command=command_from_context(ctx),
-                            extra_commands=data_command or [])
+        with train_bar("train") as progress:
+            res = train_dataset(dataset, cfg, out, resume=resume, command=command_from_context(ctx),
+                                extra_commands=data_command or [], progress=progress)
         m = res.metrics
         note(f"trained {cfg.model} for {res.steps} steps ({res.seconds / 60:.1f} min, "
              f"{res.images_per_s:.2f} images/s): validation dE2000 {m.get('delta_e2000', float('nan')):.3f}, "

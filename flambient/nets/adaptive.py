@@ -65,7 +65,6 @@ SPEC = ModelSpec(
     size_multiple=1,
     tileable=True,
     overlap=0,
-    needs_context=True,
     context_size=256,
     half_precision=False,
     tile_exact=True,
@@ -183,7 +182,7 @@ def to_gamut(rgb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return y + d * torch.minimum(hi, lo).clamp_min(0.0)
 
 
-@register(SPEC)
+@register
 class AdaptiveNet(FlambientNet):
     """See the module docstring. Config kwargs are stored in model files.
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..colour import srgb_encode_into
+from ..stack import AMBIENT, FLASH
 from .layers import LUMA_WEIGHTS, conv_act, grid_interp, pixel_index_grids, torch_threads
 from .registry import ENCODE_MAX, RGB_CHANNELS, FlambientNet, ModelSpec, encode_stack, register
 
@@ -47,7 +48,6 @@ SPEC = ModelSpec(
     size_multiple=1,
     tileable=True,
     overlap=0,
-    needs_context=True,
     context_size=256,
     half_precision=True,
     tile_exact=True,
@@ -67,6 +67,7 @@ def _in_export() -> bool:
     return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
 
 
+@register
 class BilateralNet(FlambientNet):
     """Bilateral-grid family; see the module docstring. Config kwargs are stored in model files.
 
@@ -160,8 +161,9 @@ class BilateralNet(FlambientNet):
         def ch(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
             return t.narrow(dim, a, b - a)
 
-        amb = ch(enc, 0, 3)
-        feats = torch.cat([amb + ch(o, 0, 3), ch(enc, 3, 6) + ch(o, 3, 6), torch.ones_like(ch(o, 0, 1))], dim=dim)
+        amb = ch(enc, AMBIENT.start, AMBIENT.stop)
+        flash = ch(enc, FLASH.start, FLASH.stop)
+        feats = torch.cat([amb + ch(o, 0, 3), flash + ch(o, 3, 6), torch.ones_like(ch(o, 0, 1))], dim=dim)
         lum = (ch(amb, 0, 1) * LUMA_WEIGHTS[0] + ch(amb, 1, 2) * LUMA_WEIGHTS[1] + ch(amb, 2, 3) * LUMA_WEIGHTS[2])
         guide = torch.sigmoid(self.guide_scale * (lum - 0.5) + ch(o, 6, 7)).squeeze(dim)
         return feats, guide
@@ -259,9 +261,3 @@ def _runs(lo: torch.Tensor, max_len: int | None = None) -> list[tuple[int, int, 
             out.append((start, i, int(vals[start])))
             start = i
     return out
-
-
-@register(SPEC)
-def build(**config: Any) -> BilateralNet:
-    """Builder registered under ``bilateral``."""
-    return BilateralNet(**config)

@@ -11,16 +11,16 @@ a blank canvas. (Ideas only; no code from either project, ResShift's licence is 
   The denoiser's channel attention takes its statistics from per-block projections of this
   vector (never from tile means), and every block is also shifted by the gamma embedding and
   the vector (FiLM-style), so tiles share all whole-image information.
-- ``apply(x, ctx, pos)``: ``steps`` (default 4, at most 8) deterministic DDIM steps (Song et al. 2021, eta=0)
-  with x0-prediction on a cosine gamma schedule. The initial noise is a hash of ABSOLUTE pixel
+- ``apply(x, ctx, pos)``: ``steps`` (default 4, at most 8) deterministic DDIM steps
+  (:func:`flambient.nets.sampler.sample_ddim`) with x0-prediction on a cosine gamma schedule. The initial noise is a hash of ABSOLUTE pixel
   coordinates, channel and ``seed`` (:func:`flambient.nets.layers.coordinate_noise`), so two
   tiles covering a pixel start from the same value there.
-- ``training_loss(x, target)``: L1 between the predicted and true (scaled) residual at a
+- ``training_loss(x, y, *, ctx, pos)``: L1 between the predicted and true (scaled) residual at a
   random gamma, with Gaussian noise (what the trainer should call instead of its regression).
 
 Tiles are not exact: each step has a receptive field of about +-14 px and errors from a
 tile's border creep inwards step by step; with 32 px overlap the measured difference is
-below :attr:`DiffusionNet.tile_tolerance` (see the README).
+below the spec's ``tile_tolerance`` (see the README).
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..stack import AMBIENT
 from .layers import NAFUNet, conv_act, coordinate_noise, gamma_embedding
 from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
+from .sampler import sample_ddim
 
 LEVELS = 2
 MAX_STEPS = 8
@@ -47,10 +49,10 @@ SPEC = ModelSpec(
     size_multiple=2**LEVELS,
     tileable=True,
     overlap=32,
-    needs_context=True,
     context_size=256,
     half_precision=False,
     tile_exact=False,
+    tile_tolerance=1e-4,
     exportable=True,
     export_note="the fixed-step sampler unrolls into the apply graph; the noise hash uses int64 Mul/Mod",
 )
@@ -61,6 +63,7 @@ def gamma_at(t: torch.Tensor) -> torch.Tensor:
     return torch.cos(t * (math.pi / 2)).pow(2).clamp(GAMMA_MIN, GAMMA_MAX)
 
 
+@register
 class DiffusionNet(FlambientNet):
     """Diffusion family; see the module docstring.
 
@@ -74,8 +77,6 @@ class DiffusionNet(FlambientNet):
     """
 
     spec = SPEC
-    #: Max |tiled - whole| (sRGB, 0-1) the family test allows with 32 px overlap.
-    tile_tolerance = 1e-4
 
     def __init__(self, width: int = 16, steps: int = DEFAULT_STEPS, ctx_dim: int = 64, emb_dim: int = 32,
                  residual_scale: float = 2.0, seed: int = 0, **extra: Any) -> None:
@@ -110,7 +111,7 @@ class DiffusionNet(FlambientNet):
 
     def base(self, x: torch.Tensor) -> torch.Tensor:
         """The image the residual is added to: sRGB-encoded ambient, clamped to [0, 1] (N x 3 x h x w)."""
-        return encode_rgb(x[:, 0:3]).clamp(0.0, 1.0)
+        return encode_rgb(x[:, AMBIENT]).clamp(0.0, 1.0)
 
     def schedule(self) -> list[float]:
         """Gammas visited by the sampler, noisiest first, ending at the clean end (len steps+1)."""
@@ -120,40 +121,35 @@ class DiffusionNet(FlambientNet):
     def apply(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Tile N x 13 x h x w (multiples of 4) + context + pos -> sRGB N x 3 x h x w in [0, 1].
 
-        Deterministic DDIM (eta = 0) with x0-prediction: for consecutive gammas g -> g',
-        ``eps = (z - sqrt(g) x0) / sqrt(1 - g)``, ``z' = sqrt(g') x0 + sqrt(1 - g') eps``.
+        :func:`~flambient.nets.sampler.sample_ddim` from coordinate-hashed noise, the denoiser's
+        x0 (the scaled residual) clamped to ``[-residual_scale, residual_scale]``.
         """
         ctx = ctx.to(x.dtype)
         enc = encode_stack(x)
         gammas = self.schedule()
-        z = coordinate_noise(x, pos, 3, self.seed).to(x.dtype) * math.sqrt(1.0 - gammas[0])
         ones = torch.ones_like(x[:, 0, 0, 0])
-        x0 = z
-        for g, g_next in zip(gammas[:-1], gammas[1:]):
-            x0 = self.denoise(enc, z, ones * g, ctx).clamp(-self.scale, self.scale)
-            eps = (z - math.sqrt(g) * x0) / math.sqrt(1.0 - g)
-            z = math.sqrt(g_next) * x0 + math.sqrt(1.0 - g_next) * eps
+
+        def model_fn(z: torch.Tensor, g: float) -> torch.Tensor:
+            return self.denoise(enc, z, ones * g, ctx).clamp(-self.scale, self.scale)
+
+        z = coordinate_noise(x, pos, 3, self.seed).to(x.dtype) * math.sqrt(1.0 - gammas[0])
+        x0 = sample_ddim(model_fn, z, gammas)
         return (self.base(x) + x0 / self.scale).clamp(0.0, 1.0)
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor, *, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, ctx: torch.Tensor | None = None,
+                      pos: torch.Tensor | None = None) -> torch.Tensor | None:
         """Diffusion loss: L1 of the x0 (scaled residual) prediction at a random gamma.
 
-        ``x``: N x 13 x H x W linear stack (H, W multiples of 4); ``target``: N x 3 x H x W sRGB.
+        ``x``: N x 13 x H x W linear stack (H, W multiples of 4); ``y``: N x 3 x H x W sRGB.
         ``ctx``: the context of the WHOLE image when ``x`` is a crop of it (as at inference);
-        default: the context of ``x`` itself. Draws t ~ U(0, 1) per item and Gaussian noise
-        from torch's global generator.
+        default: the context of ``x`` itself. ``pos`` is not needed (training noise is drawn,
+        not hashed). Draws t ~ U(0, 1) per item and Gaussian noise from torch's global generator.
         """
         if ctx is None:
             ctx = self.context_of(x)
-        r0 = (target - self.base(x)) * self.scale
+        r0 = (y - self.base(x)) * self.scale
         gamma = gamma_at(torch.rand(x.shape[0], device=x.device))
         g = gamma.view(-1, 1, 1, 1).to(x.dtype)
         z = g.sqrt() * r0 + (1.0 - g).sqrt() * torch.randn_like(r0)
         pred = self.denoise(encode_stack(x), z, gamma, ctx)
         return (pred - r0).abs().mean()
-
-
-@register(SPEC)
-def build(**config: Any) -> DiffusionNet:
-    """Builder registered under ``diffusion``."""
-    return DiffusionNet(**config)

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from .layers import conv_act, grid_interp
-from .registry import FlambientNet, ModelSpec, encode_stack, register
+from ..stack import AMBIENT, MASK, STACK_CHANNELS, WINDOW
+from .registry import RGB_CHANNELS, FlambientNet, ModelSpec, encode_stack, register
 
 SPEC = ModelSpec(
     family="lut",
@@ -31,7 +32,6 @@ SPEC = ModelSpec(
     size_multiple=1,
     tileable=True,
     overlap=0,
-    needs_context=True,
     context_size=256,
     half_precision=True,
     tile_exact=True,
@@ -51,6 +51,7 @@ def _in_export() -> bool:
     return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
 
 
+@register
 class LutNet(FlambientNet):
     """Image-adaptive 3D LUT family; see the module docstring.
 
@@ -127,9 +128,9 @@ class LutNet(FlambientNet):
         """Per-pixel base mix + trilinear lookup for the rows in ``x`` (N x 13 x h x w)."""
         n, _, h, w = x.shape
         s1 = self.lut_size - 1
-        enc = encode_stack(x).permute(0, 2, 3, 1).reshape(n, h * w, 13)
-        m = enc[..., 9:10]
-        feats = torch.cat([enc[..., 0:9], enc[..., 6:9] * m, enc[..., 0:3] * m, torch.ones_like(m)], dim=-1)
+        enc = encode_stack(x).permute(0, 2, 3, 1).reshape(n, h * w, STACK_CHANNELS)
+        m = enc[..., MASK : MASK + 1]
+        feats = torch.cat([enc[..., : RGB_CHANNELS], enc[..., WINDOW] * m, enc[..., AMBIENT] * m, torch.ones_like(m)], dim=-1)
         base = (mix * feats.unsqueeze(-2)).sum(-1).clamp(0.0, 1.0)  # N x P x 3
         lo, frac = grid_interp(base * s1, s1 + 1)
         batch = (torch.ones_like(x[:, 0, 0, 0]).cumsum(0) - 1.0).long().view(-1, 1)
@@ -160,10 +161,3 @@ class LutNet(FlambientNet):
             smooth = smooth + diff.pow(2).mean()
             mono = mono + torch.relu(-diff).mean()
         return LAMBDA_SMOOTH * smooth + LAMBDA_MONO * mono
-
-
-
-@register(SPEC)
-def build(**config: Any) -> LutNet:
-    """Builder registered under ``lut``."""
-    return LutNet(**config)

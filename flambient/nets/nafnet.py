@@ -12,7 +12,7 @@ for Image Restoration", ECCV 2022), run tiled with overlap.
 - Output: sRGB = clamp(encoded ambient + predicted residual, 0, 1).
 
 Receptive field: 3 levels of 3x3 depthwise convolutions reach about +-30 px, so tiles with
-32 px overlap agree closely but not bit-exactly (``tile_exact=False``); :attr:`NAFNetNet.tile_tolerance`
+32 px overlap agree closely but not bit-exactly (``tile_exact=False``); the spec's ``tile_tolerance``
 is the bound the family test checks (measured maximum difference about 1e-6, see the README).
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..stack import AMBIENT
 from .layers import NAFUNet
 from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
 
@@ -33,15 +34,16 @@ SPEC = ModelSpec(
     size_multiple=2**LEVELS,
     tileable=True,
     overlap=32,
-    needs_context=True,
     context_size=128,
     half_precision=True,
     tile_exact=False,
+    tile_tolerance=1e-4,
     exportable=True,
     export_note="context = the U-Net on the low-res copy (returns pooled statistics); apply = the U-Net on a tile",
 )
 
 
+@register
 class NAFNetNet(FlambientNet):
     """NAFNet family; see the module docstring.
 
@@ -51,8 +53,6 @@ class NAFNetNet(FlambientNet):
     """
 
     spec = SPEC
-    #: Max |tiled - whole| (sRGB, 0-1) the family test allows with 32 px overlap.
-    tile_tolerance = 1e-4
 
     def __init__(self, width: int = 16, enc_blocks: int = 1, mid_blocks: int = 1, dec_blocks: int = 1, **extra: Any) -> None:
         super().__init__(width=width, enc_blocks=enc_blocks, mid_blocks=mid_blocks, dec_blocks=dec_blocks, **extra)
@@ -71,11 +71,4 @@ class NAFNetNet(FlambientNet):
         """Tile N x 13 x h x w (h, w multiples of 8) + statistics -> sRGB N x 3 x h x w in [0, 1]."""
         stats = list(ctx.to(x.dtype).split(self.stat_sizes, dim=1))
         delta, _ = self.unet(encode_stack(x), stats)
-        return (encode_rgb(x[:, 0:3]).clamp(0.0, 1.0) + delta).clamp(0.0, 1.0)
-
-
-
-@register(SPEC)
-def build(**config: Any) -> NAFNetNet:
-    """Builder registered under ``nafnet``."""
-    return NAFNetNet(**config)
+        return (encode_rgb(x[:, AMBIENT]).clamp(0.0, 1.0) + delta).clamp(0.0, 1.0)

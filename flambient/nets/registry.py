@@ -1,8 +1,9 @@
 """Model families: the spec each declares, the common interface, the registry, model files.
 
-Every family is one module in :mod:`flambient.nets` that subclasses :class:`FlambientNet`,
-declares a :class:`ModelSpec` and registers a builder with :func:`register`. The runner
-(`process`), the trainer and the exporter read only the spec, never the family's name.
+Every family is one module in :mod:`flambient.nets` holding a :class:`FlambientNet` subclass
+whose class attribute ``spec`` (a :class:`ModelSpec`) is its only declaration, added to the
+registry by the class decorator :func:`register`. The runner (`process`), the trainer and the
+exporter read only the spec and the hooks, never the family's name.
 
 Interface ("context once, apply everywhere"):
 
@@ -21,10 +22,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import ConfigError, ModelError, first_line
 from ..paths import search_dirs
 from ..schema import signature_fields, validate
-from ..stack import STACK_CHANNELS
+from ..stack import STACK_CHANNELS, WINDOW
 
 #: Magic value stored in every model file, checked on load.
 MODEL_FORMAT = "flambient-model"
@@ -52,11 +52,12 @@ class ModelSpec:
         tileable: whether ``apply`` may run tile by tile.
         overlap: pixels of overlap between neighbouring tiles the family needs (0 for
             per-pixel families); blended with a smooth ramp.
-        needs_context: whether ``context`` carries whole-image information (all families do
-            here; kept so a purely local family needs no special case).
         context_size: side of the square low-resolution copy the context net sees (pixels).
         half_precision: whether fp16 inference is safe on GPU.
-        tile_exact: whether tiled output equals untiled output within 1/255 (per-pixel apply).
+        tile_exact: whether ``apply`` is per pixel given ``pos``, so tiles equal the whole image
+            up to float rounding (then ``overlap`` is 0).
+        tile_tolerance: the largest |tiled - whole| (sRGB signal, 0-1) the family promises with
+            its declared ``overlap``; tested for every family (``tests/test_families.py``).
         exportable: whether :mod:`flambient.export` can write ONNX for it.
         export_note: why not, when ``exportable`` is False, or what to know.
         style_lr: Adam learning rate of a few-shot fine-tune of ``style_parameters()`` (a
@@ -69,10 +70,10 @@ class ModelSpec:
     size_multiple: int = 1
     tileable: bool = True
     overlap: int = 0
-    needs_context: bool = True
     context_size: int = 256
     half_precision: bool = True
     tile_exact: bool = True
+    tile_tolerance: float = 1.0 / 255.0
     exportable: bool = True
     export_note: str = ""
     style_lr: float = 1e-3
@@ -90,7 +91,7 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
 #: Linear value where the networks' input encoding saturates (the sRGB curve runs on [0, 16]).
 ENCODE_MAX = 16.0
 #: Stack channels 0-8 (ambient, flash, window RGB) are encoded; the rest (mask, flags) pass through.
-RGB_CHANNELS = 9
+RGB_CHANNELS = WINDOW.stop
 
 
 def encode_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -114,9 +115,23 @@ def full_pos(x: torch.Tensor) -> torch.Tensor:
 
 
 class FlambientNet(nn.Module):
-    """Base class of every family: subclasses set ``spec`` and implement context and apply."""
+    """Base class of every family: the one declaration (``spec``) and every hook, with defaults.
 
-    spec: ModelSpec
+    A family subclasses this, sets the class attribute ``spec`` (its :class:`ModelSpec`, the
+    only place it is declared), implements :meth:`context` and :meth:`apply`, and is added to
+    the registry with the class decorator :func:`register`. The hooks below have ONE signature
+    each; the trainer, the fine-tuner and the exporter call them directly (never ``getattr``):
+
+    - ``training_loss(x, y, *, ctx, pos)``: the family's own loss, or None (default) for the
+      trainer's regression loss on ``apply``;
+    - ``regulariser(ctx)``: a penalty added to the loss, or None (default);
+    - ``context_parameters()`` / ``style_parameters()``: what ``--context-only`` and a few-shot
+      fine-tune train;
+    - ``context_features(low)`` / ``context_from(low, features)``: the style-independent part
+      of the context, computed once by a few-shot fit (None / plain ``context`` by default).
+    """
+
+    spec: ClassVar[ModelSpec]
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
@@ -139,6 +154,27 @@ class FlambientNet(nn.Module):
         """Whole-image inference: N x 13 x H x W linear stack -> N x 3 x H x W sRGB."""
         return self.apply(x, self.context_of(x), full_pos(x))
 
+    # ------------------------------------------------------------------ training hooks
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, ctx: torch.Tensor | None = None,
+                      pos: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The family's own training loss (scalar), or None for the trainer's regression loss.
+
+        ``x``: N x 13 x h x w linear stack (a crop of the image or all of it); ``y``: N x 3 x h x w
+        sRGB target in [0, 1]; ``ctx``: the context of the WHOLE image (as at inference; None:
+        the context of ``x``); ``pos``: ``[y0, x0, H, W]`` of the crop (None: ``x`` is the whole
+        image). The default returns None: the trainer then applies its L1 + SSIM + CIELAB loss
+        to ``apply(x, ctx, pos)``.
+        """
+        return None
+
+    def regulariser(self, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
+        """A penalty (scalar) the trainer adds to the loss; None (the default): nothing to add.
+
+        ``ctx`` is the batch's context when the penalty is on per-image quantities; the trainer
+        passes None, which means a penalty on the weights themselves.
+        """
+        return None
+
     def context_parameters(self) -> list[nn.Parameter]:
         """Parameters of the context branch (what ``finetune --context-only`` trains).
 
@@ -146,19 +182,13 @@ class FlambientNet(nn.Module):
         """
         return list(self.parameters())
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor, *, ctx: torch.Tensor | None = None
-                      ) -> torch.Tensor | None:
-        """A family's own training loss on (N x 13 x h x w stack, N x 3 x h x w sRGB target).
+    def style_parameters(self) -> list[nn.Parameter]:
+        """The few global parameters a handful of pairs can determine (few-shot ``finetune``).
 
-        ``ctx`` is the context of the WHOLE image when ``x`` is a crop of it (as at inference);
-        None means the context of ``x`` itself. None (the default return) means the trainer's
-        standard regression loss on ``apply``.
+        The default is the context branch; families with an explicit global style (``adaptive``)
+        override it with just those numbers.
         """
-        return None
-
-    def regulariser(self, ctx: torch.Tensor | None = None) -> torch.Tensor | None:
-        """A weight penalty the trainer adds to the loss (None, the default: nothing to add)."""
-        return None
+        return self.context_parameters()
 
     def widen_bounds(self, pairs: list[tuple[Any, Any]]) -> dict[str, float]:
         """Let a family widen its built-in safety bounds to what a studio's own edits do.
@@ -181,14 +211,6 @@ class FlambientNet(nn.Module):
         """:meth:`context` given :meth:`context_features` of the same ``low`` (computed once)."""
         return self.context(low)
 
-    def style_parameters(self) -> list[nn.Parameter]:
-        """The few global parameters a handful of pairs can determine (few-shot ``finetune``).
-
-        The default is the context branch; families with an explicit global style (``adaptive``)
-        override it with just those numbers.
-        """
-        return self.context_parameters()
-
 
 def check_family_config(cls: type, config: dict[str, Any]) -> dict[str, Any]:
     """Validate a family's constructor arguments against the signature of ``cls.__init__``.
@@ -204,18 +226,26 @@ def check_family_config(cls: type, config: dict[str, Any]) -> dict[str, Any]:
     return validate(config, schema, section="model_config")
 
 
-Builder = Callable[..., FlambientNet]
-_REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {}
+_REGISTRY: dict[str, type[FlambientNet]] = {}
+
+FamilyT = TypeVar("FamilyT", bound=type[FlambientNet])
 
 
-def register(spec: ModelSpec) -> Callable[[Builder], Builder]:
-    """Class/function decorator adding a family builder under ``spec.family``."""
+def register(cls: FamilyT) -> FamilyT:
+    """Class decorator: add a :class:`FlambientNet` subclass under ``cls.spec.family``.
 
-    def deco(builder: Builder) -> Builder:
-        _REGISTRY[spec.family] = (spec, builder)
-        return builder
-
-    return deco
+    The spec is read from the class (its only declaration). Raises TypeError for a class that
+    is not a FlambientNet or declares no :class:`ModelSpec`, and ValueError when another class
+    already holds the name (a programming error, not a user's).
+    """
+    spec = cls.__dict__.get("spec")
+    if not (isinstance(cls, type) and issubclass(cls, FlambientNet)) or not isinstance(spec, ModelSpec):
+        raise TypeError(f"{cls!r} must subclass FlambientNet and set a ModelSpec as its `spec`")
+    held = _REGISTRY.get(spec.family)
+    if held is not None and held.__qualname__ != cls.__qualname__:
+        raise ValueError(f"model family '{spec.family}' is registered twice ({held.__qualname__}, {cls.__qualname__})")
+    _REGISTRY[spec.family] = cls
+    return cls
 
 
 def _load_families() -> None:
@@ -233,7 +263,7 @@ def _load_families() -> None:
 def families() -> dict[str, ModelSpec]:
     """All registered families by name, with their specs."""
     _load_families()
-    return {name: spec for name, (spec, _) in sorted(_REGISTRY.items())}
+    return {name: cls.spec for name, cls in sorted(_REGISTRY.items())}
 
 
 def create_model(family: str, **config: Any) -> FlambientNet:
@@ -242,9 +272,8 @@ def create_model(family: str, **config: Any) -> FlambientNet:
     if family not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise ModelError(f"unknown model family '{family}'", hint=f"known families: {known}")
-    _, builder = _REGISTRY[family]
     try:
-        return builder(**config)
+        return _REGISTRY[family](**config)
     except (TypeError, ValueError) as exc:  # a constructor refusing its arguments
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ConfigError(f"model_config does not fit family '{family}' ({first})") from None

@@ -12,7 +12,7 @@ Two regimes, chosen from the number of pairs ``n`` (``few_pairs``, default 40):
   before and after), and the model that is written is fitted on every pair.
 - **many pairs** (``n >= few_pairs``): 10 % (at least 8) of the pairs are held out to report
   and to stop early, and the whole image-adaptive model trains with a low learning rate
-  (:func:`flambient.train.fit`), the style included.
+  (:func:`flambient.training.fit`), the style included.
 
 In both regimes the base model is kept when fine-tuning does not beat it on the held-out
 estimate, and the card says so. Metrics are dE2000 (CIELAB D65) and PSNR on sRGB in [0, 1].
@@ -20,7 +20,6 @@ estimate, and the card says so. Metrics are dE2000 (CIELAB D65) and PSNR on sRGB
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .log import get_logger
-from .train import TrainConfig, evaluate, fit, load_val_pairs, make_config, pick_device
+from ..errors import InputError
+from ..log import get_logger
+from .config import TrainConfig, make_config
+from .device import pick_device
+from .loop import ProgressFn, fit
+from .step import cosine_decay
+from .validation import evaluate, load_val_pairs
 
 log = get_logger("finetune")
 
@@ -93,7 +96,7 @@ def _dataset_from(pairs: Path, tmp: Path) -> Path:
         return pairs
     if not pairs.is_dir():
         raise InputError("pairs folder not found", pairs)
-    from .pairs import ingest_pairs
+    from ..pairs import ingest_pairs
 
     res = ingest_pairs(pairs, tmp / "dataset")
     if not res.items:
@@ -117,7 +120,7 @@ def style_batch(net: torch.nn.Module, pairs: Sequence[Pair], side: int, device: 
     context's own image statistics are then taken from the ``side`` squares (means of the
     same pixels, cheap enough to recompute every step).
     """
-    from .nets.registry import downsample
+    from ..nets.registry import downsample
 
     feats, xs, ys = [], [], []
     for _, s, t in pairs:
@@ -142,8 +145,8 @@ def fit_style(net: torch.nn.Module, pairs: Sequence[Pair], steps: int, reg: floa
     rate (``lr``, default the family's ``spec.style_lr``); every other parameter stays frozen,
     so the context features are computed once.
     """
-    from .losses import LossWeights, blend_loss
-    from .nets.registry import full_pos
+    from ..losses import LossWeights, blend_loss
+    from ..nets.registry import full_pos
 
     style = list(net.style_parameters())
     frozen = [(p, p.requires_grad) for p in net.parameters()]
@@ -163,7 +166,7 @@ def fit_style(net: torch.nn.Module, pairs: Sequence[Pair], steps: int, reg: floa
     try:
         for step in range(steps):
             for g in opt.param_groups:
-                g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps))))
+                g["lr"] = lr * cosine_decay(step / max(1, steps), 0.05)
             opt.zero_grad(set_to_none=True)
             ctx = net.context_from(x, feats) if feats is not None else net.context_of(x)
             loss = blend_loss(net.apply(x, ctx, pos), y, weights)[0]
@@ -239,10 +242,10 @@ def _few_shot(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, device: 
     return before, after, folds, steps, [f["name"] for f in folds]
 
 
-def _many_pairs(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, out: Path, device: torch.device
-                ) -> tuple[dict[str, float], dict[str, float], torch.nn.Module, int, float, list[str]]:
+def _many_pairs(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, out: Path, device: torch.device,
+                on_step: ProgressFn | None = None) -> tuple[dict[str, float], dict[str, float], torch.nn.Module, int, float, list[str]]:
     """The many-pairs regime: a fixed held-out split, the whole model trained with early stopping."""
-    from .data import split_items
+    from ..data import split_items
 
     frac = max(cfg.val_fraction, MIN_HOLDOUT / len(items))
     train_items, val_items = split_items(items, frac, min_val=MIN_HOLDOUT)
@@ -251,9 +254,69 @@ def _many_pairs(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, out: P
     before, _ = evaluate(net, val_pairs, device)
     if not cfg.steps and not cfg.max_minutes:
         cfg.max_minutes = float(min(25.0, max(3.0, len(items) / 25.0)))
-    res = fit(net, train_items, val_items, cfg, out)
+    res = fit(net, train_items, val_items, cfg, out, progress=on_step)
     after, _ = evaluate(res.net, val_pairs, device)
     return before, after, res.net, res.steps, res.images_per_s, [it.name for it in val_items]
+
+
+@dataclass
+class _Outcome:
+    """What one regime did (internal to :func:`finetune`)."""
+
+    regime: str
+    before: dict[str, float]
+    after: dict[str, float]
+    final: torch.nn.Module
+    steps: int
+    held: list[str]
+    how: str
+    folds: list[dict[str, Any]] = field(default_factory=list)
+    images_per_s: float = 0.0
+
+
+def _run_regime(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, out: Path, device: torch.device,
+                progress: Progress | None, on_step: ProgressFn | None) -> _Outcome:
+    """The few-shot regime below ``cfg.few_pairs`` pairs, the many-pairs one from there."""
+    if len(items) < cfg.few_pairs:
+        before, after, folds, steps, held = _few_shot(net, items, cfg, device, progress)
+        nf = len({f["fold"] for f in folds})
+        how = (("leave-one-out" if nf == len(items) else f"{nf}-fold cross-validation")
+               + f" over {len(folds)} pairs (each fold fitted on the others)" if folds
+               else "no held-out estimate (one pair, or cross_validate off): metrics are on the training pairs")
+        return _Outcome("few-shot", before, after, net, steps, held, how, folds)
+    before, after, final, steps, ips, held = _many_pairs(net, items, cfg, out, device, on_step)
+    return _Outcome("many pairs", before, after, final, steps, held,
+                    f"{len(held)} held-out pairs, fixed by a hash of item names", images_per_s=ips)
+
+
+def _write_model(o: _Outcome, out: Path, pairs: Path, n_items: int, base_path: Path, cfg: TrainConfig,
+                 kept: str, seconds: float, command: str | None, device: torch.device) -> Path:
+    """Write ``out/model.pt`` and its card (base model's data and commands carried over)."""
+    from ..modelcard import command_line, read_card, write_card
+    from ..nets.registry import save_model
+
+    cmd = command or command_line()
+    metrics = {"before": o.before, "after": o.after}
+    path = save_model(o.final, out, extra={"train_config": cfg.to_dict(), "steps": o.steps, "metrics": metrics,
+                                           "base": str(base_path), "command": cmd, "kept": kept, "regime": o.regime})
+    base_card = read_card(base_path.parent)
+    spec = o.final.spec
+    write_card(
+        out,
+        family=spec.family,
+        spec=spec.to_dict(),
+        data={"pairs": str(pairs.resolve()), "items": n_items, "regime": o.regime, "estimate": o.how,
+              "validation_items": o.held, "base_model": str(base_path), "base_data": base_card.get("data", {})},
+        commands=[*base_card.get("commands", []), cmd],
+        metrics=metrics,
+        training={"steps": o.steps, "minutes": seconds / 60.0, "images_per_s": o.images_per_s, "kept": kept,
+                  "regime": o.regime, "trained": "style parameters" if o.regime == "few-shot" else
+                  ("context branch" if cfg.context_only else "all parameters"),
+                  "held_out": [{"name": f["name"], "fold": f["fold"], "before": f["before"]["delta_e2000"],
+                                "after": f["after"]["delta_e2000"]} for f in o.folds],
+                  "seed": cfg.seed, "device": str(device), "config": cfg.to_dict()},
+    )
+    return path
 
 
 def finetune(
@@ -263,15 +326,16 @@ def finetune(
     cfg: TrainConfig | None = None,
     command: str | None = None,
     progress: Progress | None = None,
+    on_step: ProgressFn | None = None,
 ) -> FinetuneResult:
     """Fine-tune model ``base`` (shipped name or path) on ``pairs``; write the result to ``out``.
 
-    ``progress`` (optional) receives one line per cross-validation fold. Raises
-    :class:`InputError` for a missing folder or no usable pairs.
+    ``progress`` (optional) receives one line per cross-validation fold; ``on_step`` the
+    training loop's :class:`~flambient.training.loop.TrainProgress` reports (many-pairs regime).
+    Raises :class:`InputError` for a missing folder or no usable pairs.
     """
-    from .dataset import load_dataset
-    from .modelcard import command_line, read_card, write_card
-    from .nets.registry import load_model, resolve_model_path, save_model
+    from ..dataset import load_dataset
+    from ..nets.registry import load_model, resolve_model_path
 
     cfg = cfg or finetune_config()
     pairs = Path(pairs)
@@ -283,53 +347,20 @@ def finetune(
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="flambient-ft-") as td:
-        dataset = _dataset_from(pairs, Path(td))
-        items = load_dataset(dataset)
+        items = load_dataset(_dataset_from(pairs, Path(td)))
         if not items:
             raise InputError("no usable pairs found", pairs)
         net.to(device)
         base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        folds: list[dict[str, Any]] = []
-        ips = 0.0
-        if len(items) < cfg.few_pairs:
-            regime = "few-shot"
-            before, after, folds, steps, held = _few_shot(net, items, cfg, device, progress)
-            final = net
-            nf = len({f["fold"] for f in folds})
-            how = (("leave-one-out" if nf == len(items) else f"{nf}-fold cross-validation")
-                   + f" over {len(folds)} pairs (each fold fitted on the others)" if folds
-                   else "no held-out estimate (one pair, or cross_validate off): metrics are on the training pairs")
-        else:
-            regime = "many pairs"
-            before, after, final, steps, ips, held = _many_pairs(net, items, cfg, out, device)
-            how = f"{len(held)} held-out pairs, fixed by a hash of item names"
+        o = _run_regime(net, items, cfg, out, device, progress, on_step)
         kept = "fine-tuned"
-        if after["delta_e2000"] >= before["delta_e2000"] and (folds or regime == "many pairs"):
+        if o.after["delta_e2000"] >= o.before["delta_e2000"] and (o.folds or o.regime == "many pairs"):
             kept = "base (fine-tuning did not improve the held-out estimate)"
             net.load_state_dict(base_state)
-            final, after = net, before
+            o.final, o.after = net, o.before
         seconds = time.perf_counter() - t0
-        log.info("%s fine-tune on %d pairs: dE2000 %.3f -> %.3f (%s); kept %s", regime, len(items),
-                 before["delta_e2000"], after["delta_e2000"], how, kept)
-        cmd = command or command_line()
-        metrics = {"before": before, "after": after}
-        path = save_model(final, out, extra={"train_config": cfg.to_dict(), "steps": steps, "metrics": metrics,
-                                             "base": str(base_path), "command": cmd, "kept": kept, "regime": regime})
-        base_card = read_card(base_path.parent)
-        write_card(
-            out,
-            family=net.spec.family,
-            spec=net.spec.to_dict(),
-            data={"pairs": str(pairs.resolve()), "items": len(items), "regime": regime, "estimate": how,
-                  "validation_items": held, "base_model": str(base_path), "base_data": base_card.get("data", {})},
-            commands=[*base_card.get("commands", []), cmd],
-            metrics=metrics,
-            training={"steps": steps, "minutes": seconds / 60.0, "images_per_s": ips, "kept": kept,
-                      "regime": regime, "trained": "style parameters" if regime == "few-shot" else
-                      ("context branch" if cfg.context_only else "all parameters"),
-                      "held_out": [{"name": f["name"], "fold": f["fold"], "before": f["before"]["delta_e2000"],
-                                         "after": f["after"]["delta_e2000"]} for f in folds],
-                      "seed": cfg.seed, "device": str(device), "config": cfg.to_dict()},
-        )
-    return FinetuneResult(before=before, after=after, kept=kept, steps=steps, seconds=seconds, model_path=path,
-                          regime=regime, per_pair=folds)
+        log.info("%s fine-tune on %d pairs: dE2000 %.3f -> %.3f (%s); kept %s", o.regime, len(items),
+                 o.before["delta_e2000"], o.after["delta_e2000"], o.how, kept)
+        path = _write_model(o, out, pairs, len(items), base_path, cfg, kept, seconds, command, device)
+    return FinetuneResult(before=o.before, after=o.after, kept=kept, steps=o.steps, seconds=seconds, model_path=path,
+                          regime=o.regime, per_pair=o.folds)

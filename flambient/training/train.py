@@ -1,0 +1,87 @@
+"""``flambient train``: a fresh net of a family trained on dataset folders, written as a model folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..dataset import PairItem
+from .config import TrainConfig
+from .device import pick_device
+from .loop import ProgressFn, TrainResult, fit
+
+
+def load_datasets(datasets: str | Path | Sequence[str | Path]) -> list[PairItem]:
+    """The items of one or several dataset folders, in order.
+
+    Item names must be unique (they fix the validation split); when two folders hold the same
+    name, every item of the later folder is renamed ``<folder name>/<item name>``.
+    """
+    from ..dataset import load_dataset
+
+    folders = [datasets] if isinstance(datasets, (str, Path)) else list(datasets)
+    items: list[PairItem] = []
+    seen: set[str] = set()
+    for folder in folders:
+        batch = load_dataset(folder)
+        if any(it.name in seen for it in batch):
+            batch = [dataclasses.replace(it, name=f"{Path(folder).name}/{it.name}") for it in batch]
+        seen.update(it.name for it in batch)
+        items.extend(batch)
+    return items
+
+
+def train_dataset(
+    dataset: str | Path | Sequence[str | Path],
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    command: str | None = None,
+    extra_commands: Sequence[str] = (),
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """``flambient train``: train a fresh ``cfg.model`` net on one or more dataset folders.
+
+    Writes ``out/model.pt`` (EMA weights; train config, steps and metrics in its meta) and the
+    ``out/model.yaml`` card. ``extra_commands`` (e.g. the ``synth`` line that made the data)
+    are recorded in the card before the training command. ``progress`` receives the loop's
+    :class:`~flambient.training.loop.TrainProgress` reports (rank 0).
+    """
+    from ..data import split_items
+    from ..modelcard import command_line, read_card, write_card
+    from ..nets.registry import create_model, save_model
+
+    items = load_datasets(dataset)
+    folders = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
+    train_items, val_items = split_items(items, cfg.val_fraction)
+    torch.manual_seed(cfg.seed)
+    net = create_model(cfg.model, **cfg.model_config)  # ConfigError when the family refuses model_config
+    earlier = list(read_card(out).get("commands", [])) if resume else []
+    res = fit(net, train_items, val_items, cfg, out, resume=resume, progress=progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return res
+    cmd = command or command_line()
+    # A resumed run keeps the command lines of the run(s) it continues.
+    commands = earlier + [c for c in extra_commands if c not in earlier] + [cmd]
+    meta = {"train_config": cfg.to_dict(), "steps": res.steps, "metrics": res.metrics,
+            "images_per_s": res.images_per_s, "command": cmd}
+    save_model(res.net, out, extra=meta)
+    write_card(
+        out,
+        family=net.spec.family,
+        spec=net.spec.to_dict(),
+        data={"dataset": ", ".join(str(Path(f).resolve()) for f in folders), "items": len(items), "train_items": len(train_items),
+              "validation_items": [it.name for it in val_items], "split": "fixed by a hash of item names",
+              "validation_max_side": cfg.val_max_side},
+        commands=commands,
+        metrics={k: res.metrics.get(k) for k in ("delta_e2000", "psnr", "images", "step")},
+        training={"steps": res.steps, "minutes": res.seconds / 60.0, "images_seen": res.images,
+                  "images_per_s": res.images_per_s, "final_crop": res.crop, "seed": cfg.seed,
+                  "device": str(pick_device(cfg.device)), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+                  "torch": torch.__version__, "config": cfg.to_dict()},
+    )
+    return res
