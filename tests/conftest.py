@@ -25,3 +25,58 @@ def shared_file(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real test file not found: {p}")
     return p
+
+
+# ----------------------------------------------------------------------------- process fixtures
+
+
+def make_tiny_shoot(factory: pytest.TempPathFactory, name: str, sets: int, seed: int, fmt: str) -> Path:
+    """A tiny synthetic shoot (``sets`` bracket sets of 192 x 128 frames, ``fmt`` "dng" or "jpg"),
+    without its ground truth; made once per calling fixture."""
+    import shutil
+
+    from flambient.synth import synth_shoot
+
+    out = factory.mktemp(name)
+    synth_shoot(out, sets=sets, size=(192, 128), seed=seed, fmt=fmt)
+    shutil.rmtree(out / "truth")
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained (perturbed) bilateral model saved to a tmp folder (tests only, never shipped)."""
+    import torch
+
+    from flambient.nets.registry import create_model, save_model
+
+    torch.manual_seed(0)
+    net = create_model("bilateral")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    d = tmp_path_factory.mktemp("model") / "bil"
+    save_model(net, d)
+    return d
+
+
+@pytest.fixture
+def shoot(shoot_src: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the module's ``shoot_src`` fixture (each test may change it)."""
+    import shutil
+
+    dst = tmp_path / "shoot"
+    shutil.copytree(shoot_src, dst)
+    return dst
+
+
+def latest_summary(out: Path) -> dict:  # type: ignore[type-arg]
+    """The newest run summary of an output folder (``OUT/.flambient/summaries/latest.json``)."""
+    import json
+
+    return json.loads((out / ".flambient" / "summaries" / "latest.json").read_text())
+
+
+def sidecar_file(final: Path) -> Path:
+    """Where a final's sidecar lives (``OUT/.flambient/sidecars/<final>.json``)."""
+    return final.parent / ".flambient" / "sidecars" / (final.name + ".json")

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
             line = (f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else "")
                     + (f"  ({r.error})" if r.error else ""))
             note(line)
-        note(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / 'flambient-summary.json'})")
+        note(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / '.flambient' / 'summaries' / 'latest.json'})")
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)
 
