@@ -30,15 +30,16 @@ def shared_file(*parts: str) -> Path:
 # ----------------------------------------------------------------------------- process fixtures
 
 
-def make_tiny_shoot(factory: pytest.TempPathFactory, name: str, sets: int, seed: int, fmt: str) -> Path:
-    """A tiny synthetic shoot (``sets`` bracket sets of 192 x 128 frames, ``fmt`` "dng" or "jpg"),
-    without its ground truth; made once per calling fixture."""
+def make_tiny_shoot(factory: pytest.TempPathFactory, name: str, sets: int, seed: int, fmt: str,
+                    size: tuple[int, int] = (192, 128)) -> Path:
+    """A tiny synthetic shoot (``sets`` bracket sets of ``size`` = (width, height) frames, ``fmt``
+    "dng" or "jpg"), without its ground truth; made once per calling fixture."""
     import shutil
 
     from flambient.synth import synth_shoot
 
     out = factory.mktemp(name)
-    synth_shoot(out, sets=sets, size=(192, 128), seed=seed, fmt=fmt)
+    synth_shoot(out, sets=sets, size=size, seed=seed, fmt=fmt)
     shutil.rmtree(out / "truth")
     return out
 
@@ -80,3 +81,11 @@ def latest_summary(out: Path) -> dict:  # type: ignore[type-arg]
 def sidecar_file(final: Path) -> Path:
     """Where a final's sidecar lives (``OUT/.flambient/sidecars/<final>.json``)."""
     return final.parent / ".flambient" / "sidecars" / (final.name + ".json")
+
+
+def process_cmd(shoot: Path, model: Path) -> list[str]:
+    """``python -m flambient -q process SHOOT`` on the CPU with one decoder (a real subprocess)."""
+    import sys
+
+    return [sys.executable, "-m", "flambient", "-q", "process", str(shoot), "--model", str(model),
+            "--devices", "cpu", "--jobs", "1"]

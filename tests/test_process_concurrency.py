@@ -18,7 +18,7 @@ from PIL import Image
 
 from flambient.locks import SetLock
 
-from conftest import latest_summary, make_tiny_shoot
+from conftest import latest_summary, make_tiny_shoot, process_cmd
 
 N_SETS = 6
 
@@ -26,11 +26,6 @@ N_SETS = 6
 @pytest.fixture(scope="module")
 def shoot_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_shoot(tmp_path_factory, "cshoot", N_SETS, seed=11, fmt="dng")
-
-
-def _cmd(shoot: Path, model: Path) -> list[str]:
-    return [sys.executable, "-m", "flambient", "-q", "process", str(shoot), "--model", str(model),
-            "--devices", "cpu", "--jobs", "1"]
 
 
 def _done_lines(shoot: Path) -> Counter:
@@ -44,7 +39,7 @@ def test_killed_run_leaves_no_partial_final_and_rerun_completes(shoot_src: Path,
     shoot = tmp_path / "shoot"
     shutil.copytree(shoot_src, shoot)
     locks = shoot / "final" / ".flambient" / "locks"
-    proc = subprocess.Popen(_cmd(shoot, model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(process_cmd(shoot, model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -64,7 +59,7 @@ def test_killed_run_leaves_no_partial_final_and_rerun_completes(shoot_src: Path,
             im.load()
     assert any(locks.glob("*.lock"))  # the dead owner's lock is still there
 
-    rc = subprocess.run(_cmd(shoot, model_dir), capture_output=True, text=True, timeout=300)
+    rc = subprocess.run(process_cmd(shoot, model_dir), capture_output=True, text=True, timeout=300)
     assert rc.returncode == 0, rc.stderr
     doc = latest_summary(final)
     assert doc["exit_code"] == 0 and len(doc["sets"]) == N_SETS
@@ -77,7 +72,7 @@ def test_killed_run_leaves_no_partial_final_and_rerun_completes(shoot_src: Path,
 def test_two_processes_do_every_set_exactly_once(shoot_src: Path, model_dir: Path, tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"
     shutil.copytree(shoot_src, shoot)
-    procs = [subprocess.Popen(_cmd(shoot, model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(process_cmd(shoot, model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)

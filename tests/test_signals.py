@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from PIL import Image
 
 from flambient.output import sha256_file
 
-from conftest import latest_summary, make_tiny_shoot, sidecar_file
+from conftest import latest_summary, make_tiny_shoot, process_cmd, sidecar_file
 
 N_SETS = 10
 
@@ -24,15 +23,10 @@ def shoot_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_shoot(tmp_path_factory, "sigshoot", N_SETS, seed=13, fmt="jpg")
 
 
-def _cmd(shoot: Path, model: Path) -> list[str]:
-    return [sys.executable, "-m", "flambient", "-q", "process", str(shoot), "--model", str(model),
-            "--devices", "cpu", "--jobs", "1"]
-
-
 def _stop_mid_batch(shoot: Path, model: Path, sig: int) -> subprocess.CompletedProcess[str]:
     """Start ``process``, send ``sig`` once the first final is published, wait for the exit."""
     out = shoot / "final"
-    proc = subprocess.Popen(_cmd(shoot, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(process_cmd(shoot, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     try:
         while time.time() < deadline and proc.poll() is None and not any(out.glob("*.jpg")):
@@ -68,7 +62,7 @@ def test_signal_mid_batch_stops_cleanly_and_rerun_completes(shoot: Path, model_d
             im.load()
         assert json.loads(sidecar_file(f).read_text())["final_sha256"] == sha256_file(f)
 
-    again = subprocess.run(_cmd(shoot, model_dir), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(process_cmd(shoot, model_dir), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     doc2 = latest_summary(out)
     status2 = {s["name"]: s["status"] for s in doc2["sets"]}
