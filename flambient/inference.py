@@ -1,12 +1,9 @@
 """Model backends and full-resolution tiled inference ("context once, apply everywhere").
 
-A :class:`Backend` runs one model on numpy float32 NCHW arrays:
-
-- ``spec``: the family's :class:`~flambient.nets.registry.ModelSpec`;
-- ``context(low)``: ``low`` is the whole stack area-resized to N x 13 x s x s
-  (s = ``spec.context_size``, linear light) -> the whole-image context array;
-- ``apply(x, ctx, pos)``: ``x`` a N x 13 x h x w tile (linear), ``ctx`` the context,
-  ``pos`` = ``[y0, x0, H, W]`` (float32, pixels) -> N x 3 x h x w sRGB signal values in [0, 1].
+A :class:`~flambient.backends.Backend` (the contract, in :mod:`flambient.backends`) runs one
+model on numpy float32 NCHW arrays: ``context(low)`` on the whole stack area-resized to
+N x 13 x s x s, ``bind_context(ctx)`` once per image, then ``apply(x, handle, pos)`` per
+N x 13 x h x w tile at ``pos = [y0, x0, H, W]`` -> N x 3 x h x w sRGB signal values in [0, 1].
 
 :class:`TorchBackend` runs a :class:`~flambient.nets.registry.FlambientNet` on a torch device
 (fp16 on CUDA when ``spec.half_precision``); :class:`flambient.onnx_backend.OnnxBackend` runs an
