@@ -41,8 +41,6 @@ from .nets.registry import ModelSpec
 class BackendOOM(DeviceError):
     """The backend ran out of device (or host) memory on one call; smaller tiles may fit."""
 
-    exit_code = 2
-
     def __init__(self, where: str, cause: BaseException | None = None) -> None:
         detail = f" ({type(cause).__name__})" if cause is not None else ""
         super().__init__(f"out of memory on {where}{detail}", hint="use a smaller --tile, or fewer devices")

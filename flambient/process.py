@@ -29,6 +29,7 @@ hashes, so a run killed between the two renames still recognises its own final.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -200,6 +201,6 @@ def _run(runner: Runner, root: Path, opts: ProcessOptions, flag: StopFlag,
     summary.inputs = _account(manifest, summary, {b.name for b in sets}, errors)
     summary.signal = flag.signum
     if flag.signum is not None:
-        log.warning("stopped by %s: %s", "SIGINT" if flag.signum == 2 else "SIGTERM",
+        log.warning("stopped by %s: %s", signal.Signals(flag.signum).name,
                     ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())))
     return summary

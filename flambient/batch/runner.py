@@ -10,6 +10,7 @@ pure planner decide, and sends the sets to do through the pipeline
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ from ..tiling import tiling_problem
 from .fingerprint import fingerprint, input_hashes
 from .layout import OutputLayout
 from .plan import TODO, PlanEntry, SetState, decide, plan
-from .sidecar import final_ownership
-from .stages import Job, RunContext, Stages
+from .sidecar import final_ownership, legacy_sidecar_path, sidecar_path
+from .stages import Interrupted, Job, RunContext, Stages
 from .summary import BatchSummary, SetResult
 
 log = get_logger("process")
@@ -156,12 +157,10 @@ class Runner:
 
     def survey(self, sets: list[BracketSet], model_sha: str) -> list[PlanEntry]:
         """The planner's view of every set (a new set's inputs are hashed later, in the decode thread)."""
-        from .sidecar import legacy_sidecar_path, sidecar_path
-
         entries: list[PlanEntry] = []
         for bset in sets:
             final = self.final_for(bset)
-            if not any(map(_lexists, (final, sidecar_path(final), legacy_sidecar_path(final)))):
+            if not any(map(os.path.lexists, (final, sidecar_path(final), legacy_sidecar_path(final)))):
                 entries.append(PlanEntry(bset.name, final))
                 continue
             try:
@@ -197,8 +196,6 @@ class Runner:
 
     def fail(self, job: Job, exc: BaseException) -> None:
         """Record a claimed set's failure (or interruption) and release its lock."""
-        from .stages import Interrupted
-
         job.lock.release()
         job.parts = job.srgb = None
         if isinstance(exc, Interrupted):
@@ -238,8 +235,3 @@ class Runner:
         return BatchSummary(self.shoot, self.out, results, self.model_name, self.preset.name,
                             time.perf_counter() - t_start)
 
-
-def _lexists(p: Path) -> bool:
-    import os
-
-    return os.path.lexists(p)
