@@ -134,3 +134,28 @@ def test_old_layout_output_folder_is_skipped_not_redone(shoot: Path, model_dir: 
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.jpg")} == finals
     assert sorted(p.name for p in out.iterdir()) == sorted([".flambient"] + [p.name for p in finals])
     assert len(list((meta / "sidecars").iterdir())) == 2
+
+
+def test_old_run_summaries_are_pruned_and_the_log_rotates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from flambient.batch import layout as layout_mod
+    from flambient.batch import logfile
+    from flambient.batch.summary import BatchSummary, SetResult, read_latest_summary, write_summary
+
+    monkeypatch.setattr(layout_mod, "KEEP_SUMMARIES", 2)
+    for k in range(4):
+        write_summary(BatchSummary(tmp_path, tmp_path, [SetResult(f"s{k}", "done")], "m", "p", 0.0), when=1e9 + k)
+    runs = sorted((tmp_path / ".flambient" / "summaries").glob("*.json"))
+    assert [p.name for p in runs if p.name != "latest.json"] == [runs[0].name, runs[1].name] and len(runs) == 3
+    assert [json.loads(p.read_text())["sets"][0]["name"] for p in runs[:2]] == ["s2", "s3"]  # the newest kept
+    assert read_latest_summary(tmp_path)["sets"][0]["name"] == "s3"  # type: ignore[index]
+
+    monkeypatch.setattr(logfile, "LOG_MAX_BYTES", 400)
+    lf = logfile.LogFile(OutputLayout(tmp_path).log)
+    for k in range(40):
+        logging.getLogger("flambient.process").info("line %d of a long cron run", k)
+    lf.close()
+    logs = sorted((tmp_path / ".flambient").glob("process.log*"))
+    assert [p.name for p in logs] == ["process.log", "process.log.1", "process.log.2", "process.log.3"]
+    assert all(p.stat().st_size <= 400 for p in logs)

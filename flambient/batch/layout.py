@@ -82,8 +82,10 @@ def layout_of_final(final: str | Path) -> OutputLayout:
     return OutputLayout(Path(final).parent)
 
 
-def prune_summaries(layout: OutputLayout, keep: int = KEEP_SUMMARIES) -> None:
-    """Remove the oldest run summaries beyond ``keep`` (never ``latest.json``); never raises."""
+def prune_summaries(layout: OutputLayout, keep: int | None = None) -> None:
+    """Remove the oldest run summaries beyond ``keep`` (default :data:`KEEP_SUMMARIES`; never
+    ``latest.json``); never raises."""
+    keep = KEEP_SUMMARIES if keep is None else keep
     try:
         runs = sorted(p for p in layout.summaries.glob("*.json") if p.name != LATEST and not p.name.startswith("."))
     except OSError:
