@@ -34,7 +34,6 @@ import numpy as np
 from .colour import cct_to_linear_rgb, linear_to_srgb, srgb_to_linear
 from .config import EditSettings, OutputSettings
 from .inference import StackSource, TilePost
-from .io.atomic import atomic_write_text
 from .io.exif import ExifInfo
 from .tiling import Tile
 

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .batch.fingerprint import PIPELINE_VERSION, fingerprint, input_hashes
-from .batch.layout import OutputLayout, migrate_legacy_layout
+from .batch.layout import migrate_legacy_layout
 from .batch.logfile import LogFile
-from .batch.logfile import QuietFileHandler as _QuietFileHandler
+from .batch.logfile import QuietFileHandler as _QuietFileHandler  # noqa: F401 (tests patch it here)
 from .batch.runner import ProcessOptions, Runner, StagesFactory, error_text, validate_tiling
 from .batch.signals import RunInterrupted, StopFlag, stop_on_signals
 from .batch.stages import LARGE_SET_PIXELS, Job, RunContext, Stages
