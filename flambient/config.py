@@ -1,6 +1,6 @@
 """Presets: YAML files -> typed, validated dataclasses (what ``--preset NAME`` loads).
 
-A preset file (``presets/<name>.yaml`` or any path) has four optional sections; every key is
+A preset file (``presets/<name>.yaml`` or any path) has five optional sections; every key is
 optional and defaults to the values below. Unknown keys and bad values raise
 :class:`~flambient.errors.ConfigError` naming the file, the key and what is allowed::
 
@@ -12,13 +12,15 @@ optional and defaults to the values below. Unknown keys and bad values raise
       exposure_bias: 0.0      # EV added to the final (-3..3)
       white_balance: null     # kelvin (2000..12000) the final's white is shifted to; null = as edited
     output:
-      format: jpeg            # jpeg | tiff16
+      format: jpeg            # jpeg | tiff16 | tiff8 (16- or 8-bit TIFF)
       quality: 95             # JPEG quality 1..100
       colour_space: srgb      # srgb (ICC profile embedded)
       long_edge: null         # resize so the long edge is at most this many pixels; null = full size
       sharpen: 0.0            # unsharp-mask amount after resizing (0..3; 0 = off)
       sharpen_radius: 1.0     # unsharp-mask Gaussian sigma in pixels (0.3..10)
       naming: "{set}"         # file stem; fields {set}, {preset}, {model}; extension from format
+    metadata:
+      strip_gps: false        # drop GPS coordinates (EXIF and XMP) from finals (process --strip-gps)
     tiling:
       tile: 1024              # largest tile side in pixels (128..16384); null = whole image
       overlap: null           # model margin at tile borders (0..512 px); null = the model's need
@@ -41,7 +43,7 @@ from .schema import Field, validate
 from .tiling import MAX_MARGIN, MAX_TILE, MIN_TILE, tiling_problem
 
 PRESET_SUFFIXES = (".yaml", ".yml")
-FORMATS = ("jpeg", "tiff16")
+FORMATS = ("jpeg", "tiff16", "tiff8")
 COLOUR_SPACES = ("srgb",)
 NAMING_FIELDS = ("set", "preset", "model")
 
@@ -74,6 +76,13 @@ class OutputSettings:
 
 
 @dataclass(frozen=True)
+class MetadataSettings:
+    """What finals carry of their source's metadata: ``strip_gps`` drops location coordinates."""
+
+    strip_gps: bool = False
+
+
+@dataclass(frozen=True)
 class TilingSettings:
     """Tile side (pixels, None = whole image) and overlap (None = the model's spec)."""
 
@@ -92,6 +101,7 @@ class Preset:
     output: OutputSettings = field(default_factory=OutputSettings)
     tiling: TilingSettings = field(default_factory=TilingSettings)
     path: Path | None = None
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the settings (recorded in sidecars; ``path`` left out)."""
@@ -101,6 +111,7 @@ class Preset:
             "edit": {f.name: getattr(self.edit, f.name) for f in fields(self.edit)},
             "output": {f.name: getattr(self.output, f.name) for f in fields(self.output)},
             "tiling": {f.name: getattr(self.tiling, f.name) for f in fields(self.tiling)},
+            "metadata": {f.name: getattr(self.metadata, f.name) for f in fields(self.metadata)},
         }
 
     def final_name(self, set_name: str, model: str) -> str:
@@ -175,6 +186,7 @@ PRESET_SCHEMA: dict[str, Field] = {
     "edit": Field(dict, None, optional=True),
     "output": Field(dict, None, optional=True),
     "tiling": Field(dict, None, optional=True),
+    "metadata": Field(dict, None, optional=True),
 }
 EDIT_SCHEMA: dict[str, Field] = {
     "strength": Field(float, 1.0, 0.0, 1.0),
@@ -189,6 +201,9 @@ OUTPUT_SCHEMA: dict[str, Field] = {
     "sharpen": Field(float, 0.0, 0.0, 3.0),
     "sharpen_radius": Field(float, 1.0, 0.3, 10.0),
     "naming": Field(str, "{set}", optional=True),
+}
+METADATA_SCHEMA: dict[str, Field] = {
+    "strip_gps": Field(bool, False),
 }
 TILING_SCHEMA: dict[str, Field] = {
     "tile": Field(int, 1024, MIN_TILE, MAX_TILE, optional=True),
@@ -212,8 +227,9 @@ def parse_preset(doc: Any, name: str, path: Path | None = None) -> Preset:
     problem = tiling_problem(t["tile"], t["overlap"], names=("tiling.tile", "tiling.overlap"))
     if problem is not None:
         raise ConfigError(problem[0], path, problem[1])
+    meta = MetadataSettings(**validate(top.get("metadata"), METADATA_SCHEMA, path, "metadata", defaults=True))
     return Preset(name=name, description=description, model=model, edit=edit, output=output,
-                  tiling=TilingSettings(**t), path=path)
+                  tiling=TilingSettings(**t), path=path, metadata=meta)
 
 
 def _check_naming(template: str, path: Path | None) -> None:

@@ -15,10 +15,10 @@ bands of rows so a 60 MP final needs no second full-size copy.
 The sidecar of a final (its reader, writer and the ownership rule) is in
 :mod:`flambient.batch.sidecar`.
 
-Metadata: EXIF from the set's reference frame (camera, lens, exposure, capture time;
-Orientation reset to 1 because the pixels are already upright) and an embedded sRGB ICC
-profile; ``process`` records model, preset, input files with sha256, timings and the
-fingerprint it compares to skip unchanged sets in the final's sidecar.
+Metadata: the reference frame's EXIF, IPTC and XMP (:mod:`flambient.io.metadata`: orientation,
+size, flash, density and history made true of the final; GPS dropped on request) and an
+embedded sRGB ICC profile; ``process`` records model, preset, input files with sha256,
+timings and the fingerprint it compares to skip unchanged sets in the final's sidecar.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import hashlib
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from .brackets import BracketSet
 from .colour import cct_to_linear_rgb, linear_to_srgb, srgb_to_linear
-from .config import EditSettings, OutputSettings
+from .config import EditSettings, OutputSettings, Preset
 from .inference import StackSource, TilePost
-from .io.exif import ExifInfo
+from .io.metadata import FinalMetadata
 from .tiling import Tile
 
 #: Colour temperature of the D65 white (K), the "no change" white-balance target.
@@ -123,102 +123,47 @@ def finish(srgb: np.ndarray, out: OutputSettings) -> np.ndarray:
     return sharpen_inplace(img, out.sharpen, out.sharpen_radius)
 
 
-def exif_bytes(info: ExifInfo | None) -> bytes:
-    """EXIF APP1 payload of a final from its reference frame's :class:`ExifInfo` (Orientation 1)."""
-    from .io.exif_write import build_exif_bytes
+def final_metadata(bset: BracketSet, preset: Preset, model: str) -> FinalMetadata:
+    """What a set's final carries: its reference frame's metadata, the set's flash, GPS per preset.
 
-    info = info or ExifInfo()
-    fields: dict[str, Any] = {}
-    if info.exposure_time and info.exposure_time > 0:
-        fields["ExposureTime"] = info.exposure_time
-    if info.f_number:
-        fields["FNumber"] = info.f_number
-    if info.iso:
-        fields["ISO"] = info.iso
-    if info.capture_time is not None:
-        fields["DateTimeOriginal"] = info.capture_time
-    if info.flash_fired is not None:
-        fields["Flash"] = bool(info.flash_fired)
-    if info.focal_length:
-        fields["FocalLength"] = info.focal_length
-    if info.exposure_bias is not None:
-        fields["ExposureBiasValue"] = info.exposure_bias
-    if info.lens:
-        fields["LensModel"] = info.lens
+    The processing event names the model and preset (:mod:`flambient.io.metadata`).
+    """
     from . import __version__
 
-    return build_exif_bytes(fields, make=info.make or "", model=info.model or "", orientation=1,
-                            software=f"flambient {__version__}")
+    ref = bset.reference_frame
+    flash = next((f.path for f in bset.frames if f.role == "flash" or f.exif.flash_fired), None)
+    return FinalMetadata(source=ref.path, fallback=ref.exif, flash_source=flash,
+                         strip_gps=preset.metadata.strip_gps, software=f"flambient {__version__}",
+                         history=f"model {model}, preset {preset.name}")
 
 
-def write_final(path: str | Path, srgb: np.ndarray, out: OutputSettings, exif: bytes | None,
+def write_final(path: str | Path, srgb: np.ndarray, out: OutputSettings, meta: FinalMetadata | None,
                 before_publish: Callable[[str, Path], None] | None = None) -> Path:
-    """Write the finished sRGB HxWx3 image atomically as JPEG or 16-bit TIFF, both with the sRGB ICC.
+    """Write the finished sRGB HxWx3 image atomically as JPEG or 8/16-bit TIFF, all with the sRGB ICC.
 
-    ``exif`` (from :func:`exif_bytes`) goes into the JPEG as its APP1 segment; a TIFF gets the
-    same camera, lens, capture time and exposure fields as tags (:func:`tiff_tags`).
+    ``meta`` (from :func:`final_metadata`; None = no metadata) gives the final its source's
+    EXIF, IPTC and XMP and its density (dpi), see :mod:`flambient.io.metadata`.
     ``before_publish(sha256, tmp)`` is called with the hash of the complete file while it is
     still under its temporary name ``tmp`` (``process`` writes the sidecar there), then the file is renamed
     onto ``path``. An exception from it leaves ``path`` as it was.
     """
     from .io.atomic import atomic_path
-    from .io.images import encode_jpeg, save_tiff16
+    from .io.images import encode_jpeg, save_tiff
+    from .io.metadata import prepare
 
+    jpeg = out.format == "jpeg"
+    prepared = prepare(meta, (int(srgb.shape[1]), int(srgb.shape[0])), jpeg) if meta is not None else None
+    dpi = prepared.dpi if prepared is not None else None
     with atomic_path(path) as tmp:
-        if out.format == "jpeg":
-            tmp.write_bytes(encode_jpeg(srgb, quality=out.quality, exif=exif))
+        if jpeg:
+            tmp.write_bytes(encode_jpeg(srgb, quality=out.quality, dpi=dpi))
         else:
-            save_tiff16(tmp, srgb, icc=True, tags=tiff_tags(exif))
+            save_tiff(tmp, srgb, icc=True, bits=8 if out.format == "tiff8" else 16, dpi=dpi)
+        if prepared is not None:
+            prepared.apply(tmp)
         if before_publish is not None:
             before_publish(sha256_file(tmp), tmp)
     return Path(path)
-
-
-#: EXIF fields a TIFF final carries, by tag: (tifffile dtype, kind). TIFF shares EXIF's tag
-#: numbers, so they are written in the image's IFD (as DNG does), readable by exiftool and Pillow.
-_TIFF_FIELDS: dict[int, str] = {
-    271: "text",    # Make
-    272: "text",    # Model
-    36867: "text",  # DateTimeOriginal
-    36881: "text",  # OffsetTimeOriginal
-    42036: "text",  # LensModel
-    34855: "short",  # ISO
-    33434: "rational",  # ExposureTime
-    33437: "rational",  # FNumber
-    37386: "rational",  # FocalLength
-}
-
-
-def tiff_tags(exif: bytes | None) -> list[tuple[int, str, int, Any, bool]]:
-    """tifffile ``extratags`` for a TIFF final from a final's EXIF bytes (:func:`exif_bytes`).
-
-    Camera make and model, lens, capture time (also as DateTime, tag 306), ISO, exposure
-    time, f-number and focal length, plus Orientation 1 (the pixels are upright).
-    """
-    from fractions import Fraction
-
-    from PIL import Image
-
-    tags: list[tuple[int, str, int, Any, bool]] = [(274, "H", 1, 1, True)]  # Orientation: upright
-    if not exif:
-        return tags
-    ex = Image.Exif()
-    ex.load(exif)
-    values: dict[int, Any] = {**dict(ex), **dict(ex.get_ifd(0x8769))}
-    for tag, kind in _TIFF_FIELDS.items():
-        v = values.get(tag)
-        if v is None or v == "":
-            continue
-        if kind == "text":
-            tags.append((tag, "s", 0, str(v).rstrip("\x00"), True))
-        elif kind == "short":
-            tags.append((tag, "H", 1, int(v), True))
-        else:
-            f = Fraction(float(v)).limit_denominator(100000)
-            tags.append((tag, "2I", 1, (f.numerator, f.denominator), True))
-    if values.get(36867):
-        tags.append((306, "s", 0, str(values[36867]).rstrip("\x00"), True))  # DateTime
-    return tags
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

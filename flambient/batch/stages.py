@@ -25,7 +25,7 @@ from ..config import Preset
 from ..inference import PartsStack, TilePost, infer_image
 from ..locks import SetLock
 from ..log import get_logger
-from ..output import edit_post, exif_bytes, finish, write_final
+from ..output import edit_post, final_metadata, finish, write_final
 from .plan import KEPT_NOTE
 from .sidecar import Sidecar, final_ownership, sidecar_path, write_sidecar
 from .summary import SetResult
@@ -158,8 +158,8 @@ class Stages:
             side.replaces_sha256 = old_sha if owner == "ours" else None
             write_sidecar(job.final, side)
 
-        write_final(job.final, img, self.ctx.preset.output, exif_bytes(job.bset.reference_frame.exif),
-                    before_publish=publish)
+        write_final(job.final, img, self.ctx.preset.output,
+                    final_metadata(job.bset, self.ctx.preset, self.ctx.model_name), before_publish=publish)
         del img
         self._give_buffer(buf)
         return SetResult(job.bset.name, "done", final=str(job.final), device=device, timings=job.timings)

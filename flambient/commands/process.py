@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
             False, "--overwrite-user-files",
             help="Replace files under a final's name that flambient did not write or that were edited."),
         dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; write nothing."),
+        strip_gps: bool = typer.Option(False, "--strip-gps",
+                                       help="Drop GPS coordinates (EXIF and XMP) from the finals' metadata."),
         shard: Optional[str] = typer.Option(None, "--shard", help="Do only shard i of n (e.g. 1/3), by set order."),
         tile: Optional[int] = typer.Option(None, "--tile", callback=tile_option,
                                            help="Tile side in pixels, 128-16384 (0 = whole image)."),
@@ -65,6 +67,8 @@ def register(app: typer.Typer) -> None:
         problem = tiling_problem(p.tiling.tile, p.tiling.overlap)
         if problem is not None:
             raise ConfigError(problem[0], hint=problem[1])
+        if strip_gps:
+            p = dataclasses.replace(p, metadata=dataclasses.replace(p.metadata, strip_gps=True))
         shard_range = parse_shard(shard) if shard else None
         quiet = get_logger().getEffectiveLevel() > logging.INFO
         opts = ProcessOptions(preset=p, model=model, backend=backend.value, devices=devices, out=out, force=force,

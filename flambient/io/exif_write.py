@@ -32,7 +32,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .exif import ExifInfo
 
 # TIFF field types
 BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED, SRATIONAL = 1, 2, 3, 4, 5, 7, 10
@@ -148,6 +151,21 @@ def exif_entries(exif: dict[str, Any]) -> list[Entry]:
         else:
             raise ValueError(f"unknown EXIF key {key!r}")
     return out
+
+
+def exif_fields(info: ExifInfo) -> dict[str, Any]:
+    """The ``exif`` dict (keys above) of what an :class:`~flambient.io.exif.ExifInfo` knows."""
+    fields: dict[str, Any] = {
+        "ExposureTime": info.exposure_time if info.exposure_time and info.exposure_time > 0 else None,
+        "FNumber": info.f_number or None,
+        "ISO": info.iso or None,
+        "DateTimeOriginal": info.capture_time,
+        "Flash": None if info.flash_fired is None else bool(info.flash_fired),
+        "FocalLength": info.focal_length or None,
+        "ExposureBiasValue": info.exposure_bias,
+        "LensModel": info.lens or None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _exposure_fraction(t: float) -> Fraction:
