@@ -33,29 +33,51 @@ from . import colour, metrics
 from .dataset import fit_to, load_dataset
 from .errors import FlambientError, InputError
 from .io.atomic import atomic_write_text
-from .io.images import IMAGE_EXTENSIONS, read_srgb
+from .io.images import IMAGE_EXTENSIONS, encode_jpeg, read_srgb
 from .log import get_logger
+from .provenance import Provenance, read_provenance
 from .stack import HAS_MASK, MASK
 
 log = get_logger("eval")
 
 #: Largest per-axis size difference (px) fixed by crop/pad rather than by resizing.
 MAX_PIXEL_SHIFT = 8
-#: Longest side of the thumbnails kept for the report.
-THUMB_SIDE = 256
+#: Longest side (px) of the views kept for the report (JPEG; enlarged on click).
+VIEW_SIDE = 1024
+#: JPEG quality of the report's views.
+VIEW_QUALITY = 85
+#: CIEDE2000 at which the report's heat map reaches its brightest colour.
+HEATMAP_MAX_DE = 20.0
 #: CIEDE2000 histogram bins (pooled over all pixels) kept for the report.
 DE_BINS = np.linspace(0.0, 30.0, 31)
 #: Preference order when one stem exists in several formats (lossless first).
 _FORMAT_ORDER = (".png", ".tif", ".tiff", ".exr", ".jpg", ".jpeg")
 
 
+@dataclass(frozen=True)
+class View:
+    """One picture of the report: sRGB JPEG bytes (no ICC) and its size in pixels."""
+
+    jpeg: bytes
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, srgb: np.ndarray, side: int = VIEW_SIDE) -> View:
+        """Shrink an sRGB HxWx3 image to at most ``side`` px and encode it."""
+        small = _thumb(srgb, side)
+        h, w = small.shape[:2]
+        return cls(encode_jpeg(small, quality=VIEW_QUALITY, icc=False), w, h)
+
+
 @dataclass
 class ImageResult:
     """Scores of one image: ``metrics`` (key -> float, NaN when undefined) plus report data.
 
-    ``views`` holds small sRGB thumbnails (``input``, ``pred``, ``truth``, ``error`` = dE heat
-    map); ``de_hist`` the per-pixel dE histogram over :data:`DE_BINS`; ``tone`` the fitted
-    tone curve (prediction L*, truth L*) from :func:`flambient.metrics.tone_curve_fit`;
+    ``views`` holds the report's pictures as :class:`View` (``input``, ``pred``, ``truth``,
+    ``error`` = dE heat map), kept encoded so a long eval holds little memory; ``de_hist``
+    the per-pixel dE histogram over :data:`DE_BINS`; ``tone`` the fitted tone curve
+    (prediction L*, truth L*) from :func:`flambient.metrics.tone_curve_fit`;
     ``baseline_metrics`` each baseline's metrics on this image.
     """
 
@@ -63,7 +85,7 @@ class ImageResult:
     metrics: dict[str, float]
     pred: Path
     truth: Path
-    views: dict[str, np.ndarray] = field(default_factory=dict)
+    views: dict[str, View] = field(default_factory=dict)
     de_hist: np.ndarray | None = None
     tone: tuple[np.ndarray, np.ndarray] | None = None
     baseline_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -96,6 +118,7 @@ class EvalResult:
     failed: list[str]
     baselines: dict[str, MethodScores] = field(default_factory=dict)
     inputs: Path | None = None
+    provenance: Provenance | None = None
 
     @property
     def model(self) -> MethodScores:
@@ -107,9 +130,20 @@ class EvalResult:
         return ms
 
     def to_json(self) -> dict[str, Any]:
-        """The ``metrics.json`` document (NaN written as null)."""
+        """The ``metrics.json`` document (NaN written as null).
+
+        Header fields first: ``flambient_version`` (of this eval), ``verdict`` (the report's
+        sentence) and, from :class:`~flambient.provenance.Provenance`, ``model``, ``preset``,
+        ``finals_flambient_version``, ``provenance``, ``finals_with_sidecar``.
+        """
+        from . import __version__
+        from .verdict import verdict
+
         model = self.model
-        doc: dict[str, Any] = {
+        doc: dict[str, Any] = {"flambient_version": __version__, "verdict": verdict(self)}
+        if self.provenance is not None:
+            doc.update(self.provenance.to_json())
+        doc.update({
             "aggregate": model.aggregate(),
             "stats": model.stats(),
             "images": [{"name": r.name, **r.metrics} for r in self.images],
@@ -118,7 +152,7 @@ class EvalResult:
             "failed": list(self.failed),
             "pred": str(self.pred_dir),
             "truth": str(self.truth_dir),
-        }
+        })
         if self.inputs is not None:
             doc["inputs"] = str(self.inputs)
         if self.baselines:
@@ -262,7 +296,7 @@ def input_loaders(inputs: str | Path) -> dict[str, InputLoader]:
 # ----------------------------------------------------------------------------- scoring
 
 
-def _thumb(img: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
+def _thumb(img: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
     h, w = img.shape[:2]
     scale = side / max(h, w)
     if scale >= 1.0:
@@ -271,7 +305,7 @@ def _thumb(img: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(img, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
 
 
-def error_heatmap(de: np.ndarray, vmax: float = 20.0) -> np.ndarray:
+def error_heatmap(de: np.ndarray, vmax: float = HEATMAP_MAX_DE) -> np.ndarray:
     """An sRGB HxWx3 heat map (matplotlib 'inferno') of a per-pixel dE map, 0..``vmax``."""
     from matplotlib import colormaps
 
@@ -298,12 +332,16 @@ def evaluate(
     with_baselines: bool = False,
     keep_views: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
+    model: str | None = None,
+    preset: str | None = None,
 ) -> EvalResult:
     """Score every PRED image against its TRUTH partner (and the baselines, when asked).
 
     ``with_baselines`` needs ``inputs``. ``keep_views`` keeps thumbnails and curves for the
     report. ``progress(done, total, name)`` is called after each image. Images that cannot
     be read are listed in :attr:`EvalResult.failed`; missing partners in ``missing``.
+    ``model`` / ``preset`` name what made the predictions when their sidecars do not (or
+    override them); see :func:`flambient.provenance.read_provenance`.
     """
     if with_baselines and inputs is None:
         raise InputError("--baselines needs --inputs", hint="pass the shoot or dataset the predictions were made from")
@@ -311,7 +349,8 @@ def evaluate(
     loaders = input_loaders(inputs) if inputs is not None else {}
     masks = truth_masks(truth_dir)
     result = EvalResult(pred_dir=Path(pred_dir), truth_dir=Path(truth_dir), images=[], missing=missing,
-                        failed=[], inputs=Path(inputs) if inputs is not None else None)
+                        failed=[], inputs=Path(inputs) if inputs is not None else None,
+                        provenance=read_provenance([p for _s, p, _t in pairs], model, preset))
     if with_baselines:
         result.baselines = {name: MethodScores() for name in bl.BASELINES}
     for i, (stem, pred_path, truth_path) in enumerate(pairs):
@@ -358,9 +397,9 @@ def _evaluate_one(
     res = ImageResult(name=stem, metrics=scores, pred=pred_path, truth=truth_path)
     res.de_hist = np.histogram(np.clip(de, DE_BINS[0], DE_BINS[-1]), bins=DE_BINS)[0].astype(np.float64)
     if keep_views:
-        res.views = {"pred": _thumb(pred), "truth": _thumb(truth), "error": _thumb(error_heatmap(de))}
+        res.views = {"pred": View.of(pred), "truth": View.of(truth), "error": View.of(error_heatmap(_thumb(de)))}
         if stack is not None:
-            res.views["input"] = _thumb(colour.linear_to_srgb(stack[:, :, 0:3]))
+            res.views["input"] = View.of(colour.linear_to_srgb(stack[:, :, 0:3]))
         x, y, _share = metrics.tone_curve_fit(pred, truth)
         res.tone = (x, y)
     if with_baselines and stack is not None:

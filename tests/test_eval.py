@@ -9,60 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
 
-from flambient import colour, metrics
+from flambient import metrics
 from flambient.cli import main
-from flambient.dataset import write_index, write_item
 from flambient.errors import InputError
 from flambient.evaluate import align_to, evaluate, match_pairs, write_metrics_json
 from flambient.io.images import read_srgb, write_png
-from flambient.report import render_report, write_report
+from flambient.report import render_report
 
 from conftest import shared_file
-
-H, W = 48, 64
-
-
-def _scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A tiny flambient set: albedo lit by warm dim ambient, neutral flash, bright window."""
-    albedo = np.clip(gaussian_filter(rng.uniform(0.05, 0.9, (H, W, 3)), (3, 3, 0)), 0.02, 0.95)
-    albedo[:, : W // 3] = albedo[:, : W // 3].mean(axis=-1, keepdims=True)  # neutral wall
-    mask = np.zeros((H, W), np.float32)
-    mask[6:20, 40:58] = 1.0
-    ambient = albedo * np.array([0.25, 0.18, 0.1]) + mask[..., None] * 3.0
-    flash = albedo * 0.8 + mask[..., None] * 3.0
-    window = ambient / 4.0 * 4.0  # exposure-normalised pull: same radiance, highlights kept
-    truth_lin = albedo * 0.6 + mask[..., None] * np.array([0.5, 0.6, 0.8])
-    return {
-        "ambient": ambient.astype(np.float32), "flash": flash.astype(np.float32),
-        "window": window.astype(np.float32), "mask": mask,
-        "truth": colour.linear_to_srgb(truth_lin.astype(np.float32)),
-    }
-
-
-@pytest.fixture()
-def eval_dirs(tmp_path: Path) -> dict[str, Path]:
-    """PRED and TRUTH folders plus a dataset of inputs; one extra prediction without truth,
-    one prediction 2 px narrower than its truth."""
-    rng = np.random.default_rng(0)
-    pred_dir, truth_dir, ds = tmp_path / "pred", tmp_path / "truth", tmp_path / "dataset"
-    pred_dir.mkdir()
-    truth_dir.mkdir()
-    entries = []
-    for i in range(3):
-        sc = _scene(rng)
-        name = f"set{i:02d}"
-        entries.append(write_item(ds, name, sc["ambient"], sc["truth"], flash=sc["flash"], window=sc["window"],
-                                  mask=sc["mask"]))
-        pred = np.clip(sc["truth"] + rng.normal(0, 0.02, sc["truth"].shape), 0, 1).astype(np.float32)
-        if i == 1:
-            pred = pred[:, 1:-1]
-        write_png(truth_dir / f"{name}.png", sc["truth"], bits=16)
-        write_png(pred_dir / f"{name}.png", pred, bits=16)
-    write_index(ds, entries)
-    write_png(pred_dir / "orphan.png", np.zeros((H, W, 3), np.float32))
-    return {"pred": pred_dir, "truth": truth_dir, "dataset": ds}
+from eval_fixtures import H, W, eval_dirs  # noqa: F401  (fixture)
 
 
 def test_match_pairs_reports_missing(eval_dirs: dict[str, Path]) -> None:
@@ -149,60 +105,6 @@ def test_eval_real_fivek_pairs(tmp_path: Path) -> None:
     for r in res.images:
         m = r.metrics
         assert 10 < m["psnr"] < 40 and 0 < m["ssim"] < 1 and m["delta_e2000"] > 1
-
-
-def _chromium() -> str | None:
-    for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
-        if Path(p).exists():
-            return p
-    return None
-
-
-@pytest.mark.slow
-def test_report_renders_in_chromium(eval_dirs: dict[str, Path], tmp_path: Path) -> None:
-    import subprocess
-
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
-    res = evaluate(eval_dirs["pred"], eval_dirs["truth"], inputs=eval_dirs["dataset"], with_baselines=True)
-    page = write_report(res, tmp_path / "report.html")
-    shot = tmp_path / "shot.png"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run",
-           f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={shot}", "--window-size=1200,900",
-           "--hide-scrollbars", page.resolve().as_uri()]
-    subprocess.run(cmd, capture_output=True, timeout=60, check=False)
-    assert shot.is_file(), "chromium wrote no screenshot"
-    img = read_srgb(shot)
-    assert img.shape[0] >= 800 and img.shape[1] >= 1100
-    # not blank: many distinct colours, a real share of non-background pixels, thumbnails present
-    q = (img * 255).astype(np.uint8).reshape(-1, 3)
-    assert len(np.unique(q, axis=0)) > 200
-    background = np.all(np.abs(img - img[5, 5]) < 0.02, axis=-1).mean()
-    assert background < 0.97
-
-
-@pytest.mark.slow
-def test_report_sorts_in_chromium(eval_dirs: dict[str, Path], tmp_path: Path) -> None:
-    """The inline sorting script runs: ``#sort=-delta_e2000`` opens the rows worst first."""
-    import re
-    import subprocess
-
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
-    res = evaluate(eval_dirs["pred"], eval_dirs["truth"], keep_views=False)
-    page = write_report(res, tmp_path / "report.html")
-    expected = [r.name for r in sorted(res.images, key=lambda r: -r.metrics["delta_e2000"])]
-    for frag, order in (("#sort=-delta_e2000", expected), ("#sort=delta_e2000", expected[::-1])):
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               f"--user-data-dir={tmp_path / 'chrome'}", "--dump-dom", page.resolve().as_uri() + frag]
-        dom = subprocess.run(cmd, capture_output=True, timeout=60, check=False, text=True).stdout
-        body = dom.split('<table id="images">', 1)[1]
-        names = re.findall(r'<td class="name" data-v="([^"]+)"', body)
-        assert names == order, (frag, names)
 
 
 def test_truth_window_masks_are_used_not_paired(eval_dirs: dict[str, Path]) -> None:

@@ -32,9 +32,9 @@ class Sidecar:
     """
 
     flambient_version: str
-    set: str
-    final: str
     fingerprint: str
+    set: str = ""
+    final: str = ""
     size: list[int] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     preset: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +51,8 @@ class Sidecar:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Sidecar:
-        """A sidecar from its parsed JSON (unknown keys ignored, missing ones default)."""
+        """A sidecar from its parsed JSON (unknown keys ignored, missing ones default; the
+        version and fingerprint are required: see :func:`is_flambient_sidecar`)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in names})
 

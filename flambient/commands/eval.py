@@ -23,6 +23,11 @@ def register(app: typer.Typer) -> None:
         json_path: Optional[str] = typer.Option(
             None, "--json", metavar="PATH", help="Write metrics.json here; '-' prints only the JSON, on stdout."),
         report: Optional[Path] = typer.Option(None, "--report", help="Write the self-contained report.html here."),
+        model: Optional[str] = typer.Option(
+            None, "--model", help="Name of the model that made PRED, for the report and metrics.json "
+            "(default: read from the finals' sidecars)."),
+        preset: Optional[str] = typer.Option(
+            None, "--preset", help="Name of the preset PRED was made with (default: from the sidecars)."),
     ) -> None:
         """Score predictions against reference edits: PSNR, SSIM, MS-SSIM, CIEDE2000, WB, tone, exposure, FLIP."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -39,7 +44,7 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, completed=done, total=total, description=name)
 
             result = evaluate(pred, truth, inputs=inputs, with_baselines=baselines, keep_views=report is not None,
-                              progress=progress)
+                              progress=progress, model=model, preset=preset)
         for msg in result.missing:
             console.print(f"[yellow]missing:[/] {msg}", soft_wrap=True)
         written = emit(result.to_json(), summary_table(result), json_path)
