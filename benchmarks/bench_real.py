@@ -324,11 +324,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- out of box
 
 
-def sanity_row(final: np.ndarray, source: np.ndarray) -> dict[str, Any]:
-    """The :mod:`flambient.sanity` figures of one final against its source."""
+def sanity_row(final: np.ndarray, source: np.ndarray, other_frames: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """The :mod:`flambient.sanity` figures of one final against its source (and, for a bracket
+    set, the set's other linear frames: where they record a colour, the final may show it)."""
     from flambient import sanity
 
-    shift, bn = sanity.neutral_shift_share(final, source)
+    shift, bn = sanity.neutral_shift_share(final, source, other_frames or ())
     clip, crush = sanity.clip_crush(final)
     return {"exposure_change_ev": sanity.exposure_change_ev(final, source),
             "source_median_luma": sanity.median_luma(source), "well_exposed": sanity.is_well_exposed(source),
@@ -363,7 +364,7 @@ def out_of_box(runner: ModelRunner, fivek: list[Pair], photos: list[tuple[str, n
         row: dict[str, Any] = {"name": fs.name, "kind": fs.kind, "frames": len(frames),
                                "window_share": float(mask.mean()) if mask is not None else 0.0, "methods": {}}
         for method, fin in finals.items():
-            r = sanity_row(fin, amb_srgb)
+            r = sanity_row(fin, amb_srgb, [f for k, f in frames.items() if k != "ambient"])
             if mask is not None:
                 r["window_detail"] = sanity.window_detail(fin, list(frames.values()), mask)
                 r["halo_l"] = sanity.halo(fin, amb_srgb, mask)

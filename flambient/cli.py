@@ -18,7 +18,7 @@ import typer
 
 from . import __version__
 from .errors import FlambientError
-from .log import console, setup_logging
+from .log import console, setup_logging, verbosity
 
 #: Order of commands in ``flambient --help`` (others follow alphabetically).
 COMMAND_ORDER = ["ingest", "synth", "train", "finetune", "process", "eval", "export", "models", "presets"]
@@ -31,9 +31,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-_state = {"verbose": 0}
-
 
 def _version(value: bool) -> None:
     if value:
@@ -49,7 +46,6 @@ def _root(
                                            help="Print the version and exit."),
 ) -> None:
     """Blend real-estate flash/ambient bracket sets into finished images."""
-    _state["verbose"] = verbose
     setup_logging(verbose=verbose, quiet=quiet)
 
 
@@ -72,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(rv, int) and rv:  # click returns typer.Exit's code when not standalone
             return rv
     except FlambientError as exc:
-        if _state["verbose"]:
+        if verbosity():
             console.print_exception()
         console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -85,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from .errors import describe_os_error
 
-        if _state["verbose"]:
+        if verbosity():
             console.print_exception()
         console.print(f"[bold red]error:[/] {escape(describe_os_error(exc))}", markup=True, highlight=False,
                       soft_wrap=True)
@@ -100,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(getattr(exc, "exit_code", 2) or 2)
         if type(exc).__name__ == "Abort":
             return 130
-        if _state["verbose"]:
+        if verbosity():
             console.print_exception()
         console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (run with -v for the traceback)",
                       soft_wrap=True)

@@ -1,11 +1,12 @@
 """Compute devices: discovery (CUDA GPUs, then the CPU) and the ``--devices`` option.
 
-One grammar for every device option (``process --devices``, ``train``/``finetune --device``,
-the onnx backend): :func:`parse_devices` / :func:`parse_device`; the CLI checks values with
+One grammar for every device option (``process --devices``, ``train``/``finetune --devices``
+(one device there), the onnx backend): :func:`parse_devices` / :func:`parse_device`; the CLI checks values with
 them while parsing its arguments, before any work. ``--devices`` accepts ``auto`` (every CUDA GPU, or the CPU when there is none), ``cpu``,
-``cuda`` (every GPU) or ``cuda:0,1`` / ``0,1`` (those GPUs). Asking for CUDA on a machine
-without a usable GPU falls back to the CPU with a warning (a cron job keeps working); naming a
-GPU index that does not exist is a :class:`~flambient.errors.DeviceError`.
+``cuda`` (every GPU) or ``cuda:0,1`` / ``0,1`` (those GPUs). Only ``auto`` falls back to the
+CPU when there is no usable GPU; an explicit ``cuda`` (or ``cuda:N``) on such a machine, or a
+GPU index that does not exist, is a :class:`~flambient.errors.DeviceError` (exit 2), so a cron
+job set up for a GPU does not go on for hours on the CPU when the GPU is gone.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def parse_devices(spec: str | None) -> tuple[str, list[int]]:
 
 
 def parse_device(spec: str | None) -> str:
-    """Parse a single-device value (``train --device``, the onnx backend): auto, cpu, cuda or cuda:N.
+    """Parse a single-device value (``train --devices``, the onnx backend): auto, cpu, cuda or cuda:N.
 
     The same grammar as :func:`parse_devices` (``gpu`` = ``cuda``, ``1`` = ``cuda:1``) but one
     device at most; returns the normalised name. Raises :class:`DeviceError` otherwise.
@@ -88,9 +89,9 @@ def resolve_devices(spec: str | None = "auto") -> list[Device]:
         return [CPU]
     if not gpus:
         if kind == "cuda":
-            log.warning("no usable CUDA GPU found; falling back to the CPU (slower)")
-        else:
-            log.info("no CUDA GPU found; running on the CPU")
+            raise DeviceError(f"'{spec}' asks for a GPU, but there is no usable CUDA GPU on this machine",
+                              hint="check the NVIDIA driver (nvidia-smi), or use --devices auto or cpu")
+        log.info("no CUDA GPU found; running on the CPU")
         return [CPU]
     if not idx:
         return gpus

@@ -341,7 +341,7 @@ def _write(model: Any, dest: Path) -> None:
             onnx.save(model, str(tmp))
     except OSError as exc:
         raise InputError(f"cannot write the export ({exc.strerror or exc})", dest,
-                         "choose another place with --onnx PATH") from None
+                         "choose another place with --out PATH") from None
 
 
 # ----------------------------------------------------------------------------- TensorRT

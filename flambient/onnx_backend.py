@@ -310,7 +310,7 @@ def onnx_model_path(model: str | Path) -> Path:
     p = Path(model)
     if p.suffix.lower() == ".onnx":
         if not p.is_file():
-            raise ModelError("ONNX file not found", p, "export it first with `flambient export MODEL --onnx PATH`")
+            raise ModelError("ONNX file not found", p, "export it first with `flambient export MODEL --out PATH`")
         return p
     found = p / "model.onnx" if p.is_dir() else resolve_model_path(model)
     if found.suffix.lower() != ".onnx":

@@ -9,6 +9,8 @@ What a studio notices first on a real photograph, measured (all images sRGB HxWx
 - :func:`neutral_shift_share`: share of ALL pixels that are bright and neutral in the source
   (every channel > :data:`BRIGHT`, CIELAB chroma C* < :data:`NEUTRAL_CHROMA`: white walls,
   clipped windows and lamps) and have a visible colour in the final (C* > :data:`SHIFT_CHROMA`);
+  for a bracket set, pixels where another frame records a colour (:func:`recorded_colour_mask`:
+  the view of a clipped window) are not neutral in the source;
 - :func:`clip_crush`: shares of clipped (any channel >= 0.99) and crushed (all <= 0.01) pixels;
 - windows (:func:`window_mask`, :func:`window_detail`, :func:`halo`): the blown region of the
   ambient frame, how much of the view's detail the final shows there relative to the best
@@ -32,6 +34,10 @@ BRIGHT = 0.9
 NEUTRAL_CHROMA = 5.0
 #: A bright neutral pixel "changed colour" when the final's chroma exceeds this.
 SHIFT_CHROMA = 8.0
+#: Linear luminance at which :func:`recorded_colour_mask` judges a frame's colour.
+RECORDED_LEVEL = 0.8
+#: Linear luminance below which a frame records no colour at a pixel (its noise floor).
+RECORDED_MIN_LUMA = 0.002
 #: Encoded ambient luminance from which a pixel belongs to a window / blown region.
 WINDOW_LUMA = 0.95
 #: Smallest window region (share of pixels) worth measuring.
@@ -72,10 +78,39 @@ def bright_neutral_mask(source: np.ndarray) -> np.ndarray:
     return (s > BRIGHT).all(axis=-1) & (chroma(s) < NEUTRAL_CHROMA)
 
 
-def neutral_shift_share(final: np.ndarray, source: np.ndarray) -> tuple[float, float]:
+def recorded_colour_mask(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """HxW bool: pixels where some frame of a bracket set records a colour.
+
+    ``frames`` are linear HxWx3 frames (any exposure). Each pixel of each frame is brought to
+    one bright level (luminance :data:`RECORDED_LEVEL`, linear; the chromaticity kept) and
+    counts as a recorded colour when its CIELAB chroma exceeds :data:`NEUTRAL_CHROMA`. Pixels
+    darker than :data:`RECORDED_MIN_LUMA` in a frame record nothing there (noise).
+    A clipped ambient window whose view the window-pull or flash frame shows in colour is such
+    a pixel: colour in the final there is the view, not a tint.
+    """
+    if not frames:
+        raise ValueError("recorded_colour_mask needs at least one frame")
+    out = np.zeros(frames[0].shape[:2], dtype=bool)
+    for f in frames:
+        lin = np.clip(np.asarray(f, dtype=np.float32), 0.0, None)
+        y = colour.luminance(lin)
+        scaled = np.clip(lin * (RECORDED_LEVEL / np.maximum(y, 1e-12))[..., None], 0.0, 1.0)
+        out |= (y > RECORDED_MIN_LUMA) & (chroma(colour.linear_to_srgb(scaled)) > NEUTRAL_CHROMA)
+    return out
+
+
+def neutral_shift_share(final: np.ndarray, source: np.ndarray,
+                        other_frames: Sequence[np.ndarray] = ()) -> tuple[float, float]:
     """``(shifted, bright_neutral)``: shares of all pixels that are bright-neutral in the source
-    and coloured (C* > :data:`SHIFT_CHROMA`) in the final, and that are bright-neutral at all."""
+    and coloured (C* > :data:`SHIFT_CHROMA`) in the final, and that are bright-neutral at all.
+
+    ``other_frames`` (linear HxWx3, for a bracket set: its frames other than ``source``'s):
+    pixels where one of them records a colour (:func:`recorded_colour_mask`) do not count as
+    neutral in the source, since the set shows what is there.
+    """
     m = bright_neutral_mask(source)
+    if len(other_frames):
+        m &= ~recorded_colour_mask(other_frames)
     if not m.any():
         return 0.0, 0.0
     shifted = m & (chroma(final) > SHIFT_CHROMA)

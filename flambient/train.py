@@ -219,7 +219,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("CUDA was requested but no GPU is available", hint="use --device cpu")
+        raise DeviceError("CUDA was requested but no GPU is available", hint="use --devices cpu or auto")
     return torch.device(name)
 
 
@@ -564,7 +564,8 @@ def _fit(net: FlambientNet, train_items: list[PairItem], val_items: list[PairIte
     prog = Progress(TextColumn("[bold]train[/]"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                     TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                    disable=not d.main or not log.isEnabledFor(logging.INFO), transient=False)  # off under -q
+                    disable=not d.main or not log.isEnabledFor(logging.INFO) or not console.is_terminal,
+                    transient=False)  # off under -q and off a terminal
     stopped = "budget"
     run_loss: list[float] = []
     win_t, win_imgs, crop = 0.0, 0, cfg.crop

@@ -91,6 +91,82 @@ def test_tone_is_monotone_in_brightness() -> None:
     assert np.all(np.diff(y) >= -1e-6)
 
 
+@pytest.mark.parametrize("seed", [3, 5, 6])
+def test_local_gain_never_inverts_texture_whatever_the_weights(seed: int) -> None:
+    """With the local grid on (wild weights), a fine grey ramp stays ordered in every grid cell
+    and keeps at least half of its contrast in log luminance."""
+    net = _wild(seed)
+    with torch.no_grad():
+        net.local[-1].bias.copy_(torch.randn(net.luma_bins) * 4.0)   # steep, wild luminance profiles
+    ramp = np.linspace(0.002, 3.0, 240, dtype=np.float32)
+    img = np.repeat(np.repeat(ramp[None, :, None], 64, axis=0), 3, axis=2)
+    out = srgb_to_linear(_run(net, build_stack(img)))
+    y = out.mean(axis=2)
+    assert np.all(np.diff(y, axis=1) >= -1e-5), "a brighter source pixel came out darker"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 7])
+def test_single_image_is_never_darkened_beyond_the_floor_whatever_the_weights(seed: int) -> None:
+    """Exposure, local gain and curve together keep a single image's mean brightness within
+    ``single_ev_floor`` stops, even when the weights push everything down."""
+    net = _wild(seed)
+    with torch.no_grad():
+        net.log2_key.fill_(-8.0)                                   # a key that wants it black
+        net.local[-1].bias.fill_(-6.0)                             # a grid that darkens everywhere
+    img = srgb_to_linear(np.random.default_rng(seed).uniform(0.3, 0.9, (48, 64, 3)).astype(np.float32))
+    out = srgb_to_linear(_run(net, build_stack(img)))
+    assert np.log2(out.mean() / img.mean()) >= net.single_ev_floor - 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_bracket_set_is_never_darkened_beyond_its_floor_whatever_the_weights(seed: int) -> None:
+    """A flash + ambient set: on the ambient's unclipped pixels the final keeps at least
+    ``2**bracket_ev_floor`` of the ambient's mean brightness."""
+    net = _wild(seed)
+    with torch.no_grad():
+        net.log2_key.fill_(-8.0)
+        net.local[-1].bias.fill_(-6.0)
+    amb = _room(seed=seed)
+    flash = amb * 1.5
+    out = srgb_to_linear(_run(net, build_stack(amb, flash)))
+    unclipped = amb.max(axis=2) < 0.95
+    assert np.log2(out[unclipped].mean() / amb[unclipped].mean()) >= net.bracket_ev_floor - 0.05
+
+
+def test_a_darker_substitute_frame_is_not_pasted_into_a_bright_ambient() -> None:
+    """Near-white ambient pixels take the flash frame only where that frame is brighter (the view
+    behind a clipped window); a flash frame darker there (another exposure) leaves the ambient."""
+    from flambient.nets.adaptive import merge_frames
+
+    amb = np.full((8, 8, 3), 0.99, np.float32)
+    flash = np.full((8, 8, 3), 0.3, np.float32)
+    flash[:, 4:] = 3.0
+    x = torch.from_numpy(build_stack(amb, flash)).permute(2, 0, 1)[None]
+    rad, _, clip, _ = merge_frames(x)
+    assert float(clip[0, 0, :, :4].max()) == 0.0
+    assert torch.allclose(rad[0, :, :, :4], torch.tensor(0.99))
+    assert float(clip[0, 0, :, 4:].min()) > 0.5
+
+
+def test_flash_light_has_the_flash_frames_colour_not_channel_noise() -> None:
+    """Frames with different white balance (camera JPEGs): the flash light added is a multiple
+    of the flash frame (its colour), not a per-channel difference that turns blue where the
+    warm ambient is bright."""
+    from flambient.nets.adaptive import merge_frames
+
+    rng = np.random.default_rng(0)
+    texture = rng.uniform(0.3, 0.8, (32, 32, 1)).astype(np.float32)
+    amb = texture * np.array([0.9, 0.6, 0.3], np.float32)         # warm, textured
+    fl = texture * np.array([0.7, 0.7, 0.7], np.float32) * 1.3    # neutral flash frame, brighter
+    x = torch.from_numpy(build_stack(amb, fl)).permute(2, 0, 1)[None]
+    _, light, _, _ = merge_frames(x)
+    light = light[0].permute(1, 2, 0).numpy()
+    lit = light.sum(axis=2) > 1e-4
+    assert lit.mean() > 0.5
+    ratios = light[lit] / light[lit].sum(axis=1, keepdims=True)
+    assert np.allclose(ratios, 1.0 / 3.0, atol=1e-4), "flash light is not neutral like the flash frame"
+
+
 def test_exposure_of_a_key_exposure_image_is_kept_by_an_untrained_net() -> None:
     """At its starting style the net leaves a well-exposed image's mid-tones where they are."""
     img = np.full((64, 64, 3), 0.18, np.float32) * np.random.default_rng(0).uniform(0.5, 1.5, (64, 64, 1)).astype(np.float32)

@@ -4,10 +4,13 @@ usage errors refused before any work (exit 2, one line)."""
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import typer
 import yaml
 
 from flambient.cli import main
@@ -162,3 +165,303 @@ def test_train_config_model_config_errors_are_one_line(tmp_path: Path, model_con
     line = _one_error_line(capsys.readouterr().err)
     assert rc == 2 and needle in line and str(cfg) in line
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- issue 16: -q everywhere
+
+
+@pytest.fixture(scope="module")
+def workspace(shoot_src: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny inputs for every command: a shoot, a processed copy, a pairs dataset, a train config."""
+    from flambient.synth.shoot import synth_pairs
+
+    root = tmp_path_factory.mktemp("quiet_ws")
+    done = root / "done"
+    shutil.copytree(shoot_src, done)
+    assert main(["-q", "process", str(done), "--model", str(tiny_model), "--devices", "cpu"]) == 0
+    synth_pairs(root / "pairs", pairs=2, size=(64, 48), seed=1, style="studio")
+    (root / "train.yaml").write_text(yaml.safe_dump({
+        "model_config": {"width": 8, "hidden": 8, "grid_size": 4, "luma_bins": 4}, "val_every": 1,
+        "previews": 0, "val_max_side": 48, "crop": 32, "batch": 2}))
+    (root / "ft.yaml").write_text("style_steps: 3\n")
+    return {"shoot": shoot_src, "done": done, "pairs": root / "pairs", "model": tiny_model,
+            "train_cfg": root / "train.yaml", "ft_cfg": root / "ft.yaml"}
+
+
+def _argv(name: str, ws: dict[str, Path], tmp: Path) -> list[str]:
+    """A successful, fast invocation of command ``name`` on the workspace (outputs under ``tmp``)."""
+    shoot = tmp / "shoot"
+    if name in ("ingest", "process", "demo"):
+        shutil.copytree(ws["shoot"], shoot)
+    m, final = str(ws["model"]), str(ws["done"] / "final")
+    return {
+        "ingest": ["ingest", str(shoot)],
+        "synth": ["synth", "--out", str(tmp / "syn"), "--sets", "1", "--size", "96x64"],
+        "train": ["train", str(ws["pairs"]), "--out", str(tmp / "t"), "--family", "bilateral", "--steps", "1",
+                  "--config", str(ws["train_cfg"]), "--devices", "cpu"],
+        "finetune": ["finetune", "--pairs", str(ws["pairs"]), "--model", m, "--out", str(tmp / "ft"),
+                     "--config", str(ws["ft_cfg"]), "--devices", "cpu"],
+        "process": ["process", str(shoot), "--model", m, "--devices", "cpu"],
+        "eval": ["eval", final, final, "--out", str(tmp / "ev")],
+        "export": ["export", m, "--out", str(tmp / "m.onnx")],
+        "demo": ["demo", str(shoot), "--model", m, "--devices", "cpu"],
+        "models": ["models"],
+        "presets": ["presets"],
+    }[name]
+
+
+def _command_names() -> list[str]:
+    import typer
+
+    from flambient.cli import app
+
+    return sorted(typer.main.get_command(app).commands)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "finetune" else n
+                                  for n in _command_names()])  # finetune: ~20 s (cross-validated style fit)
+def test_quiet_run_of_every_command_prints_nothing(name: str, workspace: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`-q` after the command name (and, for half of them, before it) silences a successful run."""
+    argv = _argv(name, workspace, tmp_path)
+    argv = ["-q", *argv] if name < "m" else [*argv, "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err == "", (cap.out, cap.err)
+
+
+def test_quiet_covers_every_command() -> None:
+    assert set(_command_names()) == {"ingest", "synth", "train", "finetune", "process", "eval", "export", "demo",
+                                     "models", "presets"}
+
+
+def test_lines_are_not_wrapped_off_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / ("a-long-folder-name-so-that-the-line-is-longer-than-eighty-columns" * 2)
+    assert main(["synth", "-o", str(out), "--sets", "1", "--size", "96x64"]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("wrote 3 frames") and lines[0].endswith("truth")
+
+
+def test_python_warnings_become_one_log_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from flambient.log import setup_logging
+
+    with warnings.catch_warnings():  # pytest records warnings itself; give them back to us here
+        warnings.simplefilter("always")
+        setup_logging()
+        try:
+            warnings.warn("a library complains\nover two lines", UserWarning, stacklevel=1)
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "INFO" in err and "a library complains" in err
+            setup_logging(quiet=True)
+            warnings.warn("again", UserWarning, stacklevel=1)
+            assert capsys.readouterr().err == ""
+        finally:
+            setup_logging()
+            logging.captureWarnings(False)
+
+
+# ----------------------------------------------------------------------------- issue 16: vocabulary
+
+
+#: Long name <-> short flag, the same in every command that has either.
+VOCABULARY = {"--out": "-o", "--model": "-m", "--preset": "-p", "--devices": "-d", "--jobs": "-j",
+              "--quiet": "-q", "--verbose": "-v", "--config": "-c", "--help": "-h"}
+
+
+def _options(name: str) -> dict[str, list[str]]:
+    import typer
+
+    from flambient.cli import app
+
+    cmd = typer.main.get_command(app).commands[name]
+    return {p.name or "": [*p.opts, *p.secondary_opts] for p in cmd.params if p.param_type_name == "option"}
+
+
+@pytest.mark.parametrize("name", _command_names())
+def test_one_option_vocabulary(name: str) -> None:
+    shorts = {v: k for k, v in VOCABULARY.items()}
+    for decls in _options(name).values():
+        for d in decls:
+            if d in VOCABULARY:
+                assert VOCABULARY[d] in decls, f"{name} {d} lacks {VOCABULARY[d]}"
+            if d in shorts:
+                assert shorts[d] in decls, f"{name} {d} is not {shorts[d]}"
+        assert not {"--device", "--workers", "--onnx", "--base"} & set(decls), f"{name}: old spelling {decls}"
+    assert {"--quiet", "--verbose"} <= {d for decls in _options(name).values() for d in decls}
+
+
+def test_deprecated_spellings_still_work_with_one_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flambient.commands._command import rewrite_deprecated
+
+    assert rewrite_deprecated("train", ["D", "-mlut", "--device=cpu", "--", "--model"]) == (
+        ["D", "--family=lut", "--devices=cpu", "--", "--model"], [("-m", "--family"), ("--device", "--devices")])
+    assert rewrite_deprecated("finetune", ["-p", "P", "--base", "B"])[0] == ["--pairs", "P", "--model", "B"]
+    assert rewrite_deprecated("process", ["-p", "studio"])[0] == ["-p", "studio"]  # -p is --preset there
+    assert main(["synth", str(tmp_path / "s"), "--workers", "1", "--sets", "1", "--size", "96x64", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "synth --workers is deprecated; use --jobs" in err
+    assert (tmp_path / "s" / "truth").is_dir()
+
+
+def test_deprecated_spelling_is_recorded_under_its_new_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model card's command line (rebuilt from the parsed options) uses the new names."""
+    import flambient.train as train_mod
+
+    seen: list[str] = []
+
+    def fake_train(dataset, cfg, out, resume=False, command="", extra_commands=()):  # type: ignore[no-untyped-def]
+        seen.append(command)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(train_mod, "train_dataset", fake_train)
+    assert main(["train", str(tmp_path), "-o", str(tmp_path / "o"), "-m", "lut", "--device", "cpu"]) == 0
+    assert seen and "--family lut" in seen[0] and "--devices cpu" in seen[0] and "--model" not in seen[0]
+
+
+def test_choices_are_shown_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["process", "--help"]) == 0
+    assert "torch|onnx" in capsys.readouterr().out
+    assert main(["synth", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "dng|jpg" in out and "studio|natural" in out
+
+
+def _strings(tree: "ast.AST") -> "list[tuple[int, str]]":
+    import ast
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.append((node.lineno, node.value))
+        elif isinstance(node, ast.JoinedStr):  # f-strings: their literal parts
+            found.append((node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)))
+    return found
+
+
+#: Options of other programs named in flambient's messages.
+FOREIGN_OPTIONS = {"--nproc_per_node"}  # torchrun
+
+
+def test_every_hint_names_real_options() -> None:
+    """Every ``--option`` in flambient's strings (hints, help, docstrings) exists: in the command the
+    string names (``flambient CMD``, ```CMD --x```, ``CMD --x``), else in the command module it
+    is in, else in some command."""
+    import ast
+    import re
+
+    import typer
+
+    import flambient
+    from flambient.cli import app
+
+    root = typer.main.get_command(app)
+    opts = {n: {d for decls in _options(n).values() for d in decls} for n in root.commands}
+    global_opts = {d for p in root.params for d in (*p.opts, *p.secondary_opts)} | {"--help"}
+    every = set().union(*opts.values()) | global_opts | FOREIGN_OPTIONS
+    names = "|".join(opts)
+    # "flambient CMD ARGS", "`CMD -x", "CMD --x" (a bare "flambient presets" names no options)
+    mention = re.compile(rf"(?:flambient(?:\s+-[qv])*\s+({names})(?=\s+[^\s`'\")]))|(?:`({names})\s+-)"
+                         rf"|(?:\b({names})\s+--)")
+    option = re.compile(r"(?<![\w-])(?<!var\()(--[a-z][a-z0-9_-]*)(?![\w:-])")  # not CSS (--ar: 1; var(--ar))
+    pkg = Path(flambient.__file__).parent
+    bad = []
+    for f in sorted(pkg.rglob("*.py")):
+        if f.name == "_command.py":  # the table of old spellings
+            continue
+        for line, s in _strings(ast.parse(f.read_text(encoding="utf-8"))):
+            named = option.findall(s)
+            if not named or re.fullmatch(r"--[a-z][a-z0-9_-]*(=.*)?", s, re.S):  # one argv item, ours or a tool's
+                continue
+            cmds = {c for groups in mention.findall(s) for c in groups if c}
+            if not cmds and f.parent.name == "commands" and f.stem in opts:
+                cmds = {f.stem}
+            for o in named:
+                allowed = global_opts | FOREIGN_OPTIONS | (set().union(*(opts[c] for c in cmds)) if cmds else every)
+                if o not in allowed:
+                    bad.append(f"{f.relative_to(pkg)}:{line}: {o} (commands {sorted(cmds) or 'any'}): {s[:90]!r}")
+    assert not bad, "\n".join(bad)
+
+
+# ----------------------------------------------------------------------------- issue 16: devices, --json -, cwd
+
+
+@pytest.mark.parametrize("argv", [["process", "SHOOT", "--devices", "cuda"], ["process", "SHOOT", "-d", "cuda:0"],
+                                  ["train", "SHOOT", "--out", "OUT", "--devices", "cuda"],
+                                  ["finetune", "--pairs", "SHOOT", "--out", "OUT", "-d", "cuda:0"],
+                                  ["demo", "SHOOT", "--devices", "cuda"]])
+def test_explicit_cuda_without_a_gpu_is_exit_2(argv: list[str], shoot: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from flambient import devices
+
+    monkeypatch.setattr(devices, "discover_devices", lambda: [devices.CPU])  # no GPU, also on a GPU machine
+    argv = [a.replace("SHOOT", str(shoot)).replace("OUT", str(tmp_path / "o")) for a in argv]
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "no usable CUDA GPU" in line
+    assert not (shoot / "final").exists() and not (shoot / ".flambient").exists() and not (tmp_path / "o").exists()
+
+
+def test_auto_falls_back_to_the_cpu(shoot: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from flambient import devices
+
+    monkeypatch.setattr(devices, "discover_devices", lambda: [devices.CPU])
+    assert main(["-q", "process", str(shoot), "--model", str(tiny_model)]) == 0
+    assert capsys.readouterr().err == "" and list((shoot / "final").glob("*.jpg"))
+
+
+def _json_commands() -> set[str]:
+    return {n for n in _command_names() if "json_out" in _options(n) or "json_path" in _options(n)}
+
+
+def test_dash_means_stdout_for_every_json(workspace: dict[str, Path], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert _json_commands() == {"ingest", "process", "eval", "models", "presets"}
+    for name in sorted(_json_commands()):
+        argv = _argv(name, workspace, tmp_path / name)
+        assert main([*argv, "--json", "-"]) in (0, 1), name
+        doc = json.loads(capsys.readouterr().out)
+        assert isinstance(doc, dict) and doc, name
+        assert not (cwd / "-").exists(), f"{name} wrote a file named '-'"
+
+
+def test_models_and_presets_do_not_depend_on_the_working_folder(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import flambient
+
+    cwd = tmp_path / "home"
+    (cwd / "models" / "decoy").mkdir(parents=True)
+    (cwd / "presets").mkdir()
+    (cwd / "presets" / "decoy.yaml").write_text("description: must not be found\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(flambient.__file__).parents[1]),
+           "FLAMBIENT_HOME": str(tmp_path / "user")}
+    env.pop("FLAMBIENT_MODELS", None)
+    env.pop("FLAMBIENT_PRESETS", None)
+    run = [sys.executable, "-m", "flambient"]
+    models = json.loads(subprocess.run([*run, "models", "--json", "-"], cwd=cwd, env=env, capture_output=True,
+                                       text=True, timeout=120, check=True).stdout)
+    presets = json.loads(subprocess.run([*run, "presets", "--json", "-"], cwd=cwd, env=env, capture_output=True,
+                                        text=True, timeout=120, check=True).stdout)
+    assert "default" in {m["name"] for m in models["models"]} and "decoy" not in {m["name"] for m in models["models"]}
+    assert "studio" in {p["name"] for p in presets["presets"]} and "decoy" not in {p["name"] for p in presets["presets"]}
+
+
+def test_finetune_does_not_replace_a_model_without_force(tiny_model: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine"
+    shutil.copytree(tiny_model, out)
+    before = (out / "model.pt").read_bytes()
+    assert main(["finetune", "--pairs", str(tmp_path / "nopairs"), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "already" in line and "--force" in line
+    assert (out / "model.pt").read_bytes() == before

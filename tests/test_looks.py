@@ -152,3 +152,20 @@ def test_window_figures() -> None:
     halo_img[ring & ~win] = 0.8
     assert sanity.halo(halo_img, amb, mask, width=0.05) > 10
     assert abs(sanity.halo(amb, amb, mask)) < 1e-6
+
+
+def test_neutral_shift_ignores_colour_another_frame_records() -> None:
+    """A clipped ambient window whose view another frame shows in colour is not a tint fault."""
+    src = np.full((20, 20, 3), 0.4, np.float32)
+    src[:, :10] = 1.0                                   # clipped window (bright, neutral) on the left
+    final = src.copy()
+    final[:, :10] = [0.55, 0.75, 0.45]                  # the final shows green there
+    window = np.full((20, 20, 3), 0.05, np.float32)     # linear window-pull frame
+    window[:10, :10] = [0.10, 0.25, 0.06]               # the view (green) in the top half of the window
+    window[10:, :10] = 0.3                              # neutral (a white wall outside) in the bottom half
+    shifted, bright = sanity.neutral_shift_share(final, src, [window])
+    assert shifted == pytest.approx(0.25)               # only the bottom half counts as a tint
+    assert bright == pytest.approx(0.25)
+    assert sanity.neutral_shift_share(final, src)[0] == pytest.approx(0.5)
+    dark = np.zeros_like(window)                        # a black frame records nothing
+    assert sanity.neutral_shift_share(final, src, [dark])[0] == pytest.approx(0.5)

@@ -15,7 +15,6 @@ The conventions every command follows (see the README's "Output" section):
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,25 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..log import get_logger
+from ..log import is_quiet
 
 #: The ``--json`` value that means stdout.
 STDOUT = "-"
 
 
 def quiet() -> bool:
-    """Whether ``-q`` is in effect (the project logger is above INFO)."""
-    return get_logger().getEffectiveLevel() > logging.INFO
+    """Whether ``-q`` is in effect (given before or after the command name)."""
+    return is_quiet()
+
+
+def show_progress() -> bool:
+    """Whether to draw progress bars: only on a terminal, and not under ``-q``.
+
+    Off a terminal (cron, a pipe) a bar would leave a blank or a wrapped line in the log.
+    """
+    from ..log import console
+
+    return console.is_terminal and not quiet()
 
 
 def data_console() -> Console:

@@ -8,27 +8,35 @@ in ``CREDITS.md`` there) as single merged images, so the demo shows finals of re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
+
+from ._command import command
+from ._options import devices_multi_option, model_option, out_option, preset_option
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``demo`` command to ``app``."""
 
-    @app.command("demo")
+    @command(app, "demo")
     def demo_cmd(
         folder: Path = typer.Argument(Path("flambient-demo"),
                                       help="Shoot folder (a small synthetic one is made if empty)."),
         sets: int = typer.Option(3, "--sets", help="Bracket sets to synthesise when the folder holds no shoot."),
         photos: bool = typer.Option(True, "--photos/--no-photos",
                                     help="Also copy the shipped real photographs (single images) into a new shoot."),
-        preset: str = typer.Option("studio", "--preset", "-p", help="Preset to process with."),
+        preset: str = preset_option(),
+        model: Optional[str] = model_option(None, "Model name, model folder or .onnx file (default: the preset's)."),
+        devices: str = devices_multi_option(),
+        out: Optional[Path] = out_option(None, "Output folder (default: FOLDER/final)."),
     ) -> None:
         """Make a small shoot (if FOLDER has no images: synthetic DNG brackets + 3 real photos) and process it."""
         from ..config import load_preset
         from ..io.images import IMAGE_EXTENSIONS
         from ..process import ProcessOptions, process_shoot
         from ._out import note
+        from .process import report_problems
 
         p = load_preset(preset)
         has_images = folder.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in folder.iterdir()
@@ -40,11 +48,11 @@ def register(app: typer.Typer) -> None:
             synth_shoot(folder, sets=sets, size=(1536, 1024), seed=0, fmt="dng", style="studio")
             if photos:
                 copy_demo_photos(folder)
-        summary = process_shoot(folder, ProcessOptions(preset=p, devices="auto"))
+        summary = process_shoot(folder, ProcessOptions(preset=p, model=model, devices=devices, out=out))
+        report_problems(summary)  # failures once, also with -q
         for r in summary.results:
-            line = (f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else "")
-                    + (f"  ({r.error})" if r.error else ""))
-            note(line)
+            if r.status not in ("failed", "kept", "locked"):
+                note(f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else ""))
         note(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / '.flambient' / 'summaries' / 'latest.json'})")
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)

@@ -7,11 +7,14 @@ from typing import Optional
 
 import typer
 
+from ._command import command
+from ._options import json_option, model_option, out_option
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``eval`` command to ``app``."""
 
-    @app.command("eval")
+    @command(app, "eval")
     def eval_cmd(
         pred: Path = typer.Argument(..., help="Folder of predicted finals (matched to TRUTH by file stem)."),
         truth: Path = typer.Argument(..., help="Folder of reference edits."),
@@ -20,24 +23,27 @@ def register(app: typer.Typer) -> None:
             "thumbnails, window masks, baselines)."),
         baselines: bool = typer.Option(
             False, "--baselines", help="Also score ambient-only, luminosity blend and Mertens fusion (needs --inputs)."),
-        json_path: Optional[str] = typer.Option(
-            None, "--json", metavar="PATH", help="Write metrics.json here; '-' prints only the JSON, on stdout."),
+        json_path: Optional[str] = json_option("Write metrics.json to PATH; '-' prints only the JSON, on stdout."),
         report: Optional[Path] = typer.Option(None, "--report", help="Write the self-contained report.html here."),
-        model: Optional[str] = typer.Option(
-            None, "--model", help="Name of the model that made PRED, for the report and metrics.json "
-            "(default: read from the finals' sidecars)."),
+        out: Optional[Path] = out_option(None, "Folder for metrics.json and report.html (when --json / --report "
+                                         "do not name them)."),
+        model: Optional[str] = model_option(None, "Name of the model that made PRED, for the report and metrics.json "
+                                            "(default: read from the finals' sidecars)."),
         preset: Optional[str] = typer.Option(
-            None, "--preset", help="Name of the preset PRED was made with (default: from the sidecars)."),
+            None, "--preset", "-p", help="Name of the preset PRED was made with (default: from the sidecars)."),
     ) -> None:
         """Score predictions against reference edits: PSNR, SSIM, MS-SSIM, CIEDE2000, WB, tone, exposure, FLIP."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         from ..evaluate import evaluate, summary_table
         from ..log import console
-        from ._out import emit, quiet
+        from ._out import emit, quiet, show_progress
 
+        if out is not None:
+            json_path = json_path or str(out / "metrics.json")
+            report = report or out / "report.html"
         with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                      console=console, transient=True, disable=quiet()) as bar:
+                      console=console, transient=True, disable=not show_progress()) as bar:
             task = bar.add_task("", total=None)
 
             def progress(done: int, total: int, name: str) -> None:

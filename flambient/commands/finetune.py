@@ -7,18 +7,19 @@ from typing import Optional
 
 import typer
 
-from ._options import device_option
+from ._command import command
+from ._options import device_single_option, force_option, model_option, out_option
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``finetune`` command to ``app``."""
 
-    @app.command("finetune")
+    @command(app, "finetune")
     def finetune_cmd(
         ctx: typer.Context,
-        pairs: Path = typer.Option(..., "--pairs", "-p", help="Pairs folder (any `ingest --pairs` layout) or a dataset folder."),
-        out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
-        base: str = typer.Option("default", "--base", help="Model to start from: a shipped name or a path."),
+        pairs: Path = typer.Option(..., "--pairs", help="Pairs folder (any `ingest --pairs` layout) or a dataset folder."),
+        out: Path = out_option(..., "Model folder to write."),
+        model: str = model_option("default", "Model to start from: a shipped name, a model folder or model.pt."),
         context_only: bool = typer.Option(False, "--context-only", help="Train only the context branch (fewer weights move)."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config YAML (overrides fine-tune defaults)."),
         steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Stop after this many optimiser steps."),
@@ -26,17 +27,22 @@ def register(app: typer.Typer) -> None:
                                                     help="Stop after this much training time."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 5e-4)."),
-        device: Optional[str] = typer.Option(None, "--device", callback=device_option,
-                                             help="auto (default), cpu, cuda or cuda:N."),
+        devices: Optional[str] = device_single_option(),
+        force: bool = force_option("Replace a model already in --out."),
     ) -> None:
         """Fine-tune a model on your own edits; the card records held-out metrics before and after."""
         from ..finetune import finetune, finetune_config
         from ..modelcard import command_from_context
         from ._out import note
 
-        cfg = finetune_config(config, steps=steps, max_minutes=max_minutes, seed=seed, lr=lr, device=device,
+        if (out / "model.pt").exists() and not force:
+            from ..errors import InputError
+
+            raise InputError("a model is already in this folder", out,
+                             "choose another --out, or add --force to replace it")
+        cfg = finetune_config(config, steps=steps, max_minutes=max_minutes, seed=seed, lr=lr, device=devices,
                               context_only=context_only or None)
-        res = finetune(pairs, out, base=base, cfg=cfg, command=command_from_context(ctx))
+        res = finetune(pairs, out, base=model, cfg=cfg, command=command_from_context(ctx))
         note(f"fine-tuned {res.steps} steps ({res.seconds / 60:.1f} min): held-out dE2000 "
              f"{res.before['delta_e2000']:.3f} -> {res.after['delta_e2000']:.3f}, PSNR "
              f"{res.before['psnr']:.2f} -> {res.after['psnr']:.2f} dB; kept {res.kept} -> {res.model_path}")

@@ -7,11 +7,14 @@ from typing import Optional
 
 import typer
 
+from ._command import command
+from ._options import force_option, jobs_option, json_option, out_option
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``ingest`` command to ``app``."""
 
-    @app.command("ingest")
+    @command(app, "ingest")
     def ingest_cmd(
         shoot: Optional[Path] = typer.Argument(None, help="Shoot folder holding the RAW/JPEG frames."),
         cache: bool = typer.Option(False, "--cache", help="Also write each set's normalised frames as half-float EXR."),
@@ -24,14 +27,13 @@ def register(app: typer.Typer) -> None:
         min_similarity: float = typer.Option(
             0.35, "--min-similarity", min=0.0, max=1.0, help="Picture similarity (0-1) below which a new set starts."),
         pairs: Optional[Path] = typer.Option(None, "--pairs", help="Build a dataset from this folder of sources and finals."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Dataset folder to write (with --pairs)."),
-        jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Parallel decoders (0 = all cores)."),
-        json_out: Optional[str] = typer.Option(
-            None, "--json", metavar="PATH",
-            help="Also write the result (the manifest's sets and errors) as JSON; '-' prints only the JSON."),
+        out: Optional[Path] = out_option(None, "Dataset folder to write (with --pairs)."),
+        jobs: int = jobs_option(help="Parallel decoders (0 = all cores)."),
+        json_out: Optional[str] = json_option(
+            "Also write the result (the manifest's sets and errors) as JSON to PATH; '-' prints only the JSON."),
         explain: bool = typer.Option(False, "--explain",
                                      help="Print why each frame joined its set or started a new one (the cues)."),
-        force: bool = typer.Option(False, "--force", help="With --pairs: replace a dataset already in --out."),
+        force: bool = force_option("With --pairs: replace a dataset already in --out."),
     ) -> None:
         """Group a shoot's frames into bracket sets (ambient/flash/window), or build a dataset from pairs."""
         from ..brackets import GroupingConfig

@@ -6,15 +6,16 @@ from typing import Optional
 
 import typer
 
-JSON_HELP = "Also write the listing as JSON to this file; '-' prints only the JSON, on stdout."
+from ._command import command
+from ._options import json_option
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``models`` command to ``app``."""
 
-    @app.command("models")
+    @command(app, "models")
     def models_cmd(
-        json_out: Optional[str] = typer.Option(None, "--json", metavar="PATH", help=JSON_HELP),
+        json_out: Optional[str] = json_option(),
     ) -> None:
         """List model families with their specs, and the models found by name (user folder, shipped)."""
         from rich.table import Table
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
                           "yes" if spec.exportable else "no", spec.description)
         emit(doc, table, json_out)
         if not json_to_stdout(json_out):
-            named = Table(title="models by name (use with: --model NAME)")
+            named = Table(title="models by name (use with: flambient process --model NAME)")
             named.add_column("model")
             named.add_column("folder")
             for name, path in models.items():

@@ -6,15 +6,16 @@ from typing import Optional
 
 import typer
 
+from ._command import command
+from ._options import json_option
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``presets`` command to ``app``."""
 
-    @app.command("presets")
+    @command(app, "presets")
     def presets_cmd(
-        json_out: Optional[str] = typer.Option(
-            None, "--json", metavar="PATH",
-            help="Also write the listing as JSON to this file; '-' prints only the JSON, on stdout."),
+        json_out: Optional[str] = json_option(),
     ) -> None:
         """List presets ($FLAMBIENT_PRESETS, the user folder, the shipped ones) with description and output."""
         from rich.table import Table

@@ -7,23 +7,23 @@ from typing import Optional
 
 import typer
 
-from ._options import BackendChoice, devices_option, overlap_option, tile_option
+from ._command import command
+from ._options import (BackendChoice, devices_multi_option, force_option, jobs_option, json_option, model_option,
+                       out_option, overlap_option, preset_option, tile_option)
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``process`` command to ``app``."""
 
-    @app.command("process")
+    @command(app, "process")
     def process_cmd(
         shoot: Path = typer.Argument(..., help="Shoot folder (frames, or single merged images)."),
-        preset: str = typer.Option("studio", "--preset", "-p", help="Preset name (flambient presets) or a .yaml path."),
-        model: Optional[str] = typer.Option(None, "--model", "-m",
-                                            help="Model name, model folder or .onnx file (default: the preset's)."),
+        preset: str = preset_option(),
+        model: Optional[str] = model_option(None, "Model name, model folder or .onnx file (default: the preset's)."),
         backend: BackendChoice = typer.Option(BackendChoice.torch, "--backend", help="Model runtime."),
-        devices: str = typer.Option("auto", "--devices", "-d", callback=devices_option,
-                                    help="auto, cpu, cuda or cuda:0,1."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: SHOOT/final)."),
-        force: bool = typer.Option(False, "--force", help="Redo sets whose final is up to date."),
+        devices: str = devices_multi_option(),
+        out: Optional[Path] = out_option(None, "Output folder (default: SHOOT/final)."),
+        force: bool = force_option("Redo sets whose final is up to date."),
         overwrite_user_files: bool = typer.Option(
             False, "--overwrite-user-files",
             help="Replace files under a final's name that flambient did not write or that were edited."),
@@ -38,21 +38,18 @@ def register(app: typer.Typer) -> None:
             help="Model margin at tile borders in pixels, 0-512 (default: the model's spec)."),
         no_cache: bool = typer.Option(False, "--no-cache",
                                       help="Decode originals even when ingest --cache frames exist."),
-        jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Decoder threads per set (0 = all cores)."),
-        json_out: Optional[str] = typer.Option(
-            None, "--json", metavar="PATH",
-            help="Also write the run's summary as JSON to this file; '-' prints only the JSON, on stdout."),
+        jobs: int = jobs_option(help="Decoder threads per set (0 = all cores)."),
+        json_out: Optional[str] = json_option("Also write the run's summary as JSON to PATH; '-' prints only the JSON, "
+                                              "on stdout."),
     ) -> None:
         """Blend every bracket set of SHOOT into a final (skips sets already done).
 
         Exit 0 when all is done, 1 if any set failed, 4 if sets were left to another worker's lock.
         """
         import dataclasses
-        import logging
 
         from ..config import load_preset
         from ..errors import ConfigError
-        from ..log import get_logger
         from ..process import ProcessOptions, parse_shard
         from ..tiling import tiling_problem
 
@@ -70,27 +67,27 @@ def register(app: typer.Typer) -> None:
         if strip_gps:
             p = dataclasses.replace(p, metadata=dataclasses.replace(p.metadata, strip_gps=True))
         shard_range = parse_shard(shard) if shard else None
-        quiet = get_logger().getEffectiveLevel() > logging.INFO
         opts = ProcessOptions(preset=p, model=model, backend=backend.value, devices=devices, out=out, force=force,
                               dry_run=dry_run, shard=shard_range,
                               use_cache=not no_cache, decode_jobs=jobs or None,
                               overwrite_user_files=overwrite_user_files)
-        summary = _run_with_progress(shoot, opts, quiet)
+        summary = _run_with_progress(shoot, opts)
         _report(summary, dry_run, json_out)
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)
 
 
-def _run_with_progress(shoot: Path, opts, quiet: bool):  # type: ignore[no-untyped-def]
+def _run_with_progress(shoot: Path, opts):  # type: ignore[no-untyped-def]
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
     from ..log import console
     from ..process import process_shoot
+    from ._out import show_progress
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                  disable=quiet or not console.is_terminal, transient=False) as bar:
+                  disable=not show_progress(), transient=False) as bar:
         task = bar.add_task("all sets", total=None)
         per_set: dict = {}
 
@@ -116,21 +113,13 @@ def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: igno
     ``failed:``, ``kept:`` and ``locked:`` lines and the run's problems go to stderr also with
     ``-q`` (what this run could not do).
     """
-    from rich.markup import escape
     from rich.table import Table
 
     from ..log import console
     from ..process import summary_doc
     from ._out import emit, json_to_stdout, quiet
 
-    for r in summary.results:
-        if r.status == "failed":
-            console.print(f"[bold red]failed:[/] {r.name}: {r.error}", soft_wrap=True)
-    for r in summary.results:  # what this run could not do, also with -q
-        if r.status in ("locked", "kept"):
-            console.print(f"[bold yellow]{r.status}:[/] {escape(r.name)}: {escape(r.note or '')}", soft_wrap=True)
-    for p in summary.problems:
-        console.print(f"[bold red]error:[/] {escape(p)}", soft_wrap=True)
+    report_problems(summary)
     _report_inputs(summary.inputs, quiet())
     table = Table(title=f"{'dry run: ' if dry_run else ''}{summary.shoot}")
     for col in ("status", "set", "final", "note"):
@@ -141,6 +130,23 @@ def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: igno
     if not json_to_stdout(json_out) and not quiet():  # a note for people, on stderr
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "nothing to do"
         console.print(f"{counts} in {summary.seconds:.1f} s; finals in {summary.out}", soft_wrap=True)
+
+
+def report_problems(summary) -> None:  # type: ignore[no-untyped-def]
+    """What a run could not do, on stderr, each once and also with ``-q``: failed sets, sets
+    kept (a user's file) or left to another worker's lock, and run-wide problems."""
+    from rich.markup import escape
+
+    from ..log import console
+
+    for r in summary.results:
+        if r.status == "failed":
+            console.print(f"[bold red]failed:[/] {escape(r.name)}: {escape(r.error or '')}", soft_wrap=True)
+    for r in summary.results:
+        if r.status in ("locked", "kept"):
+            console.print(f"[bold yellow]{r.status}:[/] {escape(r.name)}: {escape(r.note or '')}", soft_wrap=True)
+    for p in summary.problems:
+        console.print(f"[bold red]error:[/] {escape(p)}", soft_wrap=True)
 
 
 def _report_inputs(inputs: list, quiet: bool) -> None:  # type: ignore[type-arg]

@@ -7,15 +7,17 @@ from typing import Optional
 
 import typer
 
-from ._options import FrameFormat, Style
+from ._command import command
+from ._options import FrameFormat, Style, jobs_option, out_option
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``synth`` command to ``app``."""
 
-    @app.command("synth")
+    @command(app, "synth")
     def synth_cmd(
-        out: Path = typer.Argument(..., help="Output folder (a shoot, or a dataset with --pairs)."),
+        out_arg: Optional[Path] = typer.Argument(None, metavar="[OUT]", help="Same as --out."),
+        out: Optional[Path] = out_option(None, "Output folder (a shoot, or a dataset with --pairs)."),
         sets: int = typer.Option(3, "--sets", "-n", min=1, help="Number of bracket sets (or pairs)."),
         size: Optional[str] = typer.Option(None, "--size", help="Frame size WIDTHxHEIGHT (default 1536x1024; "
                                            "384x256 with --pairs)."),
@@ -26,19 +28,23 @@ def register(app: typer.Typer) -> None:
         from_dir: Optional[Path] = typer.Option(None, "--from", help="Folder of edited finals to re-light into "
                                                 "ambient/flash frames (the finals become the truth)."),
         pairs: bool = typer.Option(False, "--pairs", help="Write a training dataset instead of a shoot."),
-        workers: int = typer.Option(2, "--workers", "-j", min=1, help="Threads."),
+        jobs: int = jobs_option(2, "Render threads (0 = all cores)."),
     ) -> None:
         """Render synthetic bracket shoots: frames like a camera's, plus truth/ (finals, masks, sets.yaml)."""
         from rich.progress import Progress
 
         from ..log import console
         from ..synth.shoot import parse_size, synth_pairs, synth_shoot
-        from ._out import note, quiet
+        from ._out import note, show_progress
 
+        import os
+
+        out = _one_out(out_arg, out)
+        workers = jobs or os.cpu_count() or 1
         fmt, style = frame_format.value, house_style.value
         default = (384, 256) if pairs else (1536, 1024)
         wh = parse_size(size, megapixels, default)
-        with Progress(console=console, transient=True, disable=quiet()) as bar:
+        with Progress(console=console, transient=True, disable=not show_progress()) as bar:
             task = bar.add_task("synth", total=sets)
 
             def progress(done: int, total: int) -> None:
@@ -64,3 +70,15 @@ def register(app: typer.Typer) -> None:
         frames = sum(len(s["frames"]) for s in doc["sets"])
         note(f"wrote {frames} frames in {len(doc['sets'])} sets ({wh[0]}x{wh[1]} {fmt}, style {style}) "
              f"-> {out}; truth in {out / 'truth'}")
+
+
+def _one_out(positional: Optional[Path], option: Optional[Path]) -> Path:
+    """The output folder from ``synth OUT`` or ``synth --out OUT`` (one of them, or both the same)."""
+    from ..errors import InputError
+
+    if positional is not None and option is not None and positional != option:
+        raise InputError(f"two output folders: {positional} and --out {option}", hint="give one")
+    out = option if option is not None else positional
+    if out is None:
+        raise InputError("missing output folder", hint="flambient synth --out ./synthetic")
+    return out

@@ -7,19 +7,21 @@ from typing import List, Optional
 
 import typer
 
-from ._options import device_option
+from ._command import command
+from ._options import device_single_option, out_option
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``train`` command to ``app``."""
 
-    @app.command("train")
+    @command(app, "train")
     def train_cmd(
         ctx: typer.Context,
         dataset: List[Path] = typer.Argument(..., help="Dataset folder(s) (from `ingest --pairs` or `synth --pairs`); "
                                              "several are trained on together."),
-        out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (model.pt, model.yaml, log.csv, ...)."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family (see `flambient models`); default bilateral."),
+        out: Path = out_option(..., "Model folder to write (model.pt, model.yaml, log.csv, ...)."),
+        family: Optional[str] = typer.Option(None, "--family",
+                                             help="Model family to train (see `flambient models`); default bilateral."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config YAML (keys of TrainConfig)."),
         steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Stop after this many optimiser steps."),
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0,
@@ -28,8 +30,7 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights, batches, augmentations)."),
         batch: Optional[int] = typer.Option(None, "--batch", "-b", min=1, help="Batch size per process."),
         crop: Optional[int] = typer.Option(None, "--crop", min=16, help="Final training crop side in pixels."),
-        device: Optional[str] = typer.Option(None, "--device", callback=device_option,
-                                             help="auto (default), cpu, cuda or cuda:N."),
+        devices: Optional[str] = device_single_option(),
         data_command: Optional[List[str]] = typer.Option(
             None, "--data-command", help="Command line that made the dataset, recorded in the model card (repeatable)."),
     ) -> None:
@@ -42,8 +43,8 @@ def register(app: typer.Typer) -> None:
         from ..train import make_config, train_dataset
         from ._out import note
 
-        cfg = make_config(config, model=model, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
-                          crop=crop, device=device)
+        cfg = make_config(config, model=family, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
+                          crop=crop, device=devices)
         res = train_dataset(dataset, cfg, out, resume=resume, command=command_from_context(ctx),
                             extra_commands=data_command or [])
         m = res.metrics

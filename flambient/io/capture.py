@@ -4,8 +4,9 @@ LibRaw writes its own messages straight to file descriptor 2, so in cron mode a 
 few damaged RAW files printed each problem twice: LibRaw's raw line and flambient's one-line
 error. :func:`capture_stderr` points fd 2 at a temporary file while a decoder runs (nested and
 concurrent uses share one redirection: it is undone when the last user leaves), then lines that
-name a file being decoded go to the ``flambient.libraw`` logger at INFO (the log file gets them,
-``-q`` does not show them) and every other line is written back to the real stderr unchanged.
+name a file being decoded go to the ``flambient.libraw`` logger at INFO, marked
+:data:`~flambient.log.REPORTED_LATER` (the log file gets them; the terminal shows flambient's
+own one-line error for that file instead) and every other line is written back to the real stderr unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from typing import IO
 
-from ..log import get_logger
+from ..log import REPORTED_LATER, get_logger
 
 log = get_logger("libraw")
 
@@ -79,7 +80,7 @@ def _emit(data: bytes, names: set[str]) -> None:
         if not line.strip():
             continue
         if any(line.startswith(n) for n in names) or line.startswith(("data corrupted", "Unexpected end")):
-            log.info("LibRaw: %s", line.strip())
+            log.info("LibRaw: %s", line.strip(), extra=REPORTED_LATER)  # the log file only
         else:
             passthrough.append(line)
     if passthrough:

@@ -6,9 +6,11 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **exposure** is measured from the image itself (log-average luminance of the unclipped
   pixels of the base image) and moved toward a learned key by a bounded number of stops
   (``ev_range``); a single image (one merged exposure, no flash or window frame) is never
-  darkened by more than ``single_ev_floor`` stops by the exposure and the tone curve together
-  (the exposure is raised until the curve's output keeps that much of the source's mean
-  luminance), while a bracket set, whose ambient frame is often shot a stop bright, may be;
+  darkened by more than ``single_ev_floor`` (0.2) stops by the exposure, the local gain and the
+  tone curve together (the exposure is raised until the curve's output keeps that much of the
+  source's mean luminance, then the local grid is lifted uniformly until it does too); a
+  bracket set is never darkened by more than ``bracket_ev_floor`` (1.0) stops against its
+  ambient frame on the ambient's unclipped pixels (its windows may rightly come down);
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
@@ -22,12 +24,14 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **neutral highlights**: where the source is bright and neutral (a clipped window or lamp),
   the output is forced to grey, so white never changes hue;
 - **local** edits (window pulls, shadow lift) are a bilateral grid of luminance gains,
-  bounded to ``local_ev`` stops and sliced at absolute image coordinates (tile-exact).
+  bounded to ``local_ev`` stops, falling with luminance slowly enough that local contrast is
+  at least halved, never inverted (no blotches), and sliced at absolute image coordinates
+  (tile-exact).
 
 Frames of a bracket set are combined per pixel before the edit: where the ambient frame is
 near clipping, its radiance comes from the window-pull frame (else the flash frame, both
-exposure-normalised, so they carry the unclipped view), and the flash light (flash frame
-minus ambient, >= 0) is added with a learned, image-adaptive weight relative to the ambient's
+exposure-normalised, so they carry the unclipped view), and the flash light (the flash frame
+times the share of its luminance the ambient does not explain) is added with a learned, image-adaptive weight relative to the ambient's
 brightness. Single images (one merged exposure) are the case without flash or window frame.
 
 ``context(low)`` returns one flat vector per image (see :data:`CTX_LAYOUT`): every global
@@ -41,6 +45,8 @@ trained only when there are many pairs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -73,15 +79,41 @@ CURVE_U_MAX = 2.0
 WHITE_POINT = 0.98
 #: Pixels per chunk of ``apply`` at inference (bounds the D x chunk slice buffer).
 CHUNK_PIXELS = 1 << 16
-#: Ambient values (linear) where a pixel starts / finishes counting as clipped for the frame merge.
-CLIP_LO, CLIP_HI = 0.75, 0.97
+#: Ambient values (linear) where a pixel starts / finishes counting as clipped for the frame merge
+#: (sRGB 0.977 -> 0.998: only the top of the range; a bright but recorded surface stays the ambient's).
+CLIP_LO, CLIP_HI = 0.95, 0.995
 #: Ambient minimum-channel range (linear) over which the neutral-highlight guard turns on
 #: (sRGB 0.88 -> 0.91: every channel of the source near white).
 GUARD_LO, GUARD_HI = 0.74, 0.80
 #: Minimum / maximum channel ratio of the substituted frame above which it counts as neutral.
 NEUTRAL_LO, NEUTRAL_HI = 0.90, 0.97
+#: Substitute / ambient luminance ratios over which a near-clipped ambient pixel goes from keeping
+#: its value to taking the substitute's (a camera's highlight roll-off lets a real view read a
+#: little darker than the clipped ambient; half as bright is another exposure, not the view).
+SUB_RATIO_LO, SUB_RATIO_HI = 0.5, 0.8
+#: Largest weight of the flash light relative to the flash frame as shot (exposure-normalised).
+K_FLASH_MAX = 1.0
+#: Share of local contrast (in log luminance) the local gain keeps at least (see AdaptiveNet.local_grid).
+LOCAL_CONTRAST_KEEP = 0.5
 _EPS = 1e-6
 _LN2 = 0.6931471805599453
+
+
+def local_step_margins(bins: int, keep: float = LOCAL_CONTRAST_KEEP) -> list[float]:
+    """Largest fall of the local gain (stops) between luminance bins ``i`` and ``i + 1``.
+
+    Bins sit at encoded luminance ``u_i = i * CURVE_U_MAX / (bins - 1)`` (the sRGB curve: linear
+    ``y ~ ((u + 0.055) / 1.055) ** 2.4``), so ``d log2(y) / du = 2.4 / ((u + 0.055) ln 2)``, least
+    at the segment's top. A fall of ``(1 - keep)`` times that slope times the bin spacing keeps
+    ``d log2(y * 2**gain) >= keep * d log2(y)`` on the whole segment (the gain is linear in u).
+    """
+    du = CURVE_U_MAX / (bins - 1)
+    return [(1.0 - keep) * du * 2.4 / ((du * (i + 1) + 0.055) * _LN2) for i in range(bins - 1)]
+
+
+def _wmean(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted mean (N) of N x 1 x h x w values ``v`` with weights ``w`` (same shape)."""
+    return (v * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3)).clamp_min(1.0)
 
 
 def _in_export() -> bool:
@@ -98,17 +130,26 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
     Returns ``(radiance, flash_light, clip, substitute)``, each N x 3 x h x w except ``clip``
     (N x 1 x h x w): ``radiance`` is the ambient frame with near-clipped pixels replaced by the
-    window-pull frame (else the flash frame, else left as is); ``flash_light`` is
-    ``max(flash - ambient, 0)`` (zeros without a flash frame); ``clip`` the blend weight used;
-    ``substitute`` the frame blended in where the ambient clips.
+    window-pull frame (else the flash frame, else left as is) where that frame is at least as
+    bright (:data:`SUB_RATIO_LO`, :data:`SUB_RATIO_HI`); ``flash_light`` is the flash
+    frame scaled by the share of its luminance the ambient does not explain,
+    ``flash * max(1 - Y_ambient / Y_flash, 0)`` (zeros without a flash frame): its colour is the
+    flash frame's and its amount a ratio of luminances, so frames whose white balance or
+    exposure differ (camera JPEGs) give no per-channel difference noise; ``clip`` the blend
+    weight used; ``substitute`` the frame blended in where the ambient clips.
     """
     amb, fl, win = x[:, 0:3], x[:, 3:6], x[:, 6:9]
     hf, hw = x[:, 10:11], x[:, 11:12]
     sub = hw * win + (1.0 - hw) * (hf * fl + (1.0 - hf) * amb)
     has_sub = torch.maximum(hf, hw)
-    clip = _smoothstep(CLIP_LO, CLIP_HI, amb.amax(dim=1, keepdim=True)) * has_sub
+    # A clipped ambient pixel hides a radiance at least as bright as it shows: a substitute that
+    # is darker there is not the view (frames at inconsistent exposures), so it is not used.
+    brighter = _smoothstep(SUB_RATIO_LO, SUB_RATIO_HI, luma(sub) / luma(amb).clamp_min(_EPS))
+    clip = _smoothstep(CLIP_LO, CLIP_HI, amb.amax(dim=1, keepdim=True)) * has_sub * brighter
     rad = amb + clip * (sub - amb)
-    light = (fl - amb).clamp_min(0.0) * hf * (1.0 - clip)
+    y_amb, y_fl = luma(amb), luma(fl)
+    share = (1.0 - y_amb / y_fl.clamp_min(_EPS)).clamp(0.0, 1.0)
+    light = fl * share * hf * (1.0 - clip)
     return rad, light, clip, sub
 
 
@@ -148,17 +189,20 @@ class AdaptiveNet(FlambientNet):
         curve_knots: segments of the tone curve (K).
         ev_range: (lowest, highest) exposure change in stops the global part may apply.
         local_ev: bound of the local gain in stops (either sign).
-        single_ev_floor: lowest exposure change (stops) for a single image.
+        single_ev_floor: lowest exposure change (stops, whole image) for a single image.
+        bracket_ev_floor: lowest exposure change (stops) of a bracket set's final against its
+            ambient frame, on the ambient's unclipped pixels.
     """
 
     spec = SPEC
 
     def __init__(self, grid_size: int = 8, luma_bins: int = 8, width: int = 32, curve_knots: int = 24,
                  ev_range: tuple[float, float] | list[float] = (-2.0, 3.0), local_ev: float = 3.0,
-                 single_ev_floor: float = -0.3) -> None:
+                 single_ev_floor: float = -0.2, bracket_ev_floor: float = -1.0) -> None:
         ev_range = [float(v) for v in ev_range]
         super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
-                         ev_range=ev_range, local_ev=local_ev, single_ev_floor=single_ev_floor)
+                         ev_range=ev_range, local_ev=local_ev, single_ev_floor=single_ev_floor,
+                         bracket_ev_floor=bracket_ev_floor)
         if grid_size < 2 or luma_bins < 2 or curve_knots < 4 or curve_knots % 2:
             raise ValueError("grid_size and luma_bins must be at least 2, curve_knots even and at least 4")
         if not ev_range[0] < 0.0 < ev_range[1]:
@@ -166,6 +210,7 @@ class AdaptiveNet(FlambientNet):
         self.grid_size, self.luma_bins, self.curve_knots = grid_size, luma_bins, curve_knots
         self.ev_lo, self.ev_hi, self.local_ev = ev_range[0], ev_range[1], float(local_ev)
         self.single_ev_floor = max(float(single_ev_floor), ev_range[0])
+        self.bracket_ev_floor = max(float(bracket_ev_floor), ev_range[0])
         k = curve_knots
         # --- style: global parameters a handful of pairs can determine
         self.curve_theta = nn.Parameter(self._init_curve(k))
@@ -248,7 +293,10 @@ class AdaptiveNet(FlambientNet):
         # Flash light scaled relative to the ambient's mean brightness (both linear).
         mean_rad = (y_rad * valid).sum(dim=(1, 2, 3)) / wsum
         mean_light = (y_light * valid).sum(dim=(1, 2, 3)) / wsum
-        k_flash = 2.0 * torch.sigmoid(self.flash_weight + 0.5 * torch.tanh(d_flash)) * mean_rad / (mean_light + 1e-6)
+        # Never more flash light than was shot (k <= K_FLASH_MAX): amplifying a faint flash (frames
+        # without exposure data, a weak flash) only multiplies its noise and hot spots.
+        k_flash = (2.0 * torch.sigmoid(self.flash_weight + 0.5 * torch.tanh(d_flash)) * mean_rad / (mean_light + 1e-6)
+                   ).clamp(max=K_FLASH_MAX)
         k_flash = k_flash * has_f
         base = rad + k_flash.view(n, 1, 1, 1) * light
         # Grey-world white balance on the base image's unclipped pixels, partial and bounded.
@@ -264,42 +312,106 @@ class AdaptiveNet(FlambientNet):
         ev = ev.clamp(self.ev_lo, self.ev_hi)
         slopes = self.curve_slopes(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
         single = torch.maximum(has_f, has_w) <= 0.5
-        floor = self._exposure_floor(luma(base * gains[:, :, None, None]), luma(low[:, 0:3]), ev, slopes)
-        ev = torch.where(single, torch.maximum(ev, floor), ev)
+        w_floor, target = self._floor_target(low, single)
+        ev = torch.maximum(ev, self._exposure_floor(luma(base * gains[:, :, None, None]), w_floor, target, ev, slopes))
         ev_gain = torch.exp(ev * _LN2)
         sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
         mat = torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)
         mat = (mat / mat.sum(dim=1, keepdim=True)).reshape(1, 9).expand(n, 9)  # rows sum to 1: grey stays grey
-        grid = self.local_ev * torch.tanh(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
+        grid = self.local_grid(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
+        y_edit = luma(torch.einsum("ij,njhw->nihw", mat[0].view(3, 3), base * gains[:, :, None, None] * ev_gain.view(n, 1, 1, 1))
+                      .clamp_min(0.0))
+        grid = grid + self._local_floor(y_edit, w_floor, target, grid, slopes).view(n, 1, 1, 1)
         return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat, slopes,
                           grid.reshape(n, -1)], dim=1)
 
-    def _exposure_floor(self, y: torch.Tensor, y_src: torch.Tensor, ev: torch.Tensor, slopes: torch.Tensor,
-                        iterations: int = 10) -> torch.Tensor:
-        """Lowest exposure (stops, N) at which the global edit keeps a single image's brightness.
+    def _floor_target(self, low: torch.Tensor, single: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel weights (N x 1 x s x s) and least mean linear luminance (N) the edit must keep.
 
-        ``y`` is the N x 1 x s x s linear luminance the exposure gain and tone curve act on,
-        ``y_src`` the source's. Returns the smallest ev in [``ev``, ``ev_hi``] whose output
-        (curve of ``y * 2**ev``) has a mean linear luminance of at least ``2**single_ev_floor``
-        times the source's, found by bisection (``ev`` itself when it already does): so the
-        exposure *and* the curve together never darken a single image by more than
-        ``single_ev_floor`` stops, whatever the weights (the local gain is bounded apart).
+        A single image: every pixel, ``2**single_ev_floor`` times the source's mean. A bracket
+        set: the ambient frame's unclipped pixels (its windows may rightly come down),
+        ``2**bracket_ev_floor`` times their mean in the ambient frame.
         """
-        target = y_src.mean(dim=(1, 2, 3)) * float(2.0 ** self.single_ev_floor)
+        amb = low[:, 0:3]
+        w = torch.where(single.view(-1, 1, 1, 1), torch.ones_like(amb[:, :1]),
+                        (amb.amax(dim=1, keepdim=True) < CLIP_LO).float())
+        floor = torch.where(single, torch.full_like(single, self.single_ev_floor, dtype=amb.dtype),
+                            torch.full_like(single, self.bracket_ev_floor, dtype=amb.dtype))
+        return w, _wmean(luma(amb), w) * torch.exp(floor * _LN2)
 
-        def mean_out(e: torch.Tensor) -> torch.Tensor:
-            u = encode_rgb(y * torch.exp(e * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
-            return srgb_to_linear(self._curve(u, slopes)).mean(dim=(1, 2, 3))
-
+    def _bisect(self, mean_out: Callable[[torch.Tensor], torch.Tensor], target: torch.Tensor, lo: torch.Tensor,
+                hi: torch.Tensor, iterations: int = 10) -> torch.Tensor:
+        """Least value in [``lo``, ``hi``] (N) whose ``mean_out`` reaches ``target`` (``mean_out`` increasing);
+        ``lo`` itself when it already does, ``hi`` when nothing does (no gradient)."""
         with torch.no_grad():
-            lo, hi = ev.detach(), torch.full_like(ev, self.ev_hi)
+            lo = lo.detach()
+            start, hi = lo, hi.detach()
             for _ in range(iterations):
                 mid = 0.5 * (lo + hi)
                 ok = mean_out(mid) >= target
                 hi = torch.where(ok, mid, hi)
                 lo = torch.where(ok, lo, mid)
-            already = mean_out(ev.detach()) >= target
-        return torch.where(already, ev, hi)
+            return torch.where(mean_out(start) >= target, start, hi)
+
+    def _exposure_floor(self, y: torch.Tensor, w: torch.Tensor, target: torch.Tensor, ev: torch.Tensor,
+                        slopes: torch.Tensor) -> torch.Tensor:
+        """Lowest exposure (stops, N) in [``ev``, ``ev_hi``] at which the global edit keeps ``target``.
+
+        ``y`` is the N x 1 x s x s linear luminance the exposure gain and tone curve act on;
+        ``w`` and ``target`` come from :meth:`_floor_target`. The weighted mean linear luminance
+        of the curve of ``y * 2**ev`` grows with ``ev``; bisection finds the least ev reaching
+        the target (``ev`` itself when it already does), so the exposure *and* the curve together
+        never darken an image beyond its floor, whatever the weights (the local gain:
+        :meth:`_local_floor`).
+        """
+        def mean_out(e: torch.Tensor) -> torch.Tensor:
+            u = encode_rgb(y * torch.exp(e * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
+            return _wmean(srgb_to_linear(self._curve(u, slopes)), w)
+
+        return torch.where(mean_out(ev.detach()) >= target, ev,
+                           self._bisect(mean_out, target, ev, torch.full_like(ev, self.ev_hi)))
+
+    def local_grid(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw N x D x G x G outputs -> local gains (stops) that keep local contrast.
+
+        Gains are ``local_ev * tanh(raw)`` (bounded), then projected so that along the
+        luminance axis a gain falls by at most :func:`local_step_margins` between two bins:
+        ``g'_0 = g_0``, ``g'_{i+1} = max(g_{i+1}, g'_i - m_i)`` (only raises gains, so the bound
+        holds). The local map ``y -> y * 2**gain(y)`` is then increasing in ``y`` with a slope of
+        at least :data:`LOCAL_CONTRAST_KEEP` of the identity's in log terms: no texture
+        inversion, no posterised blotches. A grid that already keeps contrast is unchanged.
+        """
+        g = self.local_ev * torch.tanh(raw)
+        margins = local_step_margins(self.luma_bins)
+        planes = [g[:, 0]]
+        for i, m in enumerate(margins):
+            planes.append(torch.maximum(g[:, i + 1], planes[-1] - m))
+        return torch.stack(planes, dim=1)
+
+    def _local_floor(self, y: torch.Tensor, w: torch.Tensor, target: torch.Tensor, grid: torch.Tensor,
+                     slopes: torch.Tensor) -> torch.Tensor:
+        """Smallest uniform lift (stops, N, >= 0) of the local grid that keeps ``target``.
+
+        ``y`` is the N x 1 x s x s linear luminance after exposure, white balance and colour
+        matrix (what the local gain and the curve act on); ``w``, ``target`` from
+        :meth:`_floor_target`. The local grid may darken regions by up to ``local_ev`` stops; a
+        uniform lift ``c`` changes no slicing guide, so the weighted output mean (curve of
+        ``y * 2**(local + c)``) grows with ``c`` and bisection on [0, ``local_ev``] finds the
+        least lift reaching the target. With the exposure floor this bounds the darkening of an
+        image by the whole edit.
+        """
+        s_h, s_w = y.shape[2], y.shape[3]
+        pos = torch.tensor([0.0, 0.0, float(s_h), float(s_w)], device=y.device)
+        rows, cols = pixel_index_grids(y, pos)
+        guide = (encode_rgb(y) / CURVE_U_MAX).clamp(0.0, 1.0)
+        gain = torch.exp(self._slice_grid(grid.detach(), guide, rows, cols, pos) * _LN2)
+
+        def mean_out(c: torch.Tensor) -> torch.Tensor:
+            u = encode_rgb(y * gain * torch.exp(c * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
+            return _wmean(srgb_to_linear(self._curve(u, slopes)), w)
+
+        zero = torch.zeros_like(target)
+        return self._bisect(mean_out, target, zero, torch.full_like(target, self.local_ev)).detach()
 
     def unpack(self, ctx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split the N x (15 + K + D*G*G) context into its named parts (shapes in the values' comments)."""
