@@ -163,10 +163,9 @@ def drop_frames(stack: np.ndarray, target: np.ndarray | None = None) -> np.ndarr
     not teach the model to darken. ``exposure_jitter`` then varies it around that.
     """
     from .colour import luminance, srgb_to_linear
-    from .stack import AMBIENT, STACK_CHANNELS
+    from .stack import AMBIENT, build_stack
 
-    out = np.zeros((*stack.shape[:2], STACK_CHANNELS), dtype=stack.dtype)
-    out[:, :, AMBIENT] = stack[:, :, AMBIENT]
+    out = build_stack(stack[:, :, AMBIENT]).astype(stack.dtype, copy=False)
     if target is not None:
         have = float(luminance(np.clip(stack[:, :, AMBIENT], 0.0, 1.0)).mean())
         want = float(luminance(srgb_to_linear(target[:, :, :3])).mean())

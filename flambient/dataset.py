@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .io.atomic import atomic_write_text
 from .io.images import read_exr, read_linear, read_srgb, write_exr, write_png
 from .safepath import check_name, contained
@@ -152,7 +152,7 @@ def load_dataset(dataset: str | Path) -> list[PairItem]:
     try:
         doc = yaml.safe_load(index.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise InputError(f"malformed YAML ({str(exc).splitlines()[0]})", index) from None
+        raise InputError(f"malformed YAML ({first_line(exc)})", index) from None
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", index) from None
     if not isinstance(doc, dict) or doc.get("format") != DATASET_FORMAT:

@@ -55,3 +55,17 @@ def describe_os_error(exc: OSError, with_path: bool = True) -> str:
         if exc.filename2 is not None:
             text += f" -> {exc.filename2}"
     return text
+
+
+def first_line(exc: BaseException | str, limit: int | None = None, empty: str | None = None) -> str:
+    """The first line of an exception's text (or of a string), cut to ``limit`` characters.
+
+    A third-party error's message can run over many lines (a stack of causes, a dump);
+    a one-line report shows only its first. An empty text gives ``empty``, or the
+    exception's type name.
+    """
+    text = str(exc).strip()
+    if not text:
+        return empty if empty is not None else (type(exc).__name__ if isinstance(exc, BaseException) else "")
+    line = text.splitlines()[0]
+    return line[:limit] if limit is not None else line

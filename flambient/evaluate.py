@@ -35,6 +35,7 @@ from .errors import FlambientError, InputError
 from .io.atomic import atomic_write_text
 from .io.images import IMAGE_EXTENSIONS, encode_jpeg, read_srgb
 from .log import get_logger
+from .outcome import ItemError, batch_exit_code
 from .provenance import Provenance, read_provenance
 from .stack import HAS_MASK, MASK
 
@@ -115,10 +116,28 @@ class EvalResult:
     truth_dir: Path
     images: list[ImageResult]
     missing: list[str]
+    #: Images that could not be scored, one line each (``metrics.json``'s ``failed``).
     failed: list[str]
     baselines: dict[str, MethodScores] = field(default_factory=dict)
     inputs: Path | None = None
     provenance: Provenance | None = None
+    #: The same images as :class:`~flambient.outcome.ItemError` records (from ``failed`` when not given).
+    failures: list[ItemError] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.failed and not self.failures:
+            self.failures = [ItemError(line, line) for line in self.failed]
+
+    def add_failure(self, failure: ItemError) -> None:
+        """Record an image that could not be scored (in ``failures`` and ``failed``)."""
+        self.failures.append(failure)
+        self.failed.append(str(failure))
+
+    @property
+    def exit_code(self) -> int:
+        """The batch exit rule (:func:`flambient.outcome.batch_exit_code`); a missing partner
+        counts as a run-level problem."""
+        return batch_exit_code(self.failures, problems=len(self.missing))
 
     @property
     def model(self) -> MethodScores:
@@ -278,8 +297,8 @@ def input_loaders(inputs: str | Path) -> dict[str, InputLoader]:
     """Stem -> function returning the HxWx13 linear input stack, for a shoot or dataset folder.
 
     A folder with ``dataset.yaml`` is a dataset (items by name); any other folder is a shoot,
-    ingested with :func:`flambient.ingest.ingest_shoot` unless its manifest is fresh (bracket
-    sets by name).
+    ingested again (the way its manifest was made) unless that is fresh (bracket sets by name;
+    :func:`flambient.ingest.current_manifest`).
     """
     root = Path(inputs)
     if not root.is_dir():
@@ -287,9 +306,9 @@ def input_loaders(inputs: str | Path) -> dict[str, InputLoader]:
     if (root / "dataset.yaml").is_file():
         items = load_dataset(root)
         return {it.name: (lambda it=it: it.load()[0]) for it in items}
-    from .ingest import fresh_manifest, ingest_shoot, load_set_stack
+    from .ingest import current_manifest, load_set_stack
 
-    manifest = fresh_manifest(root) or ingest_shoot(root)
+    manifest = current_manifest(root)
     return {s.name: (lambda s=s: load_set_stack(root, s)) for s in manifest.sets}
 
 
@@ -361,7 +380,7 @@ def evaluate(
                                 keep_views)
         except FlambientError as exc:
             log.error("%s", exc)
-            result.failed.append(str(exc))
+            result.add_failure(ItemError.from_exception(stem, exc))
             continue
         result.images.append(res)
     if progress is not None:

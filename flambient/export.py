@@ -38,14 +38,14 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import ConfigError, DeviceError, InputError, ModelError
+from .errors import ConfigError, DeviceError, InputError, ModelError, first_line
 from .io.atomic import atomic_path
 from .log import get_logger
 from .nets.registry import FlambientNet, ModelSpec, load_model, resolve_model_path
 from .onnx_backend import (CPU, CUDA, ONNX_FORMAT, ONNX_FORMAT_VERSION, OnnxBackend, context_path_for,
                            cuda_gpu_count, default_trt_cache, make_session, probe_providers,
                            tensorrt_install_hint, trt_profile_shapes)
-from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS, WINDOW
+from .stack import STACK_CHANNELS, build_stack
 
 log = get_logger("export")
 
@@ -138,19 +138,16 @@ def random_stack(n: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray
     Frames are random linear values (a few above 1, like windows and lamps); each item gets
     random presence flags, and absent frames are zero as the real stack has them.
     """
+    def frame(present: bool, shape: tuple[int, ...], scale: float) -> np.ndarray | None:
+        return np.moveaxis(rng.random(shape, dtype=np.float32) ** 2 * scale, 0, -1) if present else None
+
     x = np.zeros((n, STACK_CHANNELS, h, w), dtype=np.float32)
     for i in range(n):
         has_flash, has_window, has_mask = (rng.random(3) < 0.6).tolist()
-        x[i, AMBIENT] = rng.random((3, h, w), dtype=np.float32) ** 2 * 1.5
-        if has_flash:
-            x[i, FLASH] = rng.random((3, h, w), dtype=np.float32) ** 2 * 2.0
-            x[i, HAS_FLASH] = 1.0
-        if has_window:
-            x[i, WINDOW] = rng.random((3, h, w), dtype=np.float32) ** 2 * 0.5
-            x[i, HAS_WINDOW] = 1.0
-        if has_mask:
-            x[i, MASK] = rng.random((h, w), dtype=np.float32)
-            x[i, HAS_MASK] = 1.0
+        ambient = frame(True, (3, h, w), 1.5)
+        flash, window = frame(has_flash, (3, h, w), 2.0), frame(has_window, (3, h, w), 0.5)
+        mask = rng.random((h, w), dtype=np.float32) if has_mask else None
+        x[i] = build_stack(ambient, flash, window, mask).transpose(2, 0, 1)
     return x
 
 
@@ -203,7 +200,7 @@ def _trace(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[
                           output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
     for w in caught:
         if not issubclass(w.category, DeprecationWarning):
-            log.debug("exporter: %s", str(w.message).splitlines()[0])
+            log.debug("exporter: %s", first_line(str(w.message)))
     return buf.getvalue()
 
 
@@ -232,7 +229,7 @@ def trace_graphs(net: FlambientNet, opset: int = DEFAULT_OPSET) -> tuple[Any, An
                              {"x": {0: "batch", 2: "height", 3: "width"}, "ctx": {0: "batch"},
                               "y": {0: "batch", 2: "height", 3: "width"}}, opset)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         raise ModelError(f"family '{spec.family}' failed to export to ONNX at opset {opset} ({first})",
                          hint="try another --opset, or mark the family exportable=False with an export_note") from None
     return onnx.load_from_string(ctx_bytes), onnx.load_from_string(apply_bytes)
@@ -314,7 +311,7 @@ def model_card(net: FlambientNet, meta: dict[str, Any], model_file: Path) -> dic
         try:
             card["card"] = yaml.safe_load(yaml_card.read_text(encoding="utf-8"))
         except Exception as exc:  # a broken card must not block an export; say so in the log
-            log.warning("%s: model card not embedded (%s)", yaml_card, str(exc).splitlines()[0][:100])
+            log.warning("%s: model card not embedded (%s)", yaml_card, first_line(exc, 100))
     return card
 
 
@@ -429,7 +426,7 @@ def build_trt(onnx_path: Path, spec: ModelSpec, fp16: bool, method: str) -> list
     except FlambientError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         raise DeviceError(f"TensorRT engine build failed ({first})",
                           hint="the ONNX export itself was written and checked") from None
 

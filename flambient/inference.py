@@ -32,7 +32,7 @@ from .backends import Backend, BackendOOM, files_fingerprint, own_device
 from .errors import ConfigError, ModelError
 from .log import get_logger
 from .nets.registry import FlambientNet, ModelSpec
-from .stack import AMBIENT, FLASH, HAS_FLASH, HAS_MASK, HAS_WINDOW, MASK, STACK_CHANNELS, WINDOW
+from .stack import AMBIENT, STACK_CHANNELS, assemble_stack, build_stack
 from .tiling import MIN_TILE, Stitcher, Tile, pad_to_multiple, plan_overlap, plan_tiles
 
 log = get_logger("inference")
@@ -251,8 +251,6 @@ class PartsStack:
         self._buf: np.ndarray | None = None
 
     def tile(self, t: Tile) -> np.ndarray:
-        from .ingest import assemble_stack
-
         amb, fls, win = self.parts
         sl = t.slices
         n = STACK_CHANNELS * t.h * t.w
@@ -264,16 +262,9 @@ class PartsStack:
 
     def low(self, size: int) -> np.ndarray:
         amb, fls, win = self.parts
-        out = np.zeros((size, size, STACK_CHANNELS), dtype=np.float32)
-        out[:, :, AMBIENT] = area_downsample(amb[0][:, :, :3], size, amb[1])
-        if fls:
-            out[:, :, FLASH] = np.mean([area_downsample(a[:, :, :3], size, f) for a, f in fls], axis=0)
-            out[:, :, HAS_FLASH] = 1.0
-        if win is not None:
-            out[:, :, WINDOW] = area_downsample(win[0][:, :, :3], size, win[1])
-            out[:, :, HAS_WINDOW] = 1.0
-        out[:, :, MASK] = 0.0
-        out[:, :, HAS_MASK] = 0.0
+        flash = np.mean([area_downsample(a[:, :, :3], size, f) for a, f in fls], axis=0) if fls else None
+        window = area_downsample(win[0][:, :, :3], size, win[1]) if win is not None else None
+        out = build_stack(area_downsample(amb[0][:, :, :3], size, amb[1]), flash, window)
         return out.transpose(2, 0, 1)[None].copy()
 
     def ambient(self, t: Tile) -> np.ndarray:
@@ -412,7 +403,6 @@ def single_image_stack(srgb: np.ndarray) -> np.ndarray:
     """The HxWx13 stack ``process`` builds for one sRGB image (a one-frame set: ambient only,
     decoded to linear light at 0 EV, no flash, window or mask)."""
     from .colour import srgb_to_linear
-    from .stack import build_stack
 
     return build_stack(srgb_to_linear(np.clip(np.asarray(srgb, dtype=np.float32)[:, :, :3], 0.0, 1.0)))
 

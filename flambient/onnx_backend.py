@@ -35,7 +35,7 @@ import numpy as np
 
 from .backends import BackendOOM, files_fingerprint
 from .devices import Device, parse_device
-from .errors import DeviceError, ModelError
+from .errors import DeviceError, ModelError, first_line
 from .log import get_logger
 from .nets.registry import ModelSpec
 
@@ -89,7 +89,7 @@ def _try_load(lib: str | Path) -> str | None:
     try:
         ctypes.CDLL(str(lib))
     except OSError as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else "cannot be loaded"
+        return first_line(exc, empty="cannot be loaded")
     return None
 
 
@@ -293,7 +293,7 @@ def make_session(path: str | Path | bytes, providers: list[Any], threads: int | 
         return ort.InferenceSession(path if isinstance(path, bytes) else str(path), sess_options=so,
                                     providers=providers)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         where = None if isinstance(path, bytes) else path
         raise ModelError(f"onnxruntime cannot load this model ({first})", where,
                          "re-export it with `flambient export`") from None

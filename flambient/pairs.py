@@ -32,6 +32,7 @@ from .dataset import write_index, write_item
 from .errors import InputError
 from .io.images import IMAGE_EXTENSIONS, read_exr, read_linear, read_srgb
 from .log import get_logger
+from .outcome import ItemError, batch_exit_code
 
 log = get_logger("pairs")
 
@@ -57,12 +58,23 @@ class PairJob:
 
 @dataclass
 class PairsResult:
-    """What :func:`ingest_pairs` wrote: ``dataset`` folder, item entries, unmatched and errors."""
+    """What :func:`ingest_pairs` wrote: ``dataset`` folder, item entries, unmatched and failures."""
 
     dataset: Path
     items: list[dict[str, Any]]
     unmatched: list[str]
-    errors: list[str]
+    #: Pairs that could not be built, one :class:`~flambient.outcome.ItemError` each.
+    failures: list[ItemError]
+
+    @property
+    def errors(self) -> list[str]:
+        """The failures as one line each (as ``dataset.yaml`` lists them)."""
+        return [str(f) for f in self.failures]
+
+    @property
+    def exit_code(self) -> int:
+        """The batch exit rule (:func:`flambient.outcome.batch_exit_code`)."""
+        return batch_exit_code(self.failures)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -187,7 +199,7 @@ def fit_target(target: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, str
 
 def _load_bracket_folder(job: PairJob) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[str]]:
     """Layout (a): label and normalise the folder's frames like a shoot's set."""
-    from .ingest import _align_set, analyse_file, load_frame
+    from .ingest import align_set, analyse_file, load_frame
 
     frames = [analyse_file(p) for p in job.sources]
     groups = group_frames(frames)
@@ -196,7 +208,7 @@ def _load_bracket_folder(job: PairJob) -> tuple[np.ndarray, np.ndarray | None, n
         notes.append(f"sources form {len(groups)} compositions; all treated as one set")
     bset = BracketSet(name=job.name, frames=sorted(frames, key=lambda f: f.path.name))
     bset.reference = label_set(bset.frames)
-    _align_set(bset, GroupingConfig())
+    align_set(bset, GroupingConfig())
     ref, flashes, window = bset.stack_frames()
     ambients = bset.ambient_frames()
     if len(ambients) > 1:  # an exposure bracket: merged like process merges it
@@ -264,7 +276,7 @@ def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, fo
     ``out`` already holds a dataset (``dataset.yaml`` or ``items/``), :class:`InputError` is
     raised before anything is written unless ``force``.
     """
-    from .ingest import _parallel
+    from .parallel import parallel_map
 
     root = Path(src).resolve()
     dest = Path(out).resolve()
@@ -281,17 +293,19 @@ def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, fo
         names.add(name.lower())
         j.name = name
 
-    def one(job: PairJob) -> dict[str, Any] | str:
+    def one(job: PairJob) -> dict[str, Any] | ItemError:
         try:
             return _build(job, dest, root)
         except InputError as exc:
-            return str(exc)
+            return ItemError.from_exception(job.name, exc)
         except Exception as exc:  # one broken pair must not stop the dataset
-            return f"{_rel(job.target, root)}: cannot build ({type(exc).__name__}: {exc})"
+            why = ItemError.from_exception(job.name, exc).message
+            return ItemError(job.name, f"cannot build ({why})", _rel(job.target, root))
 
-    results = _parallel(one, jobs, n_jobs)
+    results = parallel_map(one, jobs, n_jobs)
     items = [r for r in results if isinstance(r, dict)]
-    errors = [r for r in results if isinstance(r, str)]
+    failures = [r for r in results if isinstance(r, ItemError)]
+    errors = [str(f) for f in failures]
     for u in unmatched:
         log.warning("unmatched: %s", u)
     for e in errors:
@@ -299,4 +313,4 @@ def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, fo
     dest.mkdir(parents=True, exist_ok=True)
     write_index(dest, items, unmatched=unmatched + [f"error: {e}" for e in errors])
     log.info("%d pair(s) -> %s (%d unmatched, %d failed)", len(items), dest, len(unmatched), len(errors))
-    return PairsResult(dataset=dest, items=items, unmatched=unmatched, errors=errors)
+    return PairsResult(dataset=dest, items=items, unmatched=unmatched, failures=failures)

@@ -78,18 +78,15 @@ def shard_sets(sets: list[BracketSet], shard: tuple[int, int] | None) -> list[Br
     return [s for k, s in enumerate(ordered) if k % n == i - 1]
 
 
-def load_manifest_for_run(shoot: Path) -> Any:
-    """The shoot's :class:`~flambient.ingest.Manifest`: the fresh one, or a new ingest when stale/absent."""
-    from .ingest import fresh_manifest, ingest_shoot
+def load_manifest_for_run(shoot: Path, recursive: bool = False, out: Path | None = None,
+                          progress: Callable[[str, int, int], None] | None = None) -> Any:
+    """The shoot's :class:`~flambient.ingest.Manifest`: the fresh one, or a new ingest made the
+    way the old one was (:func:`flambient.ingest.current_manifest`; ``out`` is never scanned)."""
+    from .ingest import current_manifest
 
-    if (shoot / ".flambient" / "manifest.yaml").is_file():
-        m = fresh_manifest(shoot)
-        if m is not None:
-            log.info("reusing the manifest of %s", shoot)
-            return m
-        log.info("the shoot changed since ingest; ingesting again")
     with reported_later("ingest"):  # its per-file errors come back as failed items
-        return ingest_shoot(shoot)
+        return current_manifest(shoot, recursive=recursive, exclude=[out] if out is not None else [],
+                                progress=progress)
 
 
 def load_sets(shoot: Path) -> tuple[list[BracketSet], list[dict[str, Any]]]:
@@ -136,9 +133,10 @@ def _prepare_output(runner: Runner, root: Path, dry_run: bool) -> LogFile | None
     return logfile
 
 
-def _plan_sets(root: Path, opts: ProcessOptions) -> tuple[Any, list[BracketSet], list[dict[str, Any]]]:
+def _plan_sets(root: Path, opts: ProcessOptions, out: Path,
+               on_ingest: Callable[[str, int, int], None] | None) -> tuple[Any, list[BracketSet], list[dict[str, Any]]]:
     """The manifest, this shard's sets and this shard's share of the unreadable files."""
-    manifest = load_manifest_for_run(root)
+    manifest = load_manifest_for_run(root, opts.recursive, out, on_ingest)
     sets = shard_sets(manifest.sets, opts.shard)
     errors = manifest.errors
     if opts.shard is not None:
@@ -151,13 +149,14 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
                   progress: Callable[[SetResult], None] | None = None,
                   on_plan: Callable[[int], None] | None = None,
                   on_tile: Callable[[str, int, int], None] | None = None,
-                  stages: StagesFactory | None = None) -> BatchSummary:
+                  stages: StagesFactory | None = None,
+                  on_ingest: Callable[[str, int, int], None] | None = None) -> BatchSummary:
     """Process every set of ``shoot`` (this shard's) with ``opts``; returns the summary.
 
     Writes finals into the output folder and sidecars, the run's summary and the log under
     ``OUT/.flambient/`` (not in a dry run). ``progress`` is called once per finished item;
     ``on_plan`` with the number of items before work starts; ``on_tile(set, done, total)`` per
-    tile; ``stages`` builds the decode / compute / encode stages from the run's context (default
+    tile; ``on_ingest(stage, done, total)`` while the shoot is (re-)ingested; ``stages`` builds the decode / compute / encode stages from the run's context (default
     :class:`~flambient.batch.stages.Stages`; a subclass injects behaviour). SIGINT/SIGTERM in the
     main thread stop the run cleanly: the summary's ``signal`` is set and its exit code is 130 /
     143. Raises :class:`InputError` / :class:`ConfigError` / :class:`~flambient.errors.ModelError`
@@ -172,7 +171,7 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
     logfile = _prepare_output(runner, root, opts.dry_run)
     try:
         with stop_on_signals(flag):
-            summary = _run(runner, root, opts, flag, on_plan)
+            summary = _run(runner, root, opts, flag, on_plan, on_ingest)
         if not opts.dry_run:
             try:
                 write_summary(summary)
@@ -186,11 +185,12 @@ def process_shoot(shoot: str | Path, opts: ProcessOptions,
 
 
 def _run(runner: Runner, root: Path, opts: ProcessOptions, flag: StopFlag,
-         on_plan: Callable[[int], None] | None) -> BatchSummary:
+         on_plan: Callable[[int], None] | None,
+         on_ingest: Callable[[str, int, int], None] | None = None) -> BatchSummary:
     """Ingest (interruptible at once), plan and run; a signal ends up in ``summary.signal``."""
     try:
         flag.raise_now = True
-        manifest, sets, errors = _plan_sets(root, opts)
+        manifest, sets, errors = _plan_sets(root, opts, runner.out, on_ingest)
         flag.raise_now = False
     except RunInterrupted as exc:
         log.warning("interrupted while reading the shoot; no set was started")

@@ -55,3 +55,55 @@ def build_stack(
         out[:, :, MASK] = m
         out[:, :, HAS_MASK] = 1.0
     return out
+
+
+def assemble_stack(
+    ambient: tuple[np.ndarray, float],
+    flashes: list[tuple[np.ndarray, float]],
+    window: tuple[np.ndarray, float] | None,
+    band_bytes: int = 4 << 20,
+    *,
+    channels_first: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Build the float32 stack from ``(pixels HxWx3, factor)`` pairs in one pass over memory.
+
+    Equivalent to ``build_stack(a * fa, mean(f_i * ff_i), w * fw)`` without the intermediate
+    float frames: rows are filled in bands of about ``band_bytes`` so each band of the stack is
+    written once while it is in cache (a 24 MP stack is 1.25 GB). Returns H x W x 13, or
+    13 x H x W with ``channels_first`` (the model's tile layout); ``out``, when given, is a
+    float32 array of that shape to fill (a reused tile buffer: no new pages per tile).
+    """
+    h, w = ambient[0].shape[:2]
+    shape = (STACK_CHANNELS, h, w) if channels_first else (h, w, STACK_CHANNELS)
+    if out is None or out.shape != shape or out.dtype != np.float32:
+        out = np.empty(shape, dtype=np.float32)
+    rows = max(1, band_bytes // (w * STACK_CHANNELS * 4))
+    nf = len(flashes)
+
+    def chan(o: np.ndarray, c: slice | int) -> np.ndarray:  # channels of a band of ``out``
+        return o[c] if channels_first else o[:, :, c]
+
+    def pix(a: np.ndarray, sl: slice) -> np.ndarray:  # RGB of a band of a frame, in out's layout
+        return a[sl, :, :3].transpose(2, 0, 1) if channels_first else a[sl, :, :3]
+
+    for y0 in range(0, h, rows):
+        sl = slice(y0, min(h, y0 + rows))
+        o = out[:, sl] if channels_first else out[sl]
+        np.multiply(pix(ambient[0], sl), np.float32(ambient[1]), out=chan(o, AMBIENT), casting="unsafe")
+        if nf:
+            fo = chan(o, FLASH)
+            np.multiply(pix(flashes[0][0], sl), np.float32(flashes[0][1] / nf), out=fo, casting="unsafe")
+            for arr, fac in flashes[1:]:
+                fo += pix(arr, sl) * np.float32(fac / nf)
+        else:
+            chan(o, FLASH)[...] = 0.0
+        if window is not None:
+            np.multiply(pix(window[0], sl), np.float32(window[1]), out=chan(o, WINDOW), casting="unsafe")
+        else:
+            chan(o, WINDOW)[...] = 0.0
+        chan(o, MASK)[...] = 0.0
+        chan(o, HAS_FLASH)[...] = 1.0 if nf else 0.0
+        chan(o, HAS_WINDOW)[...] = 1.0 if window is not None else 0.0
+        chan(o, HAS_MASK)[...] = 0.0
+    return out

@@ -45,7 +45,7 @@ from torch import nn
 from .data import Augment, PairStore, epoch_order, progressive_crop, resize_pair, sample_batch
 from .dataset import PairItem
 from .devices import parse_device
-from .errors import ConfigError, DeviceError, InputError
+from .errors import ConfigError, DeviceError, InputError, first_line
 from .log import console, get_logger
 from .losses import LossWeights, blend_loss
 from .nets.registry import FlambientNet
@@ -164,7 +164,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed YAML ({str(exc).splitlines()[0]})", p) from None
+        raise ConfigError(f"malformed YAML ({first_line(exc)})", p) from None
     return validate_schema(doc, config_schema(), p)
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 from flambient.colour import srgb_encode_into
 from flambient.config import load_preset
 from flambient.inference import PartsStack
-from flambient.ingest import assemble_stack
+from flambient.stack import assemble_stack
 from flambient.nets.registry import create_model, encode_rgb, full_pos, save_model
 from flambient.process import ProcessOptions, process_shoot
 from flambient.stack import STACK_CHANNELS

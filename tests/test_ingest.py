@@ -218,7 +218,7 @@ def test_cache_freshness_and_reuse(tmp_path, monkeypatch):
     m2 = load_manifest(shoot)
     assert m2 is not None and manifest_is_fresh(m2) and fresh_manifest(shoot) is not None
     assert [s.name for s in m2.sets] == [s.name for s in m.sets]
-    import flambient.ingest as ing
+    import flambient.ingest.cache as ing
 
     def boom(*a, **k):
         raise AssertionError("decoded although the cache is fresh")
@@ -235,7 +235,7 @@ def test_cache_freshness_and_reuse(tmp_path, monkeypatch):
 
 
 def test_assemble_stack_matches_build_stack():
-    from flambient.ingest import assemble_stack
+    from flambient.stack import assemble_stack
     from flambient.stack import build_stack
 
     rng = np.random.default_rng(1)

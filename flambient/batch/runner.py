@@ -21,10 +21,11 @@ from ..backends import Backend
 from ..brackets import BracketSet
 from ..config import Preset
 from ..devices import Device, parse_devices, resolve_devices
-from ..errors import ConfigError, FlambientError, describe_os_error
+from ..errors import ConfigError, describe_os_error
 from ..inference import backend_class, load_backend
 from ..locks import DEFAULT_STALE_AFTER, SetLock
 from ..log import REPORTED_LATER, get_logger
+from ..outcome import ItemError
 from ..safepath import check_name, contained
 from ..tiling import tiling_problem
 from .fingerprint import fingerprint, input_hashes
@@ -63,17 +64,14 @@ class ProcessOptions:
     stale_after: float = DEFAULT_STALE_AFTER
     #: Replace files under a final's name that flambient did not write (or that were edited).
     overwrite_user_files: bool = False
+    #: Ingest sub-folders too (a shoot ingested with ``--recursive`` is re-ingested so anyway).
+    recursive: bool = False
 
 
 def error_text(exc: BaseException) -> str:
-    """One line for a set's failure: the project's message, the OS error with its path, or the type."""
-    if isinstance(exc, FlambientError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory (use a smaller --tile, or fewer devices)"
-    if isinstance(exc, OSError):
-        return describe_os_error(exc)
-    return f"{type(exc).__name__}: {exc}"
+    """One line for a set's failure: the project's message, the OS error with its path, or the type
+    (:meth:`flambient.outcome.ItemError.from_exception`)."""
+    return str(ItemError.from_exception("", exc))
 
 
 def validate_tiling(backend: Backend, tile: int | None, overlap: int | None, model_name: str | None = None) -> None:

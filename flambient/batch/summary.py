@@ -19,10 +19,8 @@ from typing import Any
 
 from .. import __version__
 from ..io.atomic import atomic_write_text
+from ..outcome import EXIT_LOCKED, ItemError, batch_exit_code
 from .layout import OutputLayout, prune_summaries
-
-#: Exit status when every set is done or skipped except some left to another worker's lock.
-EXIT_LOCKED = 4
 
 #: Item statuses: ``done``, ``skipped`` (up to date), ``failed``, ``kept`` (a user's file holds
 #: the final's name), ``locked`` (another worker holds the set), ``would-process`` (dry run),
@@ -41,6 +39,10 @@ class SetResult:
     note: str | None = None
     device: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def item_error(self) -> ItemError:
+        """This result as the shared per-item failure record (:class:`flambient.outcome.ItemError`)."""
+        return ItemError(self.name, self.error or self.note or self.status)
 
 
 @dataclass
@@ -67,9 +69,8 @@ class BatchSummary:
         to another worker's lock, else 0."""
         if self.signal is not None:
             return 128 + int(self.signal)
-        if self.problems or any(r.status == "failed" for r in self.results):
-            return 1
-        return EXIT_LOCKED if any(r.status == "locked" for r in self.results) else 0
+        return batch_exit_code([r.item_error() for r in self.results if r.status == "failed"],
+                               locked=sum(r.status == "locked" for r in self.results), problems=len(self.problems))
 
     def counts(self) -> dict[str, int]:
         """Number of items per status."""

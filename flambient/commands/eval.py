@@ -62,5 +62,5 @@ def register(app: typer.Typer) -> None:
             path = write_report(result, report)
             if not quiet():
                 console.print(f"report: {path}")
-        if result.failed or result.missing:
-            raise typer.Exit(1)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)

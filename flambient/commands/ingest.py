@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
         """Group a shoot's frames into bracket sets (ambient/flash/window), or build a dataset from pairs."""
         from ..brackets import GroupingConfig
         from ..errors import InputError
-        from ..log import console
+        from ._out import quiet
+        from ._progress import StageProgress
 
         n_jobs = jobs or None
         if pairs is not None:
@@ -48,8 +49,8 @@ def register(app: typer.Typer) -> None:
 
             res = ingest_pairs(pairs, out, n_jobs=n_jobs, force=force)
             _print_pairs(res, json_out)
-            if res.errors:
-                raise typer.Exit(1)
+            if res.exit_code:
+                raise typer.Exit(res.exit_code)
             return
         if shoot is None:
             raise InputError("missing SHOOT folder", hint="flambient ingest ./shoot  (or --pairs SRC --out DATASET)")
@@ -57,12 +58,14 @@ def register(app: typer.Typer) -> None:
 
         cfg = GroupingConfig(max_gap_s=max_gap, min_similarity=min_similarity, use_thumbnails=not no_thumbnails,
                              mixed_cameras="split" if allow_mixed_cameras else "error")
-        manifest = ingest_shoot(shoot, cache=cache, config=cfg, n_jobs=n_jobs, recursive=recursive)
+        with StageProgress("ingest", quiet()) as progress:
+            manifest = ingest_shoot(shoot, cache=cache, config=cfg, n_jobs=n_jobs, recursive=recursive,
+                                    progress=progress)
         _print_summary(manifest, json_out)
         if explain:
             _print_explain(manifest)
-        if manifest.errors:
-            raise typer.Exit(1)
+        if manifest.exit_code:
+            raise typer.Exit(manifest.exit_code)
 
 
 def _print_summary(manifest, json_out: Optional[str]) -> None:  # type: ignore[no-untyped-def]

@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
         overlap: Optional[int] = typer.Option(
             None, "--overlap", callback=overlap_option,
             help="Model margin at tile borders in pixels, 0-512 (default: the model's spec)."),
+        recursive: bool = typer.Option(False, "--recursive", "-r",
+                                       help="Also read frames in sub-folders (kept for a shoot ingested so)."),
         no_cache: bool = typer.Option(False, "--no-cache",
                                       help="Decode originals even when ingest --cache frames exist."),
         jobs: int = jobs_option(help="Decoder threads per set (0 = all cores)."),
@@ -70,7 +72,7 @@ def register(app: typer.Typer) -> None:
         opts = ProcessOptions(preset=p, model=model, backend=backend.value, devices=devices, out=out, force=force,
                               dry_run=dry_run, shard=shard_range,
                               use_cache=not no_cache, decode_jobs=jobs or None,
-                              overwrite_user_files=overwrite_user_files)
+                              overwrite_user_files=overwrite_user_files, recursive=recursive)
         summary = _run_with_progress(shoot, opts)
         _report(summary, dry_run, json_out)
         if summary.exit_code:
@@ -99,12 +101,20 @@ def _run_with_progress(shoot: Path, opts):  # type: ignore[no-untyped-def]
                 per_set[name] = bar.add_task(f"  {name} tiles", total=total)
             bar.update(per_set[name], completed=done, total=total)
 
+        def on_ingest(stage: str, done: int, total: int) -> None:
+            key = f"ingest: {stage}"
+            if key not in per_set:
+                per_set[key] = bar.add_task(key, total=total)
+            bar.update(per_set[key], completed=done, total=total)
+            if done >= total:
+                bar.remove_task(per_set.pop(key))
+
         def on_item(res) -> None:  # type: ignore[no-untyped-def]
             bar.update(task, advance=1, description=f"all sets (last: {res.name} {res.status})")
             if res.name in per_set:
                 bar.remove_task(per_set.pop(res.name))
 
-        return process_shoot(shoot, opts, progress=on_item, on_plan=on_plan, on_tile=on_tile)
+        return process_shoot(shoot, opts, progress=on_item, on_plan=on_plan, on_tile=on_tile, on_ingest=on_ingest)
 
 
 def _report(summary, dry_run: bool, json_out: str | None) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..colour import linear_to_srgb, srgb_to_linear
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .atomic import atomic_path
 from .limits import check_image_size
 from .sniff import sniff_format
@@ -172,8 +172,7 @@ def _read_png_cv2(p: Path) -> np.ndarray:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
+    return first_line(exc, 160)
 
 
 def _read_tiff(p: Path) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, first_line
 from ..paths import search_dirs
 from ..schema import signature_fields, validate
 from ..stack import STACK_CHANNELS
@@ -326,7 +326,7 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
         raise ModelError("holds Python objects that safe loading refuses; nothing in it was run", path,
                          "use a model written by flambient (train, finetune)") from None
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 160)
         raise ModelError(f"not a loadable flambient model ({first})", path) from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ModelError("not a flambient model file (format marker missing)", path)
