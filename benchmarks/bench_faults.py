@@ -60,9 +60,9 @@ def finals_of(shoot: Path) -> dict[str, str]:
 
 
 def leftovers(shoot: Path) -> tuple[list[str], list[str]]:
-    """Temporary files anywhere in the shoot, and lock files in ``final/.flambient-locks``."""
+    """Temporary files anywhere in the shoot, and lock files in ``final/.flambient/locks``."""
     temps = [str(p.relative_to(shoot)) for p in shoot.rglob(".*partial*")]
-    lock_dir = shoot / "final" / ".flambient-locks"
+    lock_dir = shoot / "final" / ".flambient" / "locks"
     locks = [p.name for p in lock_dir.glob("*.lock")] if lock_dir.is_dir() else []
     return sorted(temps), sorted(locks)
 
@@ -89,7 +89,7 @@ def run_full(shoot: Path) -> tuple[int, float, dict[str, Any]]:
                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True).returncode
     dt = time.perf_counter() - t0
     try:
-        doc = json.loads((shoot / "final" / "flambient-summary.json").read_text())
+        doc = json.loads((shoot / "final" / ".flambient" / "summaries" / "latest.json").read_text())
     except (OSError, ValueError):
         doc = {}
     return rc, dt, doc

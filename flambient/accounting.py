@@ -2,7 +2,7 @@
 
 A folder of 35 images that comes back with 34 finals must say which two files share a final
 (and whether the grouping was sure of it) and which file failed and why. :func:`account_inputs`
-builds one entry per image file the shoot scan found, for ``flambient-summary.json`` and
+builds one entry per image file the shoot scan found, for the run summary (``OUT/.flambient/summaries/``) and
 the terminal summary.
 """
 

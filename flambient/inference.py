@@ -1,12 +1,9 @@
 """Model backends and full-resolution tiled inference ("context once, apply everywhere").
 
-A :class:`Backend` runs one model on numpy float32 NCHW arrays:
-
-- ``spec``: the family's :class:`~flambient.nets.registry.ModelSpec`;
-- ``context(low)``: ``low`` is the whole stack area-resized to N x 13 x s x s
-  (s = ``spec.context_size``, linear light) -> the whole-image context array;
-- ``apply(x, ctx, pos)``: ``x`` a N x 13 x h x w tile (linear), ``ctx`` the context,
-  ``pos`` = ``[y0, x0, H, W]`` (float32, pixels) -> N x 3 x h x w sRGB signal values in [0, 1].
+A :class:`~flambient.backends.Backend` (the contract, in :mod:`flambient.backends`) runs one
+model on numpy float32 NCHW arrays: ``context(low)`` on the whole stack area-resized to
+N x 13 x s x s, ``bind_context(ctx)`` once per image, then ``apply(x, handle, pos)`` per
+N x 13 x h x w tile at ``pos = [y0, x0, H, W]`` -> N x 3 x h x w sRGB signal values in [0, 1].
 
 :class:`TorchBackend` runs a :class:`~flambient.nets.registry.FlambientNet` on a torch device
 (fp16 on CUDA when ``spec.half_precision``); :class:`flambient.onnx_backend.OnnxBackend` runs an
@@ -23,13 +20,15 @@ memory is bounded by the frames plus one tile, not by a 13-channel float copy of
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .backends import Backend, BackendOOM, files_fingerprint, own_device
 from .errors import ConfigError, ModelError
 from .log import get_logger
 from .nets.registry import FlambientNet, ModelSpec
@@ -43,27 +42,8 @@ DEFAULT_TILE = 1024
 BACKENDS = ("torch", "onnx")
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """What :func:`infer_image` needs from a model runtime (numpy float32 NCHW in and out)."""
-
-    spec: ModelSpec
-
-    def context(self, low: np.ndarray) -> np.ndarray:
-        """Whole-image context from the N x 13 x s x s low-resolution stack."""
-        ...
-
-    def apply(self, x: np.ndarray, ctx: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """sRGB N x 3 x h x w of the N x 13 x h x w tile ``x`` at ``pos`` = [y0, x0, H, W]."""
-        ...
-
-    def describe(self) -> str:
-        """One line for logs."""
-        ...
-
-
 class TorchBackend:
-    """A :class:`FlambientNet` on one torch device.
+    """A :class:`FlambientNet` on one torch device (the ``torch`` :class:`Backend`).
 
     Args:
         net: the model (moved to ``device``, put in eval mode).
@@ -73,6 +53,7 @@ class TorchBackend:
     """
 
     name = "torch"
+    device_for = staticmethod(own_device)
 
     def __init__(self, net: FlambientNet, device: str = "cpu", half: bool | None = None,
                  meta: dict[str, Any] | None = None) -> None:
@@ -88,11 +69,19 @@ class TorchBackend:
             self.net = self.net.half()
         self.meta: dict[str, Any] = dict(meta or {})
         self.path: Path | None = Path(self.meta["path"]) if self.meta.get("path") else None
-        # The context array last moved to the device and its device copy. The array itself is
-        # held (not its id(), which Python reuses once an array is freed), so a new image's
-        # context can never be mistaken for the previous one's.
-        self._ctx_src: np.ndarray | None = None
-        self._ctx_dev: Any = None
+        self.files: tuple[Path, ...] = (self.path,) if self.path is not None else ()
+
+    def fingerprint(self) -> str:
+        """sha256 of the weights file, or of the weights in memory for an in-memory model."""
+        if self.files:
+            return files_fingerprint(self.files)
+        import hashlib
+
+        h = hashlib.sha256()
+        for k, v in sorted(self.net.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()
 
     def _to_dev(self, a: np.ndarray) -> Any:
         import torch
@@ -103,24 +92,54 @@ class TorchBackend:
         """N x 13 x s x s linear -> context (float32 numpy)."""
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self._oom():
             return self.net.context(self._to_dev(low)).float().cpu().numpy()
 
-    def apply(self, x: np.ndarray, ctx: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """N x 13 x h x w linear tile -> N x 3 x h x w sRGB (float32 numpy)."""
+    def bind_context(self, ctx: np.ndarray) -> Any:
+        """The context as a tensor on this backend's device (moved once per image, not per tile)."""
+        with self._oom():
+            return self._to_dev(ctx)
+
+    def apply(self, x: np.ndarray, ctx: Any, pos: np.ndarray) -> np.ndarray:
+        """N x 13 x h x w linear tile -> N x 3 x h x w sRGB (float32 numpy).
+
+        ``ctx``: the handle from :meth:`bind_context` (a numpy context is moved on every call).
+        """
         import torch
 
-        with torch.inference_mode():
-            if self._ctx_src is not ctx:  # keep the (small) context on the device between tiles
-                self._ctx_dev, self._ctx_src = self._to_dev(ctx), ctx
+        with torch.inference_mode(), self._oom():
+            handle = self.bind_context(ctx) if isinstance(ctx, np.ndarray) else ctx
             p = torch.as_tensor(np.asarray(pos, dtype=np.float32).reshape(4), device=self.device)
-            y = self.net.apply(self._to_dev(x), self._ctx_dev, p)
+            y = self.net.apply(self._to_dev(x), handle, p)
             return y.float().cpu().numpy()
+
+    @contextlib.contextmanager
+    def _oom(self) -> Iterator[None]:
+        """Turn torch's and the host's out-of-memory errors into :class:`BackendOOM` (cache freed)."""
+        import torch
+
+        try:
+            yield
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            _free_device_memory()
+            raise BackendOOM(self.describe(), exc) from exc
 
     def describe(self) -> str:
         """One line for logs: model, family, device and precision."""
         where = self.path.parent.name if self.path is not None else "in-memory model"
         return f"{where} ({self.spec.family}, torch {self.device}{' fp16' if self.half else ''})"
+
+
+def backend_class(model: str | Path | FlambientNet, backend: str = "torch") -> type:
+    """The :class:`Backend` class that opens ``model`` with ``backend`` (an ``.onnx`` path always
+    means onnx); raises :class:`ConfigError` for an unknown backend name."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend '{backend}'", hint=f"use one of: {', '.join(BACKENDS)}")
+    if not isinstance(model, FlambientNet) and (backend == "onnx" or str(model).lower().endswith(".onnx")):
+        from .onnx_backend import OnnxBackend
+
+        return OnnxBackend
+    return TorchBackend
 
 
 def load_backend(model: str | Path | FlambientNet, backend: str = "torch", device: str = "cpu",
@@ -131,16 +150,15 @@ def load_backend(model: str | Path | FlambientNet, backend: str = "torch", devic
     is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Raises :class:`ModelError` for unknown or broken
     models and :class:`ConfigError` for an unknown backend.
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend '{backend}'", hint=f"use one of: {', '.join(BACKENDS)}")
+    cls = backend_class(model, backend)
     if isinstance(model, FlambientNet):
         if backend != "torch":
             raise ModelError("an in-memory model runs only on the torch backend")
         return TorchBackend(model, device, half)
-    if backend == "onnx" or str(model).lower().endswith(".onnx"):
-        from .onnx_backend import OnnxBackend, onnx_model_path
+    if cls is not TorchBackend:
+        from .onnx_backend import onnx_model_path
 
-        return OnnxBackend(onnx_model_path(model), device)
+        return cls(onnx_model_path(model), device)
     from .nets.registry import load_model
 
     net, meta = load_model(model)
@@ -265,10 +283,6 @@ def as_source(stack: np.ndarray | StackSource) -> StackSource:
 TilePost = Callable[[Tile, np.ndarray, StackSource], np.ndarray]
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
-
-
 def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | None = DEFAULT_TILE,
                 overlap: int | None = None, *, post: TilePost | None = None,
                 timings: dict[str, float] | None = None,
@@ -280,32 +294,33 @@ def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | N
         backend: the model runtime.
         stack: HxWx13 float32 linear stack, or a :class:`StackSource`.
         tile: largest tile side in pixels (None/0: one tile); ignored (one tile) for families
-            whose spec is not ``tileable``. Halved and retried on out-of-memory errors.
+            whose spec is not ``tileable``. On :class:`BackendOOM` the failing tile is split
+            into tiles of half the side (down to :data:`~flambient.tiling.MIN_TILE`), and so is
+            every later one; tiles already finished are kept (:class:`TileRunner`).
         overlap: the model's margin at tile borders (pixels; default ``spec.overlap``): pixels
             this close to a tile's inner border get no weight; neighbouring tiles overlap by
             :func:`plan_overlap` of it.
         post: optional per-tile output transform (see :data:`TilePost`), applied before stitching.
         timings: when given, ``context`` and ``apply`` seconds are added to it.
-        on_tile: called as ``on_tile(done, total)`` after each tile (progress display).
+        on_tile: called as ``on_tile(done, total)`` after each tile of the first plan (progress).
         out: optional float32 ``H x W x 3`` buffer the final is written into (and returned).
     """
     spec = backend.spec
     src = as_source(stack)
     t0 = time.perf_counter()
-    ctx = backend.context(src.low(spec.context_size))
+    handle = backend.bind_context(backend.context(src.low(spec.context_size)))
     t1 = time.perf_counter()
     ov = spec.overlap if overlap is None else int(overlap)
     tile_px = tile if spec.tileable else None
-    while True:
-        try:
-            result = _apply_tiles(backend, src, ctx, tile_px, ov, post, on_tile, out)
-            break
-        except Exception as exc:
-            if not _is_oom(exc) or not tile_px or tile_px <= MIN_TILE:
-                raise
-            tile_px = max(MIN_TILE, tile_px // 2)
-            log.warning("out of memory on %s; retrying with %d px tiles", backend.describe(), tile_px)
-            _free_device_memory()
+    plan = plan_tiles(src.height, src.width, tile_px, plan_overlap(ov) if tile_px else 0, spec.size_multiple,
+                      margin=ov)
+    runner = TileRunner(backend, src, handle, ov, post, limit=tile_px or None)
+    stitcher = Stitcher(plan, channels=3, out=out)
+    for k, t in enumerate(plan):
+        stitcher.add(t, runner.run(t))
+        if on_tile is not None:
+            on_tile(k + 1, len(plan))
+    result = stitcher.result()
     t2 = time.perf_counter()
     if timings is not None:
         timings["context"] = timings.get("context", 0.0) + (t1 - t0)
@@ -313,27 +328,62 @@ def infer_image(backend: Backend, stack: np.ndarray | StackSource, tile: int | N
     return result
 
 
-def _apply_tiles(backend: Backend, src: StackSource, ctx: np.ndarray, tile: int | None, overlap: int,
-                 post: TilePost | None, on_tile: Callable[[int, int], None] | None = None,
-                 out: np.ndarray | None = None) -> np.ndarray:
-    spec = backend.spec
-    h, w = src.height, src.width
-    plan = plan_tiles(h, w, tile, plan_overlap(overlap) if tile else 0, spec.size_multiple, margin=overlap)
-    stitcher = Stitcher(plan, channels=3, out=out)
-    for k, t in enumerate(plan):
-        x = src.tile(t)[None]  # 1 x 13 x h x w
+class TileRunner:
+    """Runs tiles of one image through a backend, splitting them when the device runs out of memory.
+
+    ``run(t)`` returns the sRGB ``t.h x t.w x 3`` output of tile ``t`` (image coordinates). When
+    the backend raises :class:`BackendOOM`, :attr:`limit` (the largest tile side) is halved, down
+    to :data:`MIN_TILE`, and the tile is computed as a sub-plan of tiles of that side, stitched
+    like any plan (so it agrees with the whole tile as tiled output agrees with untiled); later
+    tiles larger than :attr:`limit` are split straight away. ``limit`` None (one tile asked for)
+    never splits. :attr:`calls` counts backend ``apply`` calls (tests, logs).
+    """
+
+    def __init__(self, backend: Backend, src: StackSource, handle: Any, overlap: int,
+                 post: TilePost | None, limit: int | None) -> None:
+        self.backend, self.src, self.handle, self.overlap, self.post = backend, src, handle, overlap, post
+        self.limit = limit
+        self.calls = 0
+
+    def run(self, t: Tile) -> np.ndarray:
+        """sRGB ``t.h x t.w x 3`` float32 of tile ``t`` (post applied)."""
+        if self.limit is None or max(t.h, t.w) <= self.limit:
+            try:
+                return self._direct(t)
+            except BackendOOM:
+                if not self._shrink(t):
+                    raise
+        return self._split(t)
+
+    def _shrink(self, t: Tile) -> bool:
+        """Halve :attr:`limit` below the failed tile's side; False when it cannot get smaller."""
+        side = max(t.h, t.w) // 2
+        if self.limit is None or side < MIN_TILE or side < plan_overlap(self.overlap) + self.backend.spec.size_multiple:
+            return False
+        self.limit = min(self.limit, max(MIN_TILE, side))
+        log.warning("out of memory on %s; going on with %d px tiles (finished tiles kept)",
+                    self.backend.describe(), self.limit)
+        return True
+
+    def _split(self, t: Tile) -> np.ndarray:
+        sub = plan_tiles(t.h, t.w, self.limit, plan_overlap(self.overlap), self.backend.spec.size_multiple,
+                         margin=self.overlap)
+        stitcher = Stitcher(sub, channels=3)
+        for s in sub:
+            stitcher.add(s, self.run(Tile(t.y0 + s.y0, t.x0 + s.x0, s.h, s.w)))
+        return stitcher.result()
+
+    def _direct(self, t: Tile) -> np.ndarray:
+        spec, h, w = self.backend.spec, self.src.height, self.src.width
+        x = self.src.tile(t)[None]  # 1 x 13 x h x w
         x, (th, tw) = pad_to_multiple(x, spec.size_multiple, axes=(2, 3))
         pos = np.array([t.y0, t.x0, h, w], dtype=np.float32)
-        y = backend.apply(np.ascontiguousarray(x), ctx, pos)
+        self.calls += 1
+        y = self.backend.apply(np.ascontiguousarray(x), self.handle, pos)
         if y.ndim != 4 or y.shape[1] != 3:
             raise ModelError(f"model returned shape {y.shape}, expected 1 x 3 x h x w")
         rgb = y[0, :, :th, :tw].transpose(1, 2, 0)
-        if post is not None:
-            rgb = post(t, rgb, src)
-        stitcher.add(t, rgb)
-        if on_tile is not None:
-            on_tile(k + 1, len(plan))
-    return stitcher.result()
+        return self.post(t, rgb, self.src) if self.post is not None else rgb
 
 
 def _free_device_memory() -> None:

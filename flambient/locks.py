@@ -53,7 +53,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class SetLock:
-    """The lock of one set: ``path`` is ``<out>/.flambient-locks/<set>.lock``.
+    """The lock of one set: ``path`` is ``<out>/.flambient/locks/<set>.lock``.
 
     Use :meth:`acquire` (non-blocking, returns bool), then :meth:`release`; while held, a
     heartbeat thread touches the file every ``stale_after / 5`` seconds.

@@ -26,13 +26,15 @@ import ctypes
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .devices import parse_device
+from .backends import BackendOOM, files_fingerprint
+from .devices import Device, parse_device
 from .errors import DeviceError, ModelError, first_line
 from .log import get_logger
 from .nets.registry import ModelSpec
@@ -378,6 +380,15 @@ class OnnxBackend:
 
     name = "onnx"
 
+    @staticmethod
+    def device_for(device: Device, devices: Sequence[Device], requested: str) -> str:
+        """The device rule of onnxruntime: GPUs are discovered through torch, and a CPU-only torch
+        beside onnxruntime-gpu sees none; with ``--devices auto`` and no GPU in the pool,
+        onnxruntime picks its own provider (TensorRT, CUDA, CPU) instead of being pinned to the CPU."""
+        if requested == "auto" and not any(d.is_cuda for d in devices):
+            return "auto"
+        return device.name
+
     def __init__(self, path: str | Path, device: str | None = None, *, threads: int | None = None,
                  trt_cache: str | Path | None = None, require_trt: bool = False) -> None:
         """Open ``path`` (an apply graph ``*.onnx``) and the context graph beside it.
@@ -401,6 +412,7 @@ class OnnxBackend:
         if not self.context_path.is_file():
             raise ModelError(f"context graph {ctx_name} is missing beside the model", self.path,
                              "keep the .context.onnx file next to the .onnx file, or re-export")
+        self.files: tuple[Path, ...] = (self.path, self.context_path)
         fp16 = bool(self.card.get("fp16", False))
         cache = Path(trt_cache) if trt_cache is not None else default_trt_cache(self.path)
         ctx_in = input_dims(self.path).get("ctx", [])
@@ -425,17 +437,41 @@ class OnnxBackend:
         if low.ndim != 4 or low.shape[1] != self.spec.in_channels or low.shape[2:] != (s, s):
             raise ModelError(f"context input must be N x {self.spec.in_channels} x {s} x {s}, got {low.shape}",
                              self.context_path)
-        return self._context.run(None, {self._context_inputs[0]: low})[0]
+        with self._oom():
+            return self._context.run(None, {self._context_inputs[0]: low})[0]
+
+    def fingerprint(self) -> str:
+        """sha256 over the apply and context graphs' hashes."""
+        return files_fingerprint(self.files)
+
+    def bind_context(self, ctx: np.ndarray) -> np.ndarray:
+        """The context as the contiguous float32 array onnxruntime is fed with (once per image)."""
+        return np.ascontiguousarray(ctx, dtype=np.float32)
 
     def apply(self, x: np.ndarray, ctx: np.ndarray, pos: np.ndarray | Any) -> np.ndarray:
         """sRGB N x 3 x h x w of the N x 13 x h x w tile ``x`` at ``pos`` = [y0, x0, H, W]."""
         feeds: dict[str, np.ndarray] = {
             "x": np.ascontiguousarray(x, dtype=np.float32),
-            "ctx": np.ascontiguousarray(ctx, dtype=np.float32),
+            "ctx": self.bind_context(ctx),
             "pos": np.asarray(pos, dtype=np.float32).reshape(4),
         }
         # The tracer drops inputs a family never reads (e.g. pos for per-pixel families).
-        return self._apply.run(None, {k: v for k, v in feeds.items() if k in self._apply_inputs})[0]
+        with self._oom():
+            return self._apply.run(None, {k: v for k, v in feeds.items() if k in self._apply_inputs})[0]
+
+    @contextlib.contextmanager
+    def _oom(self) -> Iterator[None]:
+        """Raise :class:`BackendOOM` for onnxruntime's allocation failures (it has no typed error for
+        them: its RuntimeException says "Failed to allocate memory" or "out of memory")."""
+        try:
+            yield
+        except MemoryError as exc:
+            raise BackendOOM(self.describe(), exc) from exc
+        except Exception as exc:
+            text = str(exc).lower()
+            if "failed to allocate memory" in text or "out of memory" in text:
+                raise BackendOOM(self.describe(), exc) from exc
+            raise
 
     def describe(self) -> str:
         """One line for logs: model, family and provider."""

@@ -12,24 +12,21 @@ Then on the whole image (:func:`finish`): resize so the long edge is at most ``l
 (area filter), and unsharp-mask sharpening (amount, Gaussian sigma in output pixels), done in
 bands of rows so a 60 MP final needs no second full-size copy.
 
-Ownership: the sidecar records ``final_sha256``, the hash of the final as written, so a later
-run can tell flambient's untouched final from a user's file or edit (:func:`final_ownership`).
+The sidecar of a final (its reader, writer and the ownership rule) is in
+:mod:`flambient.batch.sidecar`.
 
 Metadata: the reference frame's EXIF, IPTC and XMP (:mod:`flambient.io.metadata`: orientation,
 size, flash, density and history made true of the final; GPS dropped on request) and an
-embedded sRGB ICC profile; a JSON sidecar ``<final>.json`` records model, preset, input files with sha256, and
-timings, plus the fingerprint ``process`` compares to skip unchanged sets.
+embedded sRGB ICC profile; ``process`` records model, preset, input files with sha256,
+timings and the fingerprint it compares to skip unchanged sets in the final's sidecar.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,7 +34,6 @@ from .brackets import BracketSet
 from .colour import cct_to_linear_rgb, linear_to_srgb, srgb_to_linear
 from .config import EditSettings, OutputSettings, Preset
 from .inference import StackSource, TilePost
-from .io.atomic import atomic_write_text
 from .io.metadata import FinalMetadata
 from .tiling import Tile
 
@@ -180,64 +176,3 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
                 break
             h.update(b)
     return h.hexdigest()
-
-
-def sidecar_path(final: str | Path) -> Path:
-    """``<final>.json`` beside the final (``room.jpg`` -> ``room.jpg.json``)."""
-    p = Path(final)
-    return p.with_name(p.name + ".json")
-
-
-def read_sidecar(final: str | Path) -> dict[str, Any] | None:
-    """The sidecar of a final, or None when absent or unreadable."""
-    p = sidecar_path(final)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def is_flambient_sidecar(doc: Any) -> bool:
-    """Whether a parsed JSON document is a sidecar flambient wrote (version and fingerprint)."""
-    return isinstance(doc, dict) and "flambient_version" in doc and "fingerprint" in doc
-
-
-def final_ownership(final: str | Path) -> tuple[str, dict[str, Any] | None, str | None]:
-    """Who owns the file under a final's name: ``(owner, sidecar, sha256 of the final)``.
-
-    ``owner`` is ``"absent"`` (no final; the sidecar, if any, is flambient's), ``"ours"`` (a
-    final whose sha256 is the one the sidecar recorded for it, or for the final it replaced)
-    or ``"user"``: a final without a flambient sidecar, a final edited since (hash differs),
-    a final from a flambient too old to record hashes, a link or folder under that name, or a
-    ``<final>.json`` that is not a flambient sidecar. The final is hashed unless its size and
-    mtime (ns) are those the sidecar recorded (``final_stat``), like input hashes are reused.
-    Raises OSError when the final cannot be read.
-    """
-    p = Path(final)
-    side_p = sidecar_path(p)
-    side = read_sidecar(p)
-    if side is not None and not is_flambient_sidecar(side):
-        return "user", None, None
-    if side is None and os.path.lexists(side_p):
-        return "user", None, None  # a .json flambient cannot read: not its own
-    if side_p.is_symlink():
-        return "user", side, None
-    if not os.path.lexists(p):
-        return "absent", side, None
-    if p.is_symlink() or not p.is_file():
-        return "user", side, None
-    st = p.stat()
-    known = (side or {}).get("final_stat")
-    if (side is not None and side.get("final_sha256") and isinstance(known, dict)
-            and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns):
-        return "ours", side, str(side["final_sha256"])  # same size and mtime as written: not re-read
-    sha = sha256_file(p)
-    if side is not None and sha in {side.get("final_sha256"), side.get("replaces_sha256")} - {None}:
-        return "ours", side, sha
-    return "user", side, sha
-
-
-def write_sidecar(final: str | Path, doc: dict[str, Any]) -> Path:
-    """Write ``<final>.json`` atomically (pretty JSON)."""
-    return atomic_write_text(sidecar_path(final), json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,6 +1,6 @@
 """Who made the predictions ``eval`` scores: model, preset and flambient version.
 
-Finals written by ``flambient process`` carry a sidecar (:func:`flambient.output.read_sidecar`)
+Finals written by ``flambient process`` carry a sidecar (:func:`flambient.batch.sidecar.read_sidecar`)
 recording the model (name, family), the preset and the flambient version. ``eval`` reads the
 sidecar of every prediction it scores and reduces them to one :class:`Provenance` for the
 report header and ``metrics.json``. Predictions made elsewhere have no sidecar; the user can
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .log import get_logger
-from .output import is_flambient_sidecar, read_sidecar
+from .batch.sidecar import read_sidecar
 
 log = get_logger("eval")
 
@@ -87,9 +87,10 @@ def read_provenance(predictions: Iterable[str | Path], model: str | None = None,
     total = with_sidecar = 0
     for path in predictions:
         total += 1
-        doc = read_sidecar(path)
-        if doc is None or not is_flambient_sidecar(doc):
+        side = read_sidecar(path)  # None unless flambient wrote it
+        if side is None:
             continue
+        doc = side.to_doc()
         with_sidecar += 1
         models += [v for v in [_model_label(doc)] if v]
         presets += [v for v in [_preset_label(doc)] if v]

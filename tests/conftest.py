@@ -59,3 +59,60 @@ def perturbed(family: str, seed: int = 0, scale: float = 0.05) -> FlambientNet:
         for p in net.parameters():
             p.add_(torch.randn_like(p) * scale)
     return net.eval()
+
+
+# ----------------------------------------------------------------------------- process fixtures
+
+
+def make_tiny_shoot(factory: pytest.TempPathFactory, name: str, sets: int, seed: int, fmt: str,
+                    size: tuple[int, int] = (192, 128)) -> Path:
+    """A tiny synthetic shoot (``sets`` bracket sets of ``size`` = (width, height) frames, ``fmt``
+    "dng" or "jpg"), without its ground truth; made once per calling fixture."""
+    import shutil
+
+    from flambient.synth import synth_shoot
+
+    out = factory.mktemp(name)
+    synth_shoot(out, sets=sets, size=size, seed=seed, fmt=fmt)
+    shutil.rmtree(out / "truth")
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained (perturbed) bilateral model saved to a tmp folder (tests only, never shipped)."""
+    from flambient.nets.registry import save_model
+
+    d = tmp_path_factory.mktemp("model") / "bil"
+    save_model(perturbed("bilateral", seed=0, scale=0.02), d)
+    return d
+
+
+@pytest.fixture
+def shoot(shoot_src: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the module's ``shoot_src`` fixture (each test may change it)."""
+    import shutil
+
+    dst = tmp_path / "shoot"
+    shutil.copytree(shoot_src, dst)
+    return dst
+
+
+def latest_summary(out: Path) -> dict:  # type: ignore[type-arg]
+    """The newest run summary of an output folder (``OUT/.flambient/summaries/latest.json``)."""
+    import json
+
+    return json.loads((out / ".flambient" / "summaries" / "latest.json").read_text())
+
+
+def sidecar_file(final: Path) -> Path:
+    """Where a final's sidecar lives (``OUT/.flambient/sidecars/<final>.json``)."""
+    return final.parent / ".flambient" / "sidecars" / (final.name + ".json")
+
+
+def process_cmd(shoot: Path, model: Path) -> list[str]:
+    """``python -m flambient -q process SHOOT`` on the CPU with one decoder (a real subprocess)."""
+    import sys
+
+    return [sys.executable, "-m", "flambient", "-q", "process", str(shoot), "--model", str(model),
+            "--devices", "cpu", "--jobs", "1"]

@@ -16,22 +16,12 @@ import yaml
 from flambient.cli import main
 from flambient.nets.registry import create_model, save_model
 
+from conftest import make_tiny_shoot
+
 
 @pytest.fixture(scope="module")
 def shoot_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from flambient.synth import synth_shoot
-
-    out = tmp_path_factory.mktemp("conv_shoot")
-    synth_shoot(out, sets=1, size=(160, 96), seed=5, fmt="dng")
-    shutil.rmtree(out / "truth")
-    return out
-
-
-@pytest.fixture
-def shoot(shoot_src: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "shoot"
-    shutil.copytree(shoot_src, dst)
-    return dst
+    return make_tiny_shoot(tmp_path_factory, "conv_shoot", 1, seed=5, fmt="dng", size=(160, 96))
 
 
 @pytest.fixture(scope="module")

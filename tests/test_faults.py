@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from flambient.cli import main
@@ -30,37 +29,17 @@ from flambient.ingest import ingest_shoot, manifest_path
 from flambient.io.atomic import clean_partials
 from flambient.io.images import read_linear, write_exr, write_jpeg, write_png, write_tiff16
 from flambient.locks import SetLock
-from flambient.nets.registry import create_model, save_model
 from flambient.output import sha256_file
 from flambient.process import EXIT_LOCKED, ProcessOptions, process_shoot
+
+from conftest import make_tiny_shoot, sidecar_file
 
 N_SETS = 2
 
 
 @pytest.fixture(scope="module")
 def shoot_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from flambient.synth import synth_shoot
-
-    out = tmp_path_factory.mktemp("faults_src")
-    synth_shoot(out, sets=N_SETS, size=(192, 128), seed=5, fmt="jpg")
-    shutil.rmtree(out / "truth")
-    return out
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    net = create_model("bilateral")
-    d = tmp_path_factory.mktemp("faults_model") / "bil"
-    save_model(net, d)
-    return d
-
-
-@pytest.fixture
-def shoot(shoot_src: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "shoot"
-    shutil.copytree(shoot_src, dst)
-    return dst
+    return make_tiny_shoot(tmp_path_factory, "faults_src", N_SETS, seed=5, fmt="jpg")
 
 
 def _opts(model_dir: Path, **kw) -> ProcessOptions:  # type: ignore[no-untyped-def]
@@ -99,7 +78,7 @@ def test_manifest_set_name_cannot_leave_the_output(shoot: Path, model_dir: Path,
     assert "manifest.yaml" in err and "unsafe set name" in err
     after = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     # nothing written anywhere but the run's own log line in the output folder
-    assert set(after) - set(before) <= {shoot / "final" / "flambient-process.log"}
+    assert set(after) - set(before) <= {shoot / "final" / ".flambient" / "process.log"}
 
 
 def test_manifest_frame_path_cannot_read_outside(shoot: Path, model_dir: Path, tmp_path: Path,
@@ -166,7 +145,7 @@ def test_retouched_final_survives_force_and_preset_change(shoot: Path, model_dir
     assert set(_status(s1).values()) == {"done"}
     name = s1.results[0].name
     final = Path(s1.results[0].final)
-    side = json.loads((final.parent / (final.name + ".json")).read_text())
+    side = json.loads(sidecar_file(final).read_text())
     assert side["final_sha256"] == sha256_file(final)
     final.write_bytes(final.read_bytes() + b"retouch")  # an edit in place, sidecar untouched
     edited = final.read_bytes()
@@ -198,7 +177,7 @@ def test_kill_between_sidecar_and_final_is_still_flambients(shoot: Path, model_d
     monkeypatch.setattr(atomic.os, "replace", die_on_final)
     s0 = process_shoot(shoot, _opts(model_dir, preset=bright))
     assert set(_status(s0).values()) == {"failed"}
-    sides = [json.loads(p.read_text()) for p in (shoot / "final").glob("*.jpg.json")]
+    sides = [json.loads(p.read_text()) for p in (shoot / "final" / ".flambient" / "sidecars").glob("*.jpg.json")]
     assert all(d["preset"]["edit"]["exposure_bias"] == 0.7 for d in sides)  # new sidecars, old finals
     monkeypatch.setattr(atomic.os, "replace", real)
     s = process_shoot(shoot, _opts(model_dir, preset=bright))
@@ -210,7 +189,7 @@ def test_kill_between_sidecar_and_final_is_still_flambients(shoot: Path, model_d
 
 def test_empty_old_lock_is_taken_over(shoot: Path, model_dir: Path) -> None:
     ingest_shoot(shoot)
-    locks = shoot / "final" / ".flambient-locks"
+    locks = shoot / "final" / ".flambient" / "locks"
     locks.mkdir(parents=True)
     names = sorted(p.stem for p in shoot.glob("*.jpg"))
     from flambient.ingest import load_manifest
@@ -230,7 +209,7 @@ def test_fresh_unreadable_lock_says_locked_with_q(shoot: Path, model_dir: Path,
     from flambient.ingest import load_manifest
 
     names = [s.name for s in load_manifest(shoot).sets]
-    locks = shoot / "final" / ".flambient-locks"
+    locks = shoot / "final" / ".flambient" / "locks"
     locks.mkdir(parents=True)
     (locks / f"{names[0]}.lock").write_bytes(b"\x00garbage")
     assert _cli(shoot, model_dir) == EXIT_LOCKED == 4
@@ -433,7 +412,7 @@ def test_cron_output_one_line_per_problem(tmp_path: Path, shoot: Path, model_dir
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if "bad.jpg" in ln]
     assert len(lines) == 1 and "unknown file format (expected RAW, JPEG, PNG, TIFF or EXR)" in lines[0], err
-    log = (shoot / "final" / "flambient-process.log").read_text()
+    log = (shoot / "final" / ".flambient" / "process.log").read_text()
     assert "flambient.ingest: bad.jpg" in log and "bad.jpg failed" in log  # the log file keeps both
 
 

@@ -23,6 +23,8 @@ from flambient.io.exif_write import build_exif_bytes
 from flambient.io.images import read_linear, read_preview, write_jpeg, write_png
 from flambient.stack import AMBIENT, HAS_FLASH, HAS_WINDOW, WINDOW
 
+from conftest import latest_summary, sidecar_file
+
 DAVE = "flambient-brackets-small-davepeloso-prophoto"
 T0 = datetime(2024, 6, 1, 14, 0, 0)
 
@@ -207,7 +209,7 @@ def test_single_images_from_two_cameras_get_one_final_each(tmp_path: Path, share
 
 
 def test_summary_accounts_for_every_input(tmp_path: Path, shared_data: Path, model_dir: Path) -> None:
-    """flambient-summary.json names every input file: its set, role and final, or why it has none."""
+    """The run summary names every input file: its set, role and final, or why it has none."""
     folder = tmp_path / "mixed"
     folder.mkdir()
     dave = sorted((shared_data / DAVE / "set03").glob("*.jpg"))
@@ -220,7 +222,7 @@ def test_summary_accounts_for_every_input(tmp_path: Path, shared_data: Path, mod
         write_jpeg(folder / p.name, linear_to_srgb(_fit(img, 384, 256)), exif=exif)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     assert main(["-q", "process", str(folder), "--model", str(model_dir), "--devices", "cpu"]) == 1
-    doc = json.loads((folder / "final" / "flambient-summary.json").read_text())
+    doc = latest_summary(folder / "final")
     by_path = {e["path"]: e for e in doc["inputs"]}
     assert sorted(by_path) == sorted([p.name for p in dave] + ["broken.jpg"])
     for p in dave:
@@ -230,7 +232,7 @@ def test_summary_accounts_for_every_input(tmp_path: Path, shared_data: Path, mod
     assert by_path["mariposa-0012.jpg"]["role"] == "ambient" and by_path["mariposa-0013.jpg"]["role"] == "flash"
     assert by_path["mariposa-0013.jpg"]["grouping"]["joined"] is True
     assert by_path["broken.jpg"]["status"] == "failed" and by_path["broken.jpg"]["reason"]
-    side = json.loads(Path(by_path["mariposa-0012.jpg"]["final"] + ".json").read_text())
+    side = json.loads(sidecar_file(Path(by_path["mariposa-0012.jpg"]["final"])).read_text())
     assert [(i["path"], i["role"]) for i in side["inputs"]] == [("mariposa-0012.jpg", "ambient"),
                                                                 ("mariposa-0013.jpg", "flash")]
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from flambient.cli import main
 from flambient.config import load_preset, parse_preset
 from flambient.errors import InputError
-from flambient.nets.registry import create_model, save_model
-from flambient.process import ProcessOptions, _Runner, parse_shard, process_shoot
+from flambient.process import ProcessOptions, Stages, parse_shard, process_shoot
+
+from conftest import latest_summary, make_tiny_shoot, sidecar_file
 
 N_SETS = 3
 
@@ -23,32 +23,7 @@ N_SETS = 3
 @pytest.fixture(scope="module")
 def shoot_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic DNG shoot (3 sets), made once per module."""
-    from flambient.synth import synth_shoot
-
-    out = tmp_path_factory.mktemp("shoot_src")
-    synth_shoot(out, sets=N_SETS, size=(192, 128), seed=3, fmt="dng")
-    shutil.rmtree(out / "truth")
-    return out
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained (perturbed) bilateral model saved to a tmp folder (tests only, never shipped)."""
-    torch.manual_seed(0)
-    net = create_model("bilateral")
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    d = tmp_path_factory.mktemp("model") / "bil"
-    save_model(net, d)
-    return d
-
-
-@pytest.fixture
-def shoot(shoot_src: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "shoot"
-    shutil.copytree(shoot_src, dst)
-    return dst
+    return make_tiny_shoot(tmp_path_factory, "shoot_src", N_SETS, seed=3, fmt="dng")
 
 
 def _opts(model_dir: Path, **kw) -> ProcessOptions:  # type: ignore[no-untyped-def]
@@ -57,7 +32,7 @@ def _opts(model_dir: Path, **kw) -> ProcessOptions:  # type: ignore[no-untyped-d
 
 
 def _summary(shoot: Path) -> dict:
-    return json.loads((shoot / "final" / "flambient-summary.json").read_text())
+    return latest_summary(shoot / "final")
 
 
 def test_process_skip_force_dry_run(shoot: Path, model_dir: Path) -> None:
@@ -68,7 +43,7 @@ def test_process_skip_force_dry_run(shoot: Path, model_dir: Path) -> None:
     doc = _summary(shoot)
     assert doc["counts"] == {"done": N_SETS} and doc["exit_code"] == 0
     assert all(set(s["timings"]) >= {"decode", "context", "apply", "encode", "total"} for s in doc["sets"])
-    assert (shoot / "final" / "flambient-process.log").read_text().count(" done") == N_SETS
+    assert (shoot / "final" / ".flambient" / "process.log").read_text().count(" done") == N_SETS
     mtimes = {f: f.stat().st_mtime_ns for f in finals}
 
     s2 = process_shoot(shoot, _opts(model_dir))
@@ -103,7 +78,7 @@ def test_final_has_exif_icc_and_sidecar(shoot: Path, model_dir: Path) -> None:
     assert icc and "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
     assert exif.get(271) == "Flambient" and exif.get(274) == 1
     assert sub.get(34855) == 400 and sub.get(33434) is not None  # ISO and exposure time of the reference
-    side = json.loads(final.with_name(final.name + ".json").read_text())
+    side = json.loads(sidecar_file(final).read_text())
     assert side["model"]["family"] == "bilateral" and side["preset"]["name"] == "studio"
     import hashlib
 
@@ -121,22 +96,21 @@ def test_shards_split_the_sets(shoot: Path, model_dir: Path) -> None:
     assert parse_shard("2/3") == (2, 3)
 
 
-def test_bad_set_fails_alone(shoot: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = _Runner.decode
+def test_bad_set_fails_alone(shoot: Path, model_dir: Path) -> None:
     bad = sorted(p.stem for p in shoot.glob("*.dng"))[0]
 
-    def flaky(self, job):  # type: ignore[no-untyped-def]
-        if job.bset.name == bad:
-            raise InputError("truncated RAW file", shoot / f"{bad}.dng")
-        return real(self, job)
+    class Flaky(Stages):
+        def decode(self, job):  # type: ignore[no-untyped-def]
+            if job.bset.name == bad:
+                raise InputError("truncated RAW file", shoot / f"{bad}.dng")
+            return super().decode(job)
 
-    monkeypatch.setattr(_Runner, "decode", flaky)
-    s = process_shoot(shoot, _opts(model_dir))
+    s = process_shoot(shoot, _opts(model_dir), stages=Flaky)
     st = {r.name: r for r in s.results}
     assert st[bad].status == "failed" and "truncated RAW" in (st[bad].error or "")
     assert sum(r.status == "done" for r in s.results) == N_SETS - 1 and s.exit_code == 1
     assert not (shoot / "final" / f"{bad}.jpg").exists()
-    assert not list((shoot / "final" / ".flambient-locks").glob("*.lock"))  # every lock released
+    assert not list((shoot / "final" / ".flambient" / "locks").glob("*.lock"))  # every lock released
 
 
 def test_corrupt_frame_cli_exit_1(shoot: Path, model_dir: Path) -> None:
@@ -156,7 +130,7 @@ def test_cli_usage_errors_exit_2(shoot: Path, model_dir: Path) -> None:
     assert main(["process", str(shoot), "--model", str(model_dir), "--shard", "3/2"]) == 2
     assert main(["process", str(shoot / "missing"), "--model", str(model_dir)]) == 2
     assert main(["process", str(shoot), "--model", str(shoot / "no-model")]) == 2
-    assert not (shoot / "final" / "flambient-summary.json").exists()
+    assert not (shoot / "final" / ".flambient" / "summaries" / "latest.json").exists()
 
 
 def test_tiff16_output_and_naming(shoot: Path, model_dir: Path, tmp_path: Path) -> None:
@@ -184,7 +158,7 @@ def test_demo_makes_and_processes_a_shoot(tmp_path: Path, model_dir: Path, monke
     finals = sorted((demo / "final").glob("*.jpg"))
     assert len(finals) == 2 + 3  # two synthetic bracket sets and the three shipped real photographs
     assert sum(f.name.startswith("photo-") for f in finals) == 3
-    side = json.loads(finals[0].with_name(finals[0].name + ".json").read_text())
+    side = json.loads(sidecar_file(finals[0]).read_text())
     assert side["model"]["name"] == "default" and side["preset"]["name"] == "studio"
     assert main(["demo", str(demo), "--sets", "2"]) == 0  # second run: everything skipped
     assert _summary(demo)["counts"] == {"skipped": 5}
@@ -231,14 +205,15 @@ def test_devices_option(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_onnx_backend_picks_its_own_provider_when_torch_sees_no_gpu(tmp_path: Path) -> None:
     """CPU-only torch beside onnxruntime-gpu: `--devices auto` must not pin onnx to the CPU."""
-    from flambient.devices import Device
+    from flambient.devices import Device, parse_devices
+    from flambient.inference import backend_class
 
     cpu = [Device("cpu", "CPU")]
     preset = load_preset("studio")
 
     def device_for(backend: str, devices: str, model: str | None = None) -> str:
-        runner = _Runner(tmp_path, ProcessOptions(preset=preset, backend=backend, devices=devices, model=model), None)
-        return runner._backend_device(cpu[0], cpu)
+        cls = backend_class(model or preset.model, backend)
+        return cls.device_for(cpu[0], cpu, parse_devices(devices)[0])
 
     assert device_for("onnx", "auto") == "auto"
     assert device_for("torch", "auto", model=str(tmp_path / "m.onnx")) == "auto"

@@ -14,40 +14,22 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from flambient.locks import SetLock
-from flambient.nets.registry import create_model, save_model
+
+from conftest import latest_summary, make_tiny_shoot, process_cmd
 
 N_SETS = 6
 
 
 @pytest.fixture(scope="module")
 def shoot_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from flambient.synth import synth_shoot
-
-    out = tmp_path_factory.mktemp("cshoot")
-    synth_shoot(out, sets=N_SETS, size=(192, 128), seed=11, fmt="dng")
-    shutil.rmtree(out / "truth")
-    return out
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    d = tmp_path_factory.mktemp("cmodel") / "bil"
-    save_model(create_model("bilateral"), d)
-    return d
-
-
-def _cmd(shoot: Path, model: Path) -> list[str]:
-    return [sys.executable, "-m", "flambient", "-q", "process", str(shoot), "--model", str(model),
-            "--devices", "cpu", "--jobs", "1"]
+    return make_tiny_shoot(tmp_path_factory, "cshoot", N_SETS, seed=11, fmt="dng")
 
 
 def _done_lines(shoot: Path) -> Counter:
-    text = (shoot / "final" / "flambient-process.log").read_text()
+    text = (shoot / "final" / ".flambient" / "process.log").read_text()
     return Counter(re.findall(r"process: (\S+) done$", text, flags=re.M))
 
 
@@ -56,8 +38,8 @@ def test_killed_run_leaves_no_partial_final_and_rerun_completes(shoot_src: Path,
                                                                  tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"
     shutil.copytree(shoot_src, shoot)
-    locks = shoot / "final" / ".flambient-locks"
-    proc = subprocess.Popen(_cmd(shoot, model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locks = shoot / "final" / ".flambient" / "locks"
+    proc = subprocess.Popen(process_cmd(shoot, model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -69,7 +51,7 @@ def test_killed_run_leaves_no_partial_final_and_rerun_completes(shoot_src: Path,
     finally:
         proc.wait(timeout=30)
     final = shoot / "final"
-    assert not (final / "flambient-summary.json").exists()  # killed mid-batch
+    assert not (final / ".flambient" / "summaries" / "latest.json").exists()  # killed mid-batch
     visible = sorted(final.glob("*.jpg"))
     assert len(visible) < N_SETS
     for f in visible:  # every final under its real name is complete
@@ -77,9 +59,9 @@ def test_killed_run_leaves_no_partial_final_and_rerun_completes(shoot_src: Path,
             im.load()
     assert any(locks.glob("*.lock"))  # the dead owner's lock is still there
 
-    rc = subprocess.run(_cmd(shoot, model_dir), capture_output=True, text=True, timeout=300)
+    rc = subprocess.run(process_cmd(shoot, model_dir), capture_output=True, text=True, timeout=300)
     assert rc.returncode == 0, rc.stderr
-    doc = json.loads((final / "flambient-summary.json").read_text())
+    doc = latest_summary(final)
     assert doc["exit_code"] == 0 and len(doc["sets"]) == N_SETS
     assert {s["status"] for s in doc["sets"]} <= {"done", "skipped"}
     assert len(list(final.glob("*.jpg"))) == N_SETS and not list(final.glob(".*partial*"))
@@ -90,7 +72,7 @@ def test_killed_run_leaves_no_partial_final_and_rerun_completes(shoot_src: Path,
 def test_two_processes_do_every_set_exactly_once(shoot_src: Path, model_dir: Path, tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"
     shutil.copytree(shoot_src, shoot)
-    procs = [subprocess.Popen(_cmd(shoot, model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(process_cmd(shoot, model_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)

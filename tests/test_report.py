@@ -15,7 +15,7 @@ from flambient import __version__
 from flambient.cli import main
 from flambient.evaluate import EvalResult, ImageResult, MethodScores, evaluate
 from flambient.io.images import read_srgb
-from flambient.output import write_sidecar
+from flambient.batch.sidecar import Sidecar, write_sidecar
 from flambient.provenance import read_provenance
 from flambient.report import render_report, write_report
 from flambient.report_render import dump_dom, find_chromium, screenshot
@@ -76,8 +76,9 @@ def test_verdict_without_baselines_reads_the_mean() -> None:
 
 def _sidecar(final: Path, model: str, preset: str, version: str = "0.1.0") -> None:
     final.write_bytes(b"")
-    write_sidecar(final, {"flambient_version": version, "fingerprint": "x",
-                          "model": {"name": model, "family": "adaptive"}, "preset": {"name": preset}})
+    write_sidecar(final, Sidecar.from_doc({"flambient_version": version, "fingerprint": "x",
+                                           "model": {"name": model, "family": "adaptive"},
+                                           "preset": {"name": preset}}))
 
 
 def test_provenance_from_sidecars_and_options(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -101,9 +102,10 @@ def test_provenance_from_sidecars_and_options(tmp_path: Path, caplog: pytest.Log
 
 def test_report_header_colour_bar_and_views(eval_dirs: dict[str, Path], tmp_path: Path) -> None:
     for name in ("set00", "set01", "set02"):
-        write_sidecar(eval_dirs["pred"] / f"{name}.png", {"flambient_version": "0.0.7", "fingerprint": "f",
-                                                          "model": {"name": "default", "family": "adaptive"},
-                                                          "preset": {"name": "natural"}})
+        write_sidecar(eval_dirs["pred"] / f"{name}.png",
+                      Sidecar.from_doc({"flambient_version": "0.0.7", "fingerprint": "f",
+                                        "model": {"name": "default", "family": "adaptive"},
+                                        "preset": {"name": "natural"}}))
     res = evaluate(eval_dirs["pred"], eval_dirs["truth"], inputs=eval_dirs["dataset"], with_baselines=True)
     page = render_report(res)
     header = page.split('<div class="top">', 1)[0]

@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         for r in summary.results:
             if r.status not in ("failed", "kept", "locked"):
                 note(f"{r.status:>8}  {r.name}" + (f"  -> {r.final}" if r.final else ""))
-        note(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / 'flambient-summary.json'})")
+        note(f"finals are in [bold]{summary.out}[/] (summary: {summary.out / '.flambient' / 'summaries' / 'latest.json'})")
         if summary.exit_code:
             raise typer.Exit(summary.exit_code)
 

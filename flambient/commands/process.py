@@ -172,7 +172,7 @@ def _report_inputs(inputs: list, quiet: bool) -> None:  # type: ignore[type-arg]
     if not quiet:
         console.print(f"{len(inputs)} input file(s): {len(inputs) - failed} in {len(sets)} set(s)"
                       f" ({shared} share a set with other files), {failed} unusable; per file: "
-                      "flambient-summary.json", soft_wrap=True)
+                      "OUT/.flambient/summaries/latest.json", soft_wrap=True)
     for name, paths in unsure_sets(inputs).items():
         console.print(f"[yellow]warning:[/] set {name} joins {', '.join(paths)} on weak evidence "
                       "(see `flambient ingest --explain`)", soft_wrap=True)
