@@ -48,8 +48,8 @@ CFA_PATTERNS: dict[str, tuple[int, int, int, int]] = {
 ROWS_PER_STRIP = 256
 
 
-# Longer than 80 lines on purpose: most of it is the flat list of DNG/TIFF tags, one per line,
-# which reads best in one place beside the DNG specification.
+# Longer than 80 lines on purpose: a third of it is the flat list of DNG/TIFF tags, one per line,
+# and the rest lays the IFDs out around it; they read best in one place beside the DNG specification.
 def write_dng(
     path: str | Path,
     cfa: np.ndarray,

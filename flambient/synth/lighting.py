@@ -221,8 +221,8 @@ class Components:
         return self.day + np.float32(tung_gain) * (self.tung + self.emit) + self.ext
 
 
-# Longer than 80 lines on purpose: one render pass over a band of rows whose steps (direct
-# light, bounce, lamps, window) share a dozen per-pixel arrays; split, they would be passed around.
+# Longer than 80 lines on purpose: one render pass over a band of rows whose light components
+# (daylight, tungsten, fixtures) share the hit-point arrays (positions, normals, albedo, occlusion).
 def render_components(scene: Scene, width: int, height: int, y0: int = 0, y1: int | None = None) -> Components:
     """Render rows ``y0..y1`` of a ``width`` x ``height`` image into separate light components."""
     y1 = height if y1 is None else y1
