@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ..data import Augment
 from ..devices import parse_device
 from ..errors import ConfigError, DeviceError, first_line
 from ..schema import Field, dataclass_fields
@@ -57,12 +58,13 @@ class TrainConfig:
     loss_ssim: float = 0.2
     loss_lab: float = 0.5
     chroma_weight: float = 2.0
-    hflip: float = 0.5
-    vflip: float = 0.0
-    rotate_deg: float = 3.0
-    mask_dropout: float = 0.5
-    frame_dropout: float = 0.0
-    exposure_jitter: float = 0.0
+    # Augmentation: the defaults are flambient.data.Augment's (one place).
+    hflip: float = Augment.hflip
+    vflip: float = Augment.vflip
+    rotate_deg: float = Augment.rotate_deg
+    mask_dropout: float = Augment.mask_dropout
+    frame_dropout: float = Augment.frame_dropout
+    exposure_jitter: float = Augment.exposure_jitter
     val_without_mask: bool = True
     previews: int = 3
     log_every: int = 10
