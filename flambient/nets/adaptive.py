@@ -56,6 +56,7 @@ from torch import nn
 
 from .. import colour
 from ..colour import srgb_encode_into, srgb_to_linear
+from ..stack import AMBIENT, FLASH, HAS_FLASH, HAS_WINDOW, WINDOW
 from .layers import conv_act, luma, pixel_index_grids, torch_threads
 from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
 
@@ -142,8 +143,8 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     exposure differ (camera JPEGs) give no per-channel difference noise; ``clip`` the blend
     weight used; ``substitute`` the frame blended in where the ambient clips.
     """
-    amb, fl, win = x[:, 0:3], x[:, 3:6], x[:, 6:9]
-    hf, hw = x[:, 10:11], x[:, 11:12]
+    amb, fl, win = x[:, AMBIENT], x[:, FLASH], x[:, WINDOW]
+    hf, hw = x[:, HAS_FLASH : HAS_FLASH + 1], x[:, HAS_WINDOW : HAS_WINDOW + 1]
     sub = hw * win + (1.0 - hw) * (hf * fl + (1.0 - hf) * amb)
     has_sub = torch.maximum(hf, hw)
     # A clipped ambient pixel hides a radiance at least as bright as it shows: a substitute that
@@ -164,7 +165,7 @@ def highlight_guard(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor) -> t
     flash) filled in a clipped pixel, that frame must be neutral there too (a real view keeps
     its colour).
     """
-    amb = x[:, 0:3]
+    amb = x[:, AMBIENT]
     bright = _smoothstep(GUARD_LO, GUARD_HI, amb.amin(dim=1, keepdim=True))
     ratio = sub.amin(dim=1, keepdim=True) / sub.amax(dim=1, keepdim=True).clamp_min(_EPS)
     neutral_sub = _smoothstep(NEUTRAL_LO, NEUTRAL_HI, ratio)
@@ -270,8 +271,8 @@ class AdaptiveNet(FlambientNet):
         """
         evs: dict[str, list[float]] = {"single_ev_floor": [], "bracket_ev_floor": []}
         for stack, target in pairs:
-            amb = np.asarray(stack[..., 0:3], dtype=np.float64)
-            single = stack[0, 0, 10] <= 0.5 and stack[0, 0, 11] <= 0.5
+            amb = np.asarray(stack[..., AMBIENT], dtype=np.float64)
+            single = stack[0, 0, HAS_FLASH] <= 0.5 and stack[0, 0, HAS_WINDOW] <= 0.5
             w = np.ones(amb.shape[:2], bool) if single else amb.max(axis=-1) < CLIP_LO
             if w.sum() < 16:
                 continue
@@ -317,7 +318,7 @@ class AdaptiveNet(FlambientNet):
         fg = f.mean(dim=(2, 3))
         key_rad = (torch.log2(y_rad.clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum
         key_light = torch.log2((y_light * valid).sum(dim=(1, 2, 3)) / wsum + 1e-6)
-        has_f, has_w = low[:, 10].mean(dim=(1, 2)), low[:, 11].mean(dim=(1, 2))
+        has_f, has_w = low[:, HAS_FLASH].mean(dim=(1, 2)), low[:, HAS_WINDOW].mean(dim=(1, 2))
         g = self.global_fc(torch.cat([fg, (key_rad + 2.5)[:, None] / 4.0, (key_light + 2.5)[:, None] / 4.0,
                                       has_f[:, None], has_w[:, None]], dim=1))
         k = self.curve_knots
@@ -364,7 +365,7 @@ class AdaptiveNet(FlambientNet):
         set: the ambient frame's unclipped pixels (its windows may rightly come down),
         ``2**bracket_ev_floor`` times their mean in the ambient frame.
         """
-        amb = low[:, 0:3]
+        amb = low[:, AMBIENT]
         w = torch.where(single.view(-1, 1, 1, 1), torch.ones_like(amb[:, :1]),
                         (amb.amax(dim=1, keepdim=True) < CLIP_LO).float())
         floor = torch.where(single, torch.full_like(single, self.single_ev_floor, dtype=amb.dtype),
