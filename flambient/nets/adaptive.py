@@ -147,13 +147,13 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     hf, hw = x[:, HAS_FLASH : HAS_FLASH + 1], x[:, HAS_WINDOW : HAS_WINDOW + 1]
     sub = hw * win + (1.0 - hw) * (hf * fl + (1.0 - hf) * amb)
     has_sub = torch.maximum(hf, hw)
+    y_amb = luma(amb)
     # A clipped ambient pixel hides a radiance at least as bright as it shows: a substitute that
     # is darker there is not the view (frames at inconsistent exposures), so it is not used.
-    brighter = _smoothstep(SUB_RATIO_LO, SUB_RATIO_HI, luma(sub) / luma(amb).clamp_min(_EPS))
+    brighter = _smoothstep(SUB_RATIO_LO, SUB_RATIO_HI, luma(sub) / y_amb.clamp_min(_EPS))
     clip = _smoothstep(CLIP_LO, CLIP_HI, amb.amax(dim=1, keepdim=True)) * has_sub * brighter
     rad = amb + clip * (sub - amb)
-    y_amb, y_fl = luma(amb), luma(fl)
-    share = (1.0 - y_amb / y_fl.clamp_min(_EPS)).clamp(0.0, 1.0)
+    share = (1.0 - y_amb / luma(fl).clamp_min(_EPS)).clamp(0.0, 1.0)
     light = fl * share * hf * (1.0 - clip)
     return rad, light, clip, sub
 
