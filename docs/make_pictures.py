@@ -5,14 +5,17 @@ side-by-side JPEGs (source | final, each ``--height`` px high) into ``docs/image
 
 - ``demo_<name>.jpg`` for the three photographs ``flambient demo`` ships (CC0 / CC BY);
 - ``faid_<name>.jpg`` (ambient | luminosity blend | final) for FAID flash/ambient pairs from
-  ``../shared/data`` when present (research terms: documentation pictures of a benchmark input).
+  ``../shared/data`` when present (research terms: documentation pictures of a benchmark input);
+- ``fivek_<name>.jpg`` (source | final | Expert C) for MIT-Adobe FiveK pairs from
+  ``../shared/data`` when present (research terms, likewise).
 
-Usage: ``python docs/make_pictures.py [--model default] [--faid Toys_141,People_014,it4]``
+Usage: ``python docs/make_pictures.py [--model default] [--faid Toys_141,People_014,it4] [--fivek a4514,a4869,a4933]``
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -38,7 +41,17 @@ def _write_row(path: Path, images: list[np.ndarray], height: int) -> None:
     for im in images:
         row += [_fit_height(np.clip(im, 0.0, 1.0).astype(np.float32), height), gap]
     write_jpeg(path, np.concatenate(row[:-1], axis=1), quality=88)
-    print(path.relative_to(REPO))
+    print(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+
+
+def _present(folder: Path, names: list[str], suffixes: tuple[str, ...]) -> Iterator[tuple[str, list[Path]]]:
+    """``(name, [folder/name+suffix ...])`` for each name whose files all exist; says which are skipped."""
+    for name in names:
+        paths = [folder / f"{name}{suffix}" for suffix in suffixes]
+        if all(p.is_file() for p in paths):
+            yield name, paths
+        else:
+            print(f"skipped {name}: not in {folder}")
 
 
 def demo_pictures(backend: object, out: Path, height: int) -> None:
@@ -61,16 +74,23 @@ def faid_pictures(backend: object, out: Path, names: list[str], height: int) -> 
     from flambient.io.images import read_linear
     from flambient.stack import build_stack
 
-    folder = SHARED / "faid-flash-ambient-jozech"
-    for name in names:
-        amb, fl = folder / f"{name}_ambient.png", folder / f"{name}_flash.png"
-        if not (amb.is_file() and fl.is_file()):
-            print(f"skipped {name}: not in {folder}")
-            continue
+    for name, (amb, fl) in _present(SHARED / "faid-flash-ambient-jozech", names, ("_ambient.png", "_flash.png")):
         stack = build_stack(read_linear(amb), read_linear(fl))
         blend = baselines.run_baselines(stack)["luminosity"]
         _write_row(out / f"faid_{name}.jpg",
                    [colour.linear_to_srgb(stack[..., 0:3]), blend, predict_srgb(backend, stack)], height)
+
+
+def fivek_pictures(backend: object, out: Path, names: list[str], height: int) -> None:
+    """Source | final | Expert C of FiveK pairs (the edit resampled onto the source grid)."""
+    from flambient.inference import predict_srgb
+    from flambient.io.images import read_srgb
+    from flambient.pairs import fit_target
+
+    for name, (src_path, edit_path) in _present(SHARED / "fivek-pairs-deeplpf", names, ("_input.png", "_expertC.png")):
+        src = read_srgb(src_path)[..., :3]
+        edit, _note = fit_target(read_srgb(edit_path)[..., :3], src.shape[:2])
+        _write_row(out / f"fivek_{name}.jpg", [src, predict_srgb(backend, src), edit], height)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--faid", default="Toys_141,People_014,it4", help="FAID pair names (comma list; '' for none)")
+    ap.add_argument("--fivek", default="a4514,a4869,a4933", help="FiveK pair names (comma list; '' for none)")
     ap.add_argument("--height", type=int, default=300)
     ap.add_argument("--out", default=str(REPO / "docs" / "images"))
     args = ap.parse_args(argv)
@@ -87,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = load_backend(args.model)
     demo_pictures(backend, out, args.height)
     faid_pictures(backend, out, [n for n in args.faid.split(",") if n], min(args.height, 240))
+    fivek_pictures(backend, out, [n for n in args.fivek.split(",") if n], min(args.height, 240))
     return 0
 
 

@@ -1,8 +1,10 @@
 """Training data: a fixed validation split, an in-memory pair cache, paired random crops.
 
 Everything here keeps the input and the target aligned: the same crop, the same flip, the same
-small rotation is applied to the HxWx13 linear stack and to the HxWx3 sRGB target. Colour is
-never jittered (colour is what the models learn; see ../shared/design/RESEARCH.md).
+small rotation is applied to the HxWx13 linear stack and to the HxWx3 sRGB target. The target's
+colour is never jittered (colour is what the models learn; see ../shared/design/RESEARCH.md);
+the only colour change is on the input side of a single-image sample made by
+:func:`unedit_frame` (a camera-like rendering of the final, which the model learns to edit).
 
 Shapes: stacks are numpy HxWx13 float32 linear light (layout in :mod:`flambient.stack`),
 targets HxWx3 float32 sRGB in [0, 1]; batches are torch N x 13 x P x P and N x 3 x P x P.
@@ -96,7 +98,9 @@ class PairStore:
 
 @dataclass(frozen=True)
 class Augment:
-    """Paired augmentations: random crop, flips, small rotations. No colour changes, ever.
+    """Paired augmentations: random crop, flips, small rotations, single-image samples.
+
+    The target is never changed in colour; only :attr:`unedit` renders an input from it.
 
     Attributes:
         hflip: probability of a left-right flip.
@@ -111,6 +115,16 @@ class Augment:
         exposure_jitter: maximum stops (uniform, either sign) by which every frame of a sample
             is scaled in linear light; the target stays, so the model learns to find the
             exposure from the image (single merged images arrive at any exposure).
+        unedit: probability that a single-image sample made by ``frame_dropout`` takes as its
+            frame a camera-like rendering of the target (:func:`unedit_frame`: a little
+            darker, flatter, less saturated, a slight cast) instead of the bracket's ambient
+            frame. A real single image is a camera or HDR-merge rendering of the scene, not a
+            tungsten-lit ambient frame: without these samples a model learns to strip a warm
+            cast (and saturation) from every photograph. Only bracket samples are converted
+            (a one-frame pair's source is a real photograph and is kept). A rendered frame
+            takes no ``exposure_jitter``: a camera exposes a single image close to its final
+            (:data:`UNEDIT_EV`), so the model learns a moderate, content-led lift rather than
+            a full normalisation of every photograph to one key.
     """
 
     hflip: float = 0.5
@@ -119,6 +133,7 @@ class Augment:
     mask_dropout: float = 0.5
     frame_dropout: float = 0.0
     exposure_jitter: float = 0.0
+    unedit: float = 0.0
 
 
 def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augment,
@@ -135,9 +150,11 @@ def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augm
     s = np.ascontiguousarray(s)
     if aug.mask_dropout > 0 and rng.random() < aug.mask_dropout:
         s = drop_mask(s)
+    rendered = False
     if aug.frame_dropout > 0 and rng.random() < aug.frame_dropout:
-        s = drop_frames(s, target=t)
-    if aug.exposure_jitter > 0:
+        rendered = aug.unedit > 0 and _has_frames(s) and rng.random() < aug.unedit
+        s = drop_frames(s, frame=unedit_frame(t, rng)) if rendered else drop_frames(s, target=t)
+    if aug.exposure_jitter > 0 and not rendered:  # a rendered frame has its own exposure offset
         gain = np.ones(s.shape[2], dtype=np.float32)
         gain[:9] = 2.0 ** rng.uniform(-aug.exposure_jitter, aug.exposure_jitter)
         s = s * gain  # a new array: the store's cached pair is never modified
@@ -154,19 +171,75 @@ def drop_mask(stack: np.ndarray) -> np.ndarray:
     return out
 
 
-def drop_frames(stack: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
-    """A copy of an HxWx13 stack reduced to its ambient frame (a single-image sample).
+def _has_frames(stack: np.ndarray) -> bool:
+    """Whether an HxWx13 stack holds a flash or window-pull frame besides its ambient one."""
+    from .stack import HAS_FLASH, HAS_WINDOW
 
-    With the sRGB ``target`` given, the ambient frame is scaled (linear light) to the target's
-    mean luminance: a single merged image arrives at about its final exposure, unlike the
-    ambient frame of a bracket set (often shot a stop bright), so a single-image sample must
-    not teach the model to darken. ``exposure_jitter`` then varies it around that.
+    return bool(stack[0, 0, HAS_FLASH] > 0.5 or stack[0, 0, HAS_WINDOW] > 0.5)
+
+
+#: Ranges of :func:`unedit_frame` (uniform): exposure offset (stops), global log-contrast
+#: factor, saturation factor (linear light, around the pixel's luminance), cast (log2 of the
+#: red / blue gains, opposite signs: warm or cool), tint (log2 of the green gain).
+UNEDIT_EV = (-0.6, 0.2)
+UNEDIT_CONTRAST = (0.8, 1.0)
+UNEDIT_SATURATION = (0.55, 1.0)
+UNEDIT_CAST = 0.12
+UNEDIT_TINT = 0.04
+
+
+def unedit_frame(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A camera-like rendering of an edited final: the frame of a single-image sample.
+
+    Professional edits of single photographs are, on average, brighter, more contrasty and
+    more saturated than the camera's rendering, and neutral where the camera left a slight
+    cast (e.g. the expert retouches of MIT-Adobe FiveK, Bychkovsky et al., CVPR 2011, brighten
+    and saturate nearly every image). This undoes such an edit by a random amount, with global
+    operations only (so the model's global transform can invert it): a luminance-preserving
+    cast, a saturation cut, a log-contrast flattening about the image's log-mean luminance,
+    then an exposure offset (:data:`UNEDIT_EV`, mostly darker). Clipped target whites stay
+    neutral (equal channels get equal gains up to the cast, which is bounded).
+
+    Args:
+        target: HxWx3 sRGB final in [0, 1].
+        rng: the sample's generator (draws 5 numbers).
+
+    Returns:
+        HxWx3 float32 linear-light frame (camera white balance, not clipped at 1).
+    """
+    from .colour import luminance, srgb_to_linear
+
+    lin = srgb_to_linear(np.clip(np.asarray(target[:, :, :3], dtype=np.float32), 0.0, 1.0))
+    ev = rng.uniform(*UNEDIT_EV)
+    contrast = rng.uniform(*UNEDIT_CONTRAST)
+    sat = rng.uniform(*UNEDIT_SATURATION)
+    cast = rng.uniform(-UNEDIT_CAST, UNEDIT_CAST)
+    tint = rng.uniform(-UNEDIT_TINT, UNEDIT_TINT)
+    gains = np.array([2.0 ** cast, 2.0 ** tint, 2.0 ** -cast], dtype=np.float32)
+    gains /= float(luminance(gains))  # a cast, not an exposure change
+    lin = lin * gains
+    y = luminance(lin)[..., None]
+    lin = np.maximum(y + np.float32(sat) * (lin - y), 0.0)
+    y = np.maximum(y, 1e-4)
+    pivot = float(np.exp(np.mean(np.log(y))))
+    gain = (y / pivot) ** np.float32(contrast - 1.0) * np.float32(2.0 ** ev)
+    return (lin * gain).astype(np.float32)
+
+
+def drop_frames(stack: np.ndarray, target: np.ndarray | None = None, frame: np.ndarray | None = None) -> np.ndarray:
+    """A copy of an HxWx13 stack reduced to one frame (a single-image sample).
+
+    The frame is the stack's ambient frame, or ``frame`` (HxWx3 linear) when given. With the
+    sRGB ``target`` given, the ambient frame is scaled (linear light) to the target's mean
+    luminance: a single merged image arrives at about its final exposure, unlike the ambient
+    frame of a bracket set (often shot a stop bright), so a single-image sample must not
+    teach the model to darken. ``exposure_jitter`` then varies it around that.
     """
     from .colour import luminance, srgb_to_linear
     from .stack import AMBIENT, build_stack
 
-    out = build_stack(stack[:, :, AMBIENT]).astype(stack.dtype, copy=False)
-    if target is not None:
+    out = build_stack(stack[:, :, AMBIENT] if frame is None else frame).astype(stack.dtype, copy=False)
+    if target is not None and frame is None:
         have = float(luminance(np.clip(stack[:, :, AMBIENT], 0.0, 1.0)).mean())
         want = float(luminance(srgb_to_linear(target[:, :, :3])).mean())
         if have > 1e-6 and want > 1e-6:

@@ -312,7 +312,7 @@ def test_deprecated_spelling_is_recorded_under_its_new_name(tmp_path: Path, monk
 
     seen: list[str] = []
 
-    def fake_train(dataset, cfg, out, resume=False, command="", extra_commands=(), progress=None):  # type: ignore[no-untyped-def]
+    def fake_train(dataset, cfg, out, resume=False, command="", extra_commands=(), progress=None, init=None):  # type: ignore[no-untyped-def]
         seen.append(command)
         raise typer.Exit(0)
 

@@ -77,6 +77,46 @@ def test_mask_dropout_removes_mask_and_flag(tmp_path: Path) -> None:
     assert torch.equal(keep[0, :9], drop[0, :9])
 
 
+def test_unedit_frame_is_a_flatter_darker_camera_rendering() -> None:
+    """The single-image input made from a final: darker on average, never more saturated,
+    exposure-free cast, and a neutral white stays (nearly) neutral."""
+    from flambient import colour, sanity
+    from flambient.data import UNEDIT_EV, unedit_frame
+
+    rng = np.random.default_rng(3)
+    target = np.clip(rng.random((32, 48, 3)).astype(np.float32) * [1.0, 0.8, 0.5], 0, 1)
+    target[:8, :8] = 1.0  # a clipped white window
+    evs, sats = [], []
+    for _ in range(20):
+        f = unedit_frame(target, rng)
+        assert f.shape == target.shape and f.dtype == np.float32 and (f >= 0).all()
+        s = colour.linear_to_srgb(np.clip(f, 0, 1))
+        evs.append(sanity.exposure_change_ev(s, target))
+        sats.append(float(np.median(sanity.chroma(s)[8:, 8:])) / float(np.median(sanity.chroma(target)[8:, 8:])))
+        assert sanity.chroma(s)[:8, :8].max() < 8.0  # a white stays white up to a slight cast
+    assert UNEDIT_EV[0] - 0.6 < min(evs) and max(evs) < UNEDIT_EV[1] + 0.6 and np.mean(evs) < 0
+    assert max(sats) < 1.1 and min(sats) < 0.8
+
+
+def test_unedit_samples_replace_bracket_frames_only(dataset: Path, tmp_path: Path) -> None:
+    """frame_dropout + unedit turn a bracket sample into one camera-rendered frame; a one-frame
+    pair (a real source photograph) keeps its own frame."""
+    from flambient.dataset import write_index, write_item
+
+    store = PairStore(load_dataset(dataset))
+    aug = Augment(hflip=0.0, rotate_deg=0.0, mask_dropout=0.0, frame_dropout=1.0, unedit=1.0)
+    x, y = sample_batch(store, [0], 1 << 30, aug, np.random.default_rng(0))
+    amb0 = torch.from_numpy(store.get(0)[0][:, :, 0:3]).permute(2, 0, 1)
+    assert x[0, 3:12].abs().max() == 0.0  # no flash / window frames, no flags
+    assert not torch.allclose(x[0, 0:3], amb0, atol=1e-3)  # not the ambient frame
+    amb = np.random.default_rng(1).random((16, 16, 3)).astype(np.float32) * 0.5
+    write_index(tmp_path, [write_item(tmp_path, "one", amb, np.full((16, 16, 3), 0.5, np.float32))])
+    single = PairStore(load_dataset(tmp_path))
+    xs, _ = sample_batch(single, [0], 16, aug, np.random.default_rng(0))
+    ratio = xs[0, 0:3].permute(1, 2, 0).numpy() / single.get(0)[0][:, :, 0:3]
+    assert np.allclose(ratio, ratio.mean(), rtol=1e-4)  # its own frame, at most re-exposed
+
+
 def test_progressive_crop_and_schedule() -> None:
     assert [progressive_crop(256, p) for p in (0.0, 0.4, 0.9)] == [128, 192, 256]
     assert progressive_crop(256, 0.1, stages=1) == 256
@@ -178,3 +218,28 @@ def test_cli_train_runs(dataset: Path, tmp_path: Path) -> None:
     assert card["commands"][1].startswith(f"flambient train {dataset} --out {out}")
     assert "--steps 2" in card["commands"][1] and "--seed 3" in card["commands"][1]
     assert card["training"]["seed"] == 3
+
+
+def test_cli_train_init_starts_from_a_trained_model(dataset: Path, tmp_path: Path) -> None:
+    """`train --init MODEL`: the run starts from MODEL's weights and config (fresh optimiser),
+    and its card carries MODEL's commands before its own; another family is refused."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"model_config": TINY, "val_every": 2, "previews": 0, "val_max_side": 48}))
+    first = tmp_path / "first"
+    r = CliRunner().invoke(app, ["train", str(dataset), "--family", "bilateral", "--config", str(cfg), "--out", str(first),
+                                 "--steps", "2", "--batch", "2", "--crop", "32", "--data-command", "flambient synth X --pairs"])
+    assert r.exit_code == 0, r.output
+    still = tmp_path / "still.yaml"
+    still.write_text(yaml.safe_dump({"lr": 1e-12, "val_every": 1, "previews": 0, "val_max_side": 48}))
+    second = tmp_path / "second"
+    r = CliRunner().invoke(app, ["train", str(dataset), "--init", str(first), "--config", str(still), "--out", str(second),
+                                 "--steps", "1", "--batch", "2", "--crop", "32"])
+    assert r.exit_code == 0, r.output
+    a, b = load_model(first)[0].state_dict(), load_model(second)[0].state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    card = yaml.safe_load((second / "model.yaml").read_text())
+    assert card["commands"][0] == "flambient synth X --pairs" and card["commands"][1].startswith("flambient train")
+    assert "--init" in card["commands"][2] and card["init"]["model"] == str(first) and card["init"]["steps"] == 2
+    assert card["training"]["config"]["model_config"] == TINY
+    assert main(["train", str(dataset), "--init", str(first), "--family", "lut", "--out", str(tmp_path / "x"),
+                 "--steps", "1"]) == 2

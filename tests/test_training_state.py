@@ -125,3 +125,28 @@ def test_fit_reports_progress_through_the_callback_only(dataset: Path, tmp_path:
     capfd.readouterr()
     fit(create_model("bilateral", **TINY), tr, va, _cfg(), tmp_path / "quiet")  # no callback: draws nothing
     assert capfd.readouterr().out == "" and not bars  # no progress display made by the library
+
+
+def test_train_only_freezes_everything_it_does_not_name(dataset: Path) -> None:
+    """`train_only`: only the named parameters change (the style ones at the style rate);
+    an unknown name is a ConfigError that lists the model's parameters."""
+    from flambient.errors import ConfigError
+    from flambient.nets.adaptive import SINGLE_STYLE
+
+    cfg = make_config(None, model="adaptive", steps=2, batch=2, crop=32, previews=0, device="cpu",
+                      train_only=list(SINGLE_STYLE), style_lr_scale=10.0, frame_dropout=1.0)
+    torch.manual_seed(0)
+    net = create_model("adaptive")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    state = TrainState.create(net, cfg, torch.device("cpu"))
+    assert [g["scale"] for g in state.opt.param_groups] == [10.0]
+    store = PairStore(load_dataset(dataset))
+    loss = TrainLoss(state.net, LossWeights())
+    for _ in range(2):
+        train_step(loss, state, make_batch(store, state, cfg, Augment(frame_dropout=1.0), Dist(), 1, True), cfg, False)
+    after = state.net.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and changed <= set(SINGLE_STYLE)
+    with pytest.raises(ConfigError, match="no parameter of this model: nosuch"):
+        TrainState.create(create_model("adaptive"), make_config(None, model="adaptive", train_only=["nosuch"]),
+                          torch.device("cpu"))

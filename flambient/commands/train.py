@@ -27,6 +27,8 @@ def register(app: typer.Typer) -> None:
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0,
                                                     help="Stop after this much training time."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
+        init: Optional[str] = typer.Option(None, "--init", help="Start from this trained model's weights (name or "
+                                           "path; same family) with a fresh optimiser and schedule."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (weights, batches, augmentations)."),
         batch: Optional[int] = typer.Option(None, "--batch", "-b", min=1, help="Batch size per process."),
         crop: Optional[int] = typer.Option(None, "--crop", min=16, help="Final training crop side in pixels."),
@@ -44,11 +46,13 @@ def register(app: typer.Typer) -> None:
         from ._out import note
         from ._train_bar import train_bar
 
-        cfg = make_config(config, model=family, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
+        from ..training.train import init_family
+
+        cfg = make_config(config, base={"model": init_family(init)} if init else None, model=family, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
                           crop=crop, device=devices)
         with train_bar("train") as progress:
             res = train_dataset(dataset, cfg, out, resume=resume, command=command_from_context(ctx),
-                                extra_commands=data_command or [], progress=progress)
+                                extra_commands=data_command or [], progress=progress, init=init)
         m = res.metrics
         note(f"trained {cfg.model} for {res.steps} steps ({res.seconds / 60:.1f} min, "
              f"{res.images_per_s:.2f} images/s): validation dE2000 {m.get('delta_e2000', float('nan')):.3f}, "

@@ -38,8 +38,14 @@ brightness. Single images (one merged exposure) are the case without flash or wi
 quantity (flash weight, white-balance gains, exposure gain, curve slopes, saturation, colour
 matrix) and the local grid. ``apply`` is per pixel given that vector and ``pos``.
 
+Single images and bracket sets share one style plus a few single-image offsets
+(:data:`SINGLE_STYLE`: curve, key, exposure and white-balance strengths, saturation), because a
+single merged photograph is already rendered by a camera or an HDR merge while a bracket's
+ambient frame is raw ambient light.
+
 Parameters split in two groups for fine-tuning (:meth:`AdaptiveNet.style_parameters`): the
-*style* (about 40 numbers: curve, key, strengths, biases, matrix) that a few pairs determine,
+*style* (about 70 numbers: curve, key, strengths, biases, matrix and the single-image offsets)
+that a few pairs determine,
 and the image-adaptive CNN that predicts bounded per-image corrections and the local grid,
 trained only when there are many pairs.
 """
@@ -102,6 +108,23 @@ FLOOR_MARGIN = 0.1
 LOCAL_CONTRAST_KEEP = 0.5
 _EPS = 1e-6
 _LN2 = 0.6931471805599453
+
+
+#: Style parameters with a separate offset for single images, added where the input has no flash
+#: and no window frame. A single image is a camera or HDR-merge rendering (already white-balanced
+#: and tone-mapped, usually a little flat and dark); a bracket's ambient frame is raw ambient light
+#: (a tungsten cast, often shot bright). One style for both made each worse: trained together,
+#: the single images' lift and saturation cost the bracket sets about 3 dE2000 on synthetic sets.
+#: Models saved before these offsets existed load with them at zero (the old behaviour).
+SINGLE_STYLE = ("single_curve", "single_key", "single_ev_strength", "single_wb_strength", "single_saturation")
+
+
+def _zero_missing_single_style(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: an older file without the single-image offsets gets zeros."""
+    for name in SINGLE_STYLE:
+        key = prefix + name
+        if key not in state_dict:
+            state_dict[key] = torch.zeros_like(getattr(module, name))
 
 
 def local_step_margins(bins: int, keep: float = LOCAL_CONTRAST_KEEP) -> list[float]:
@@ -226,6 +249,13 @@ class AdaptiveNet(FlambientNet):
         self.flash_weight = nn.Parameter(torch.tensor(0.0))   # logit: flash light vs ambient brightness
         self.saturation = nn.Parameter(torch.tensor(0.0))     # log saturation factor
         self.matrix = nn.Parameter(torch.zeros(3, 3))         # added to the identity, bounded by tanh
+        # --- the same style's offsets for single images (see SINGLE_STYLE): zero = the bracket style
+        self.single_curve = nn.Parameter(torch.zeros(k))
+        self.single_key = nn.Parameter(torch.tensor(0.0))
+        self.single_ev_strength = nn.Parameter(torch.tensor(0.0))
+        self.single_wb_strength = nn.Parameter(torch.tensor(0.0))
+        self.single_saturation = nn.Parameter(torch.tensor(0.0))
+        self.register_load_state_dict_pre_hook(_zero_missing_single_style)
         # --- image-adaptive CNN: bounded corrections and the local grid
         c = SPEC.in_channels
         self.features = nn.Sequential(conv_act(c, 16, 2), conv_act(16, 32, 2), conv_act(32, width, 2),
@@ -258,7 +288,11 @@ class AdaptiveNet(FlambientNet):
     def style_parameters(self) -> list[nn.Parameter]:
         """The global style (what few-shot fine-tuning trains)."""
         return [self.curve_theta, self.log2_key, self.ev_strength, self.wb_strength, self.wb_bias,
-                self.flash_weight, self.saturation, self.matrix]
+                self.flash_weight, self.saturation, self.matrix, *self.single_style()]
+
+    def single_style(self) -> list[nn.Parameter]:
+        """The single-image offsets of the style (:data:`SINGLE_STYLE`), in that order."""
+        return [getattr(self, name) for name in SINGLE_STYLE]
 
     def widen_bounds(self, pairs: list[tuple[Any, Any]]) -> dict[str, float]:
         """Lower the exposure floors to the darkest edit among a studio's pairs, less :data:`FLOOR_MARGIN`.
@@ -332,23 +366,26 @@ class AdaptiveNet(FlambientNet):
                    ).clamp(max=K_FLASH_MAX)
         k_flash = k_flash * has_f
         base = rad + k_flash.view(n, 1, 1, 1) * light
+        # A single image (no flash, no window frame) takes the style plus its single-image offsets.
+        single = torch.maximum(has_f, has_w) <= 0.5
+        s1 = single.to(low.dtype)                                                 # N
         # Grey-world white balance on the base image's unclipped pixels, partial and bounded.
         mean_c = (base * valid).sum(dim=(2, 3)) / wsum[:, None] + 1e-6            # N x 3
         mean_y = luma(mean_c[:, :, None])[:, 0, 0]                                # N
-        strength = torch.sigmoid(self.wb_strength)
-        log_g = strength[None, None] * torch.log(mean_y[:, None] / mean_c) + self.wb_bias[None] + 0.15 * torch.tanh(d_wb)
+        strength = torch.sigmoid(self.wb_strength + s1 * self.single_wb_strength)  # N
+        log_g = strength[:, None] * torch.log(mean_y[:, None] / mean_c) + self.wb_bias[None] + 0.15 * torch.tanh(d_wb)
         gains = torch.exp(log_g.clamp(-0.69, 0.69))
         gains = gains / luma(gains[:, :, None])[:, 0, 0][:, None]
         # Exposure toward the learned key, bounded.
         key = ((torch.log2(luma(base * gains[:, :, None, None]).clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum)
-        ev = torch.sigmoid(self.ev_strength) * (self.log2_key - key) + 0.5 * torch.tanh(d_ev)
+        ev = (torch.sigmoid(self.ev_strength + s1 * self.single_ev_strength) * (self.log2_key + s1 * self.single_key - key)
+              + 0.5 * torch.tanh(d_ev))
         ev = ev.clamp(self.ev_lo, self.ev_hi)
-        slopes = self.curve_slopes(self.curve_theta[None] + 0.5 * torch.tanh(d_curve))
-        single = torch.maximum(has_f, has_w) <= 0.5
+        slopes = self.curve_slopes(self.curve_theta[None] + s1[:, None] * self.single_curve[None] + 0.5 * torch.tanh(d_curve))
         w_floor, target = self._floor_target(low, single)
         ev = torch.maximum(ev, self._exposure_floor(luma(base * gains[:, :, None, None]), w_floor, target, ev, slopes))
         ev_gain = torch.exp(ev * _LN2)
-        sat = torch.exp((self.saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
+        sat = torch.exp((self.saturation + s1 * self.single_saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
         mat = torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)
         mat = (mat / mat.sum(dim=1, keepdim=True)).reshape(1, 9).expand(n, 9)  # rows sum to 1: grey stays grey
         grid = self.local_grid(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))

@@ -54,6 +54,7 @@ class TrainConfig:
     patience: int = 0
     keep_best: bool = False
     context_only: bool = False
+    train_only: list[str] = field(default_factory=list)  # parameter names (or name prefixes) to train; [] = all
     loss_l1: float = 1.0
     loss_ssim: float = 0.2
     loss_lab: float = 0.5
@@ -65,6 +66,7 @@ class TrainConfig:
     mask_dropout: float = Augment.mask_dropout
     frame_dropout: float = Augment.frame_dropout
     exposure_jitter: float = Augment.exposure_jitter
+    unedit: float = Augment.unedit
     val_without_mask: bool = True
     previews: int = 3
     log_every: int = 10
@@ -89,6 +91,7 @@ class TrainConfig:
             (0 <= self.mask_dropout <= 1, "mask_dropout must be in [0, 1]"),
             (0 <= self.frame_dropout <= 1, "frame_dropout must be in [0, 1]"),
             (0 <= self.exposure_jitter <= 4, "exposure_jitter must be in [0, 4] stops"),
+            (0 <= self.unedit <= 1, "unedit must be in [0, 1]"),
             (self.few_pairs >= 0, "few_pairs must be >= 0"),
             (self.style_steps >= 0, "style_steps must be >= 0"),
             (self.style_reg >= 0, "style_reg must be >= 0"),

@@ -149,7 +149,8 @@ def _prepare(net: FlambientNet, train_items: list[PairItem], val_items: list[Pai
     steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch))
     return _Run(state=state, model=model, loss=loss, store=store,
                 aug=Augment(hflip=cfg.hflip, vflip=cfg.vflip, rotate_deg=cfg.rotate_deg, mask_dropout=cfg.mask_dropout,
-                            frame_dropout=cfg.frame_dropout, exposure_jitter=cfg.exposure_jitter),
+                            frame_dropout=cfg.frame_dropout, exposure_jitter=cfg.exposure_jitter,
+                            unedit=cfg.unedit),
                 val_pairs=load_val_pairs(val_items, cfg.val_max_side, cfg.val_without_mask) if d.main else [],
                 steps_per_epoch=steps_per_epoch, val_every=cfg.val_every or steps_per_epoch,
                 use_amp=cfg.amp and d.device.type == "cuda")

@@ -66,7 +66,8 @@ class TrainState:
     def create(cls, net: FlambientNet, cfg: TrainConfig, device: torch.device) -> TrainState:
         """A fresh state: ``net`` moved to ``device`` in train mode, its optimiser, an EMA copy.
 
-        ``cfg.context_only`` freezes everything outside ``net.context_parameters()``; the
+        ``cfg.context_only`` freezes everything outside ``net.context_parameters()`` and
+        ``cfg.train_only`` everything it does not name (:func:`named_subset`); the
         ``net.style_parameters()`` learn at ``cfg.style_lr_scale`` x the rate, without weight
         decay. Raises :class:`ConfigError` when nothing is left to train.
         """
@@ -75,16 +76,18 @@ class TrainState:
             trainable = {id(p) for p in net.context_parameters()}
             for p in net.parameters():
                 p.requires_grad_(id(p) in trainable)
+        if cfg.train_only:
+            chosen = named_subset(net, cfg.train_only)
+            for p in net.parameters():
+                p.requires_grad_(p.requires_grad and id(p) in chosen)
         params = [p for p in net.parameters() if p.requires_grad]
         if not params:
             raise ConfigError("the model has no trainable parameters with these settings")
-        style_ids = {id(p) for p in net.style_parameters()} if cfg.style_lr_scale != 1.0 else set()
-        if style_ids and len(style_ids) < len(params):
-            groups = [{"params": [p for p in params if id(p) not in style_ids], "scale": 1.0},
-                      {"params": [p for p in params if id(p) in style_ids], "scale": cfg.style_lr_scale,
-                       "weight_decay": 0.0}]
-        else:
-            groups = [{"params": params, "scale": 1.0}]
+        style_ids = {id(p) for p in net.style_parameters() if p.requires_grad} if cfg.style_lr_scale != 1.0 else set()
+        rest = [p for p in params if id(p) not in style_ids]
+        style = [p for p in params if id(p) in style_ids]
+        groups = ([{"params": rest, "scale": 1.0}] if rest else []) + (
+            [{"params": style, "scale": cfg.style_lr_scale, "weight_decay": 0.0}] if style else [])
         opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = copy.deepcopy(net).eval()
         for p in ema.parameters():
@@ -150,3 +153,21 @@ def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     if not isinstance(ck, dict):
         raise InputError("not a flambient training checkpoint", path, "start without --resume")
     return ck
+
+
+def named_subset(net: nn.Module, names: list[str]) -> set[int]:
+    """Ids of the parameters of ``net`` named ``n`` or ``n.<anything>`` for some ``n`` in ``names``.
+
+    Raises :class:`ConfigError` naming any entry that matches no parameter (``train_only``).
+    """
+    params = dict(net.named_parameters())
+
+    def hits(n: str) -> list[str]:
+        return [k for k in params if k == n or k.startswith(n + ".")]
+
+    unknown = [n for n in names if not hits(n)]
+    if unknown:
+        tops = sorted({k.split(".")[0] for k in params})
+        raise ConfigError(f"train_only names no parameter of this model: {', '.join(unknown)}",
+                          hint=f"top-level parameters: {', '.join(tops)}")
+    return {id(params[k]) for n in names for k in hits(n)}

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 
 from ..dataset import PairItem
+from ..errors import ConfigError
+from ..nets.registry import FlambientNet
 from .config import TrainConfig
 from .device import pick_device
 from .loop import ProgressFn, TrainResult, fit
@@ -43,8 +45,14 @@ def train_dataset(
     command: str | None = None,
     extra_commands: Sequence[str] = (),
     progress: ProgressFn | None = None,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """``flambient train``: train a fresh ``cfg.model`` net on one or more dataset folders.
+
+    With ``init`` (a trained model's name or path) the net starts from that model's weights
+    and constructor config instead (its family must be ``cfg.model`` or ``cfg.model`` unset);
+    the optimiser and the schedule start fresh. The card then records the init model's own
+    commands before this run's, and an ``init`` entry naming it.
 
     Writes ``out/model.pt`` (EMA weights; train config, steps and metrics in its meta) and the
     ``out/model.yaml`` card. ``extra_commands`` (e.g. the ``synth`` line that made the data)
@@ -60,7 +68,11 @@ def train_dataset(
     train_items, val_items = split_items(items, cfg.val_fraction)
     torch.manual_seed(cfg.seed)
     net = create_model(cfg.model, **cfg.model_config)  # ConfigError when the family refuses model_config
-    earlier = list(read_card(out).get("commands", [])) if resume else []
+    before = read_card(out) if resume else {}
+    earlier = list(before.get("commands", []))
+    extra: dict[str, object] = {"init": before["init"]} if "init" in before else {}
+    if init is not None and not resume:
+        net, earlier, extra = _from_init(init, cfg)
     res = fit(net, train_items, val_items, cfg, out, resume=resume, progress=progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return res
@@ -83,5 +95,36 @@ def train_dataset(
                   "images_per_s": res.images_per_s, "final_crop": res.crop, "seed": cfg.seed,
                   "device": str(pick_device(cfg.device)), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
                   "torch": torch.__version__, "config": cfg.to_dict()},
+        extra=extra or None,
     )
     return res
+
+
+def init_family(init: str | Path) -> str:
+    """The family of the trained model ``init`` (name or path): the family a ``--init`` run trains."""
+    from ..nets.registry import load_model
+
+    return load_model(init)[0].spec.family
+
+
+def _from_init(init: str | Path, cfg: TrainConfig) -> tuple[FlambientNet, list[str], dict[str, object]]:
+    """The net to start from (a copy of model ``init``), the commands that made it, the card entry.
+
+    Raises :class:`ConfigError` when ``init`` is of another family than ``cfg.model``.
+    """
+    from ..modelcard import read_card
+    from ..nets.registry import load_model, resolve_model_path
+
+    src, meta = load_model(init)
+    family = src.spec.family
+    if cfg.model and cfg.model != family:
+        raise ConfigError(f"--init model is of family '{family}', not '{cfg.model}'",
+                          hint="leave --family out, or pass the same family")
+    cfg.model = family
+    cfg.model_config = dict(src.config)
+    path = resolve_model_path(init)
+    card = read_card(path.parent)
+    steps = int(meta.get("steps", 0) or card.get("training", {}).get("steps", 0) or 0)
+    entry = {"model": str(init), "family": family, "steps": steps,
+             "validation": card.get("validation", {}), "created": card.get("created", "")}
+    return src.train(), list(card.get("commands", [])), {"init": entry}
