@@ -44,7 +44,7 @@ single merged photograph is already rendered by a camera or an HDR merge while a
 ambient frame is raw ambient light.
 
 Parameters split in two groups for fine-tuning (:meth:`AdaptiveNet.style_parameters`): the
-*style* (about 70 numbers: curve, key, strengths, biases, matrix and the single-image offsets)
+*style* (69 numbers: curve, key, strengths, biases, matrix and the single-image offsets)
 that a few pairs determine,
 and the image-adaptive CNN that predicts bounded per-image corrections and the local grid,
 trained only when there are many pairs.
