@@ -279,3 +279,29 @@ def test_a_model_saved_before_the_single_image_offsets_loads_with_them_at_zero()
     net = create_model("adaptive")
     net.load_state_dict(old)
     assert all(float(p.abs().sum()) == 0.0 for p in net.single_style())
+
+
+def test_flash_light_is_kept_where_the_ambient_clips_around_a_lamp() -> None:
+    """A wall lit by a lamp: the ambient's red channel clips in a disc around it, the window-pull
+    frame records the lamp light there, the flash lights the whole wall. The merged light
+    (radiance + flash light) must run on smoothly across the disc's edge: no darker disc of
+    the lamp's colour (the flash light used to be dropped wherever the ambient clipped)."""
+    from flambient.nets.adaptive import merge_frames
+    from flambient.nets.layers import luma
+
+    h, w = 64, 96
+    yy, xx = np.mgrid[0:h, 0:w]
+    glow = np.exp(-((yy - 32) ** 2 + (xx - 48) ** 2) / 400.0).astype(np.float32)[..., None]
+    lamp = glow * np.array([2.0, 0.9, 0.25], np.float32) + np.array([0.3, 0.25, 0.15], np.float32)
+    flash = np.full((h, w, 3), 1.5, np.float32)                 # neutral flash light on the wall
+    ambient = np.clip(lamp, 0.0, 1.0)                           # red clips within the disc
+    stack = build_stack(ambient, flash=flash + lamp, window=lamp)  # the pull frame records the lamp
+    rad, light, clip, _ = merge_frames(torch.from_numpy(stack).permute(2, 0, 1)[None])
+    total = luma(rad + light)[0, 0].numpy()
+    c = clip[0, 0].numpy()
+    assert c.max() > 0.99 and c.min() < 0.01
+    inside, outside = (c > 0.99), (c < 0.01)
+    assert light[0, :, inside].mean() > 0.5  # the flash light is there inside the disc
+    edge_in = total[inside & (glow[..., 0] < 0.6)].mean()
+    edge_out = total[outside & (glow[..., 0] > 0.3)].mean()
+    assert edge_in >= edge_out  # brighter toward the lamp, never a dark ring

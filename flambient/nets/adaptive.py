@@ -160,8 +160,8 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     (N x 1 x h x w): ``radiance`` is the ambient frame with near-clipped pixels replaced by the
     window-pull frame (else the flash frame, else left as is) where that frame is at least as
     bright (:data:`SUB_RATIO_LO`, :data:`SUB_RATIO_HI`); ``flash_light`` is the flash
-    frame scaled by the share of its luminance the ambient does not explain,
-    ``flash * max(1 - Y_ambient / Y_flash, 0)`` (zeros without a flash frame): its colour is the
+    frame scaled by the share of its luminance the merged radiance does not explain,
+    ``flash * max(1 - Y_radiance / Y_flash, 0)`` (zeros without a flash frame): its colour is the
     flash frame's and its amount a ratio of luminances, so frames whose white balance or
     exposure differ (camera JPEGs) give no per-channel difference noise; ``clip`` the blend
     weight used; ``substitute`` the frame blended in where the ambient clips.
@@ -176,8 +176,12 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     brighter = _smoothstep(SUB_RATIO_LO, SUB_RATIO_HI, luma(sub) / y_amb.clamp_min(_EPS))
     clip = _smoothstep(CLIP_LO, CLIP_HI, amb.amax(dim=1, keepdim=True)) * has_sub * brighter
     rad = amb + clip * (sub - amb)
-    share = (1.0 - y_amb / luma(fl).clamp_min(_EPS)).clamp(0.0, 1.0)
-    light = fl * share * hf * (1.0 - clip)
+    # The flash adds what the merged ambient radiance does not explain, also where the ambient
+    # clipped: a wall lit by a lamp keeps the flash light around the lamp (without it, a disc
+    # of the lamp's colour, darker than the wall around it, showed where the ambient clipped).
+    # Where the substitute is the flash frame itself, the share is 0.
+    share = (1.0 - luma(rad) / luma(fl).clamp_min(_EPS)).clamp(0.0, 1.0)
+    light = fl * share * hf
     return rad, light, clip, sub
 
 
