@@ -48,8 +48,9 @@ def register(app: typer.Typer) -> None:
 
         from ..training.train import init_family
 
-        cfg = make_config(config, base={"model": init_family(init)} if init else None, model=family, steps=steps, max_minutes=max_minutes, seed=seed, batch=batch,
-                          crop=crop, device=devices)
+        base = {"model": init_family(init)} if init else None  # --init: the family is the model's
+        cfg = make_config(config, base=base, model=family, steps=steps, max_minutes=max_minutes, seed=seed,
+                          batch=batch, crop=crop, device=devices)
         with train_bar("train") as progress:
             res = train_dataset(dataset, cfg, out, resume=resume, command=command_from_context(ctx),
                                 extra_commands=data_command or [], progress=progress, init=init)
