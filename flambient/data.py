@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .dataset import PairItem
 from .log import get_logger
+from .stack import is_single_image
 
 log = get_logger("data")
 
@@ -152,7 +153,7 @@ def _crop_one(stack: np.ndarray, target: np.ndarray, ph: int, pw: int, aug: Augm
         s = drop_mask(s)
     rendered = False
     if aug.frame_dropout > 0 and rng.random() < aug.frame_dropout:
-        rendered = aug.unedit > 0 and _has_frames(s) and rng.random() < aug.unedit
+        rendered = aug.unedit > 0 and not is_single_image(s) and rng.random() < aug.unedit
         s = drop_frames(s, frame=unedit_frame(t, rng)) if rendered else drop_frames(s, target=t)
     if aug.exposure_jitter > 0 and not rendered:  # a rendered frame has its own exposure offset
         gain = np.ones(s.shape[2], dtype=np.float32)
@@ -169,13 +170,6 @@ def drop_mask(stack: np.ndarray) -> np.ndarray:
     out[:, :, MASK] = 0.0
     out[:, :, HAS_MASK] = 0.0
     return out
-
-
-def _has_frames(stack: np.ndarray) -> bool:
-    """Whether an HxWx13 stack holds a flash or window-pull frame besides its ambient one."""
-    from .stack import HAS_FLASH, HAS_WINDOW
-
-    return bool(stack[0, 0, HAS_FLASH] > 0.5 or stack[0, 0, HAS_WINDOW] > 0.5)
 
 
 #: Ranges of :func:`unedit_frame` (uniform): exposure offset (stops), global log-contrast

@@ -29,6 +29,11 @@ MASK = 9
 HAS_FLASH, HAS_WINDOW, HAS_MASK = 10, 11, 12
 
 
+def is_single_image(stack: np.ndarray) -> bool:
+    """Whether an HxWx13 stack holds one frame only (no flash, no window-pull frame)."""
+    return bool(stack[0, 0, HAS_FLASH] <= 0.5 and stack[0, 0, HAS_WINDOW] <= 0.5)
+
+
 def build_stack(
     ambient: np.ndarray,
     flash: np.ndarray | None = None,

@@ -62,7 +62,7 @@ from torch import nn
 
 from .. import colour
 from ..colour import srgb_encode_into, srgb_to_linear
-from ..stack import AMBIENT, FLASH, HAS_FLASH, HAS_WINDOW, WINDOW
+from ..stack import AMBIENT, FLASH, HAS_FLASH, HAS_WINDOW, WINDOW, is_single_image
 from .layers import conv_act, luma, pixel_index_grids, torch_threads
 from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
 
@@ -311,7 +311,7 @@ class AdaptiveNet(FlambientNet):
         evs: dict[str, list[float]] = {"single_ev_floor": [], "bracket_ev_floor": []}
         for stack, target in pairs:
             amb = np.asarray(stack[..., AMBIENT], dtype=np.float64)
-            single = stack[0, 0, HAS_FLASH] <= 0.5 and stack[0, 0, HAS_WINDOW] <= 0.5
+            single = is_single_image(stack)
             w = np.ones(amb.shape[:2], bool) if single else amb.max(axis=-1) < CLIP_LO
             if w.sum() < 16:
                 continue

@@ -67,12 +67,13 @@ def train_dataset(
     folders = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
     train_items, val_items = split_items(items, cfg.val_fraction)
     torch.manual_seed(cfg.seed)
-    net = create_model(cfg.model, **cfg.model_config)  # ConfigError when the family refuses model_config
-    before = read_card(out) if resume else {}
-    earlier = list(before.get("commands", []))
-    extra: dict[str, object] = {"init": before["init"]} if "init" in before else {}
     if init is not None and not resume:
         net, earlier, extra = _from_init(init, cfg)
+    else:
+        net = create_model(cfg.model, **cfg.model_config)  # ConfigError when the family refuses model_config
+        before = read_card(out) if resume else {}
+        earlier = list(before.get("commands", []))
+        extra = {"init": before["init"]} if "init" in before else {}
     res = fit(net, train_items, val_items, cfg, out, resume=resume, progress=progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return res
