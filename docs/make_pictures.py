@@ -7,7 +7,12 @@ side-by-side JPEGs (source | final, each ``--height`` px high) into ``docs/image
 - ``faid_<name>.jpg`` (ambient | luminosity blend | final) for FAID flash/ambient pairs from
   ``../shared/data`` when present (research terms: documentation pictures of a benchmark input);
 - ``fivek_<name>.jpg`` (source | final | Expert C) for MIT-Adobe FiveK pairs from
-  ``../shared/data`` when present (research terms, likewise).
+  ``../shared/data`` when present (research terms, likewise);
+- ``window_pull.jpg`` (ambient frame | the model with its window pull off | on | synthetic
+  truth) for the synthetic studio sets with the largest windows (``--window-sets``; synthetic,
+  made here, so no licence question), and ``bracket_frobisher.jpg`` (1 s frame | off | on) for
+  the real frobisher exposure bracket of ``../shared/data`` (BSD-3-Clause as recorded in its
+  MANIFEST).
 
 Usage: ``python docs/make_pictures.py [--model default] [--faid Toys_141,People_014,it4] [--fivek a4514,a4869,a4933]``
 """
@@ -93,6 +98,74 @@ def fivek_pictures(backend: object, out: Path, names: list[str], height: int) ->
         _write_row(out / f"fivek_{name}.jpg", [src, predict_srgb(backend, src), edit], height)
 
 
+def _pull_off_on(model: str) -> tuple[object, object]:
+    """The model twice: with its window pull switched off (as a file saved before it) and on."""
+    import torch
+
+    from flambient.nets.registry import load_model
+
+    net_off, net_on = load_model(model)[0], load_model(model)[0]
+    with torch.no_grad():
+        net_off.window_strength.zero_()
+        for p in net_off.window_fc.parameters():
+            p.zero_()
+    return net_off, net_on
+
+
+def window_pictures(model: str, out: Path, count: int, height: int) -> None:
+    """Window-pull pictures (pull off | on), written only where their inputs exist.
+
+    - ``window_pull.jpg``: ambient frame | off | on | truth, one row per synthetic studio set
+      (seed 2, as the synthetic benchmark), the ``count`` sets with a window-pull frame and the
+      largest windows (synthetic, made here);
+    - ``bracket_frobisher.jpg``: the real frobisher exposure bracket of ``../shared/data``
+      (1/8, 1 and 8 s; the 1/8 s frame is its window pull) through ``ingest`` as ``process``
+      reads it: 1 s frame | off | on.
+    """
+    import shutil
+    import tempfile
+
+    import torch
+
+    from flambient import colour
+    from flambient.data import drop_mask
+    from flambient.dataset import load_dataset
+    from flambient.ingest import ingest_shoot, load_set_stack
+    from flambient.io.images import write_jpeg
+    from flambient.stack import HAS_WINDOW
+    from flambient.synth.shoot import synth_pairs
+    from flambient.training import predict
+
+    net_off, net_on = _pull_off_on(model)
+    cpu = torch.device("cpu")
+
+    def ambient(st: np.ndarray) -> np.ndarray:
+        return colour.linear_to_srgb(np.clip(st[..., 0:3], 0, 1))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        synth_pairs(Path(tmp) / "syn", pairs=16, size=(384, 256), seed=2, style="studio", workers=1)
+        sets = [(drop_mask(st), t) for st, t in (it.load() for it in load_dataset(Path(tmp) / "syn"))]
+        sets = [(st, t) for st, t in sets if st[..., HAS_WINDOW].max() > 0.5]
+        sets.sort(key=lambda p: -float((p[0][..., 0:3].max(-1) >= 0.95).mean()))
+        rows = [np.concatenate([ambient(st), predict(net_off, st, cpu), predict(net_on, st, cpu), truth], axis=1)
+                for st, truth in sets[:count]]
+        if rows:
+            write_jpeg(out / "window_pull.jpg", np.concatenate(rows, axis=0), quality=88)
+            print(out / "window_pull.jpg")
+        frob = sorted((SHARED / "bracket-colour-hdri-frobisher").glob("*.jpg"))
+        if not frob:
+            print(f"skipped bracket_frobisher: not in {SHARED}")
+            return
+        shoot = Path(tmp) / "frobisher"
+        shoot.mkdir()
+        for f in frob:
+            shutil.copy(f, shoot / f.name)
+        manifest = ingest_shoot(shoot, n_jobs=1)
+        st = load_set_stack(shoot, manifest.sets[0], use_cache=False)
+        _write_row(out / "bracket_frobisher.jpg", [ambient(st), predict(net_off, st, cpu), predict(net_on, st, cpu)],
+                   height)
+
+
 def main(argv: list[str] | None = None) -> int:
     from flambient.inference import load_backend
 
@@ -100,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--faid", default="Toys_141,People_014,it4", help="FAID pair names (comma list; '' for none)")
     ap.add_argument("--fivek", default="a4514,a4869,a4933", help="FiveK pair names (comma list; '' for none)")
+    ap.add_argument("--window-sets", type=int, default=3, help="synthetic sets in window_pull.jpg (0: none)")
     ap.add_argument("--height", type=int, default=300)
     ap.add_argument("--out", default=str(REPO / "docs" / "images"))
     args = ap.parse_args(argv)
@@ -109,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     demo_pictures(backend, out, args.height)
     faid_pictures(backend, out, [n for n in args.faid.split(",") if n], min(args.height, 240))
     fivek_pictures(backend, out, [n for n in args.fivek.split(",") if n], min(args.height, 240))
+    if args.window_sets:
+        window_pictures(args.model, out, args.window_sets, args.height)
     return 0
 
 

@@ -48,6 +48,9 @@ def make_stack(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     x[0, HAS_WINDOW] = 1.0
     x[0, HAS_MASK] = 1.0
     x[:, 0:3, : h // 6, : w // 6] *= 12.0  # a blown window above 1
+    # the window-pull frame records its view: daylight-coloured, textured, 4-8x the ambient's white
+    view = 4.0 + 4.0 * torch.rand(1, h // 6, w // 6, generator=g)
+    x[0, 6:9, : h // 6, : w // 6] = view * torch.tensor([0.9, 1.0, 1.1]).view(3, 1, 1)
     return x
 
 

@@ -278,7 +278,7 @@ def test_a_model_saved_before_the_single_image_offsets_loads_with_them_at_zero()
     old = {k: v for k, v in _wild(6).state_dict().items() if k not in SINGLE_STYLE}
     net = create_model("adaptive")
     net.load_state_dict(old)
-    assert all(float(p.abs().sum()) == 0.0 for p in net.single_style())
+    assert all(float(p.detach().abs().sum()) == 0.0 for p in net.single_style())
 
 
 def test_flash_light_is_kept_where_the_ambient_clips_around_a_lamp() -> None:
@@ -305,3 +305,150 @@ def test_flash_light_is_kept_where_the_ambient_clips_around_a_lamp() -> None:
     edge_in = total[inside & (glow[..., 0] < 0.6)].mean()
     edge_out = total[outside & (glow[..., 0] > 0.3)].mean()
     assert edge_in >= edge_out  # brighter toward the lamp, never a dark ring
+
+
+def _bright_view_set(seed: int = 0) -> np.ndarray:
+    """A flash + ambient + window set whose window-pull frame shows a textured view 4 stops
+    above the room (linear, exposure-normalised), where the ambient clips."""
+    rng = np.random.default_rng(seed)
+    amb = _room(seed=seed)
+    view = np.zeros_like(amb)
+    view[8:40, 8:56] = rng.uniform(8.0, 24.0, (32, 48, 1)) * np.array([0.8, 1.0, 0.7], np.float32)
+    win = np.where(view > 0, view, amb)
+    return build_stack(amb, flash=np.clip(amb * 0.9, 0, 1), window=win)
+
+
+def test_window_pull_brings_a_bright_view_into_the_picture() -> None:
+    """A view 4 stops above the room shows as a view (not white) with its texture, only with the pull."""
+    net = create_model("adaptive").eval()
+    stack = _bright_view_set()
+    on = _run(net, stack)
+    with torch.no_grad():
+        net.window_strength.zero_()
+    off = _run(net, stack)
+    y_on, y_off = (srgb_to_linear(o[12:36, 12:52]) @ np.array([0.2126, 0.7152, 0.0722]) for o in (on, off))
+    assert y_off.mean() > 0.9, "without the pull the view should be white (the old behaviour)"
+    assert 0.1 < y_on.mean() < 0.75, f"the pulled view is at {y_on.mean():.2f}"
+    assert np.std(np.log(y_on)) > 0.15, "the view's texture is gone"
+    assert np.array_equal(on[50:90, 60:100], off[50:90, 60:100]), "the pull changed the room"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_window_pull_never_brightens_and_leaves_no_ring_whatever_the_weights(seed: int) -> None:
+    """Across the window's edge the final runs between the room and the pulled view: no bright
+    ring where the blend weight is between 0 and 1, and never a view brighter than unpulled."""
+    net = _wild(seed)
+    stack = _bright_view_set(seed)
+    x = torch.from_numpy(stack).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        ctx = net.context(x)
+        assert float(net.unpack(ctx)["win_gain"].max()) <= 1.0
+    out = _run(net, stack)
+    y = srgb_to_linear(out) @ np.array([0.2126, 0.7152, 0.0722])
+    row = y[24, 0:20]                                   # the window's left edge is at column 8
+    assert row.max() <= max(y[24, 12:40].max(), y[24, 0:6].max()) + 0.02
+
+
+def test_window_pull_touches_window_frame_sets_only() -> None:
+    """A flash + ambient set (no window frame) and a single image are bit-identical with any pull."""
+    room = _room()
+    single, bracket = build_stack(room), build_stack(room, flash=np.clip(room * 0.8, 0, 1))
+    net = _wild(7)
+    before = _run(net, single), _run(net, bracket)
+    with torch.no_grad():
+        net.window_strength.fill_(0.8)
+        net.window_key.fill_(-3.0)
+        net.window_fc.bias.fill_(-1.0)
+    after = _run(net, single), _run(net, bracket)
+    assert np.array_equal(after[0], before[0]) and np.array_equal(after[1], before[1])
+
+
+def test_a_model_saved_before_the_window_pull_loads_with_it_off() -> None:
+    from flambient.nets.adaptive import WINDOW_STYLE
+
+    old = {k: v for k, v in _wild(8).state_dict().items() if k not in WINDOW_STYLE and not k.startswith("window_fc.")}
+    net = create_model("adaptive").eval()
+    net.load_state_dict(old)
+    assert float(net.window_strength.detach()) == 0.0 and float(net.window_fc.weight.detach().abs().sum()) == 0.0
+    x = torch.from_numpy(_bright_view_set()).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        assert float(net.unpack(net.context(x))["win_gain"].min()) == 1.0
+
+
+def _window_scene(seed: int = 0) -> np.ndarray:
+    """A flash + ambient + window set (linear, exposure-normalised; the ambient clips at 1) with:
+    a window (rows 8-40, columns 8-56) whose window-pull frame records a sky 6x white over
+    roofs 1.5x white (daylight colours); a warm lamp 6x white (rows 50-70, columns 100-120,
+    red / blue 4); a sunlit wall patch 1.5x white (rows 74-90, columns 16-60), daylight-coloured
+    but separated from the window by room the ambient recorded."""
+    rng = np.random.default_rng(seed)
+    amb = _room(seed=seed)
+    win = amb.copy()
+    daylight = np.array([0.9, 1.0, 1.1], np.float32)
+    win[8:30, 8:56] = rng.uniform(5.0, 7.0, (22, 48, 1)) * daylight             # sky
+    win[30:40, 8:56] = rng.uniform(1.3, 1.7, (10, 48, 1)) * daylight            # roofs under it
+    win[50:70, 100:120] = 6.0 * np.array([1.6, 0.9, 0.4], np.float32)           # tungsten lamp
+    amb[74:90, 16:60] = 1.0
+    win[74:90, 16:60] = 1.5 * daylight                                          # sunlit wall
+    return build_stack(amb, flash=np.clip(amb * 0.9, 0, 1), window=win)
+
+
+def _pull_on_off(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Finals of a fresh model with its window pull on and off (linear luminance, H x W)."""
+    net = create_model("adaptive").eval()
+    on = _run(net, stack)
+    with torch.no_grad():
+        net.window_strength.zero_()
+    off = _run(net, stack)
+    return tuple(srgb_to_linear(o) @ np.array([0.2126, 0.7152, 0.0722]) for o in (on, off))  # type: ignore[return-value]
+
+
+def test_window_pull_takes_the_whole_view_but_not_lamps_or_sunlit_walls() -> None:
+    """The matte: the roofs under a pulled sky come down with it (darker than the sky, never
+    white under a grey sky); a tungsten lamp as bright as the sky and a clipped sunlit wall
+    that no view touches keep exactly their unpulled finals (a brightness-only pull turned
+    both grey)."""
+    on, off = _pull_on_off(_window_scene())
+    sky, roofs = on[10:28, 10:54].mean(), on[32:38, 10:54].mean()
+    assert sky < 0.75 and off[10:28, 10:54].mean() > 0.9
+    assert roofs < sky, f"roofs {roofs:.2f} brighter than the pulled sky {sky:.2f}"
+    assert np.array_equal(on[50:70, 100:120], off[50:70, 100:120]), "the lamp was pulled"
+    assert np.array_equal(on[74:90, 16:60], off[74:90, 16:60]), "the sunlit wall was pulled"
+
+
+def test_window_pull_ignores_small_bright_spots() -> None:
+    """A bulb 6x white in daylight colour (4 x 4 pixels) is no window: no seed, no pull."""
+    amb = _room()
+    win = amb.copy()
+    amb[20:24, 30:34] = 1.0
+    win[20:24, 30:34] = 6.0
+    on, off = _pull_on_off(build_stack(amb, flash=np.clip(amb * 0.9, 0, 1), window=win))
+    assert np.array_equal(on, off)
+
+
+def test_view_region_is_tile_exact() -> None:
+    """Tiles of a window scene equal the whole image's final (the matte is per pixel given the
+    context's view map, sampled at absolute coordinates)."""
+    net = create_model("adaptive").eval()
+    x = torch.from_numpy(_window_scene(1)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        ctx = net.context_of(x)
+        whole = net.apply(x, ctx, full_pos(x))
+        for y0, x0 in [(0, 0), (8, 40), (48, 64)]:
+            tile = x[:, :, y0 : y0 + 48, x0 : x0 + 64]
+            pos = torch.tensor([float(y0), float(x0), float(x.shape[2]), float(x.shape[3])])
+            part = net.apply(tile, ctx, pos)
+            assert torch.allclose(part, whole[:, :, y0 : y0 + 48, x0 : x0 + 64], atol=1e-5)
+
+
+def test_window_pull_leaves_a_glow_far_below_the_view_even_where_it_touches() -> None:
+    """A clipped wall glow 1.2x white right beside a view 20x white (4 stops above it: deeper than
+    VIEW_DEPTH) keeps its unpulled final; the view is pulled."""
+    amb = _room()
+    win = amb.copy()
+    amb[8:40, 56:80] = 1.0
+    win[8:40, 8:56] = 20.0 * np.array([0.9, 1.0, 1.1], np.float32)
+    win[8:40, 56:80] = 1.2
+    on, off = _pull_on_off(build_stack(amb, flash=np.clip(amb * 0.9, 0, 1), window=win))
+    assert on[10:38, 10:54].mean() < 0.75
+    assert np.array_equal(on[8:40, 60:80], off[8:40, 60:80])

@@ -243,3 +243,37 @@ def test_cli_train_init_starts_from_a_trained_model(dataset: Path, tmp_path: Pat
     assert card["training"]["config"]["model_config"] == TINY
     assert main(["train", str(dataset), "--init", str(first), "--family", "lut", "--out", str(tmp_path / "x"),
                  "--steps", "1"]) == 2
+
+
+def test_cli_train_init_overrides_model_config_and_starts_parts_the_file_predates_fresh(
+        dataset: Path, tmp_path: Path) -> None:
+    """`--init` from a model file saved before the window pull: the pull starts where a fresh
+    model's does (the load hook's "off" zeros would never learn), and the config's model_config
+    keys (here the bracket floor) override the init model's."""
+    from flambient.nets.adaptive import WINDOW_STRENGTH_INIT
+
+    small = {"width": 8, "grid_size": 4, "luma_bins": 4, "curve_knots": 8}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"model_config": small, "val_every": 2, "previews": 0, "val_max_side": 48}))
+    first = tmp_path / "first"
+    r = CliRunner().invoke(app, ["train", str(dataset), "--family", "adaptive", "--config", str(cfg), "--out", str(first),
+                                 "--steps", "1", "--batch", "2", "--crop", "32"])
+    assert r.exit_code == 0, r.output
+    payload = torch.load(first / "model.pt", weights_only=True)
+    payload["state_dict"] = {k: v for k, v in payload["state_dict"].items()
+                             if not k.startswith(("window_fc.", "window_key", "window_strength"))}
+    torch.save(payload, first / "model.pt")
+    old, meta = load_model(first)
+    assert float(old.window_strength.detach()) == 0.0 and "window_strength" in meta["predates"]
+    still = tmp_path / "still.yaml"
+    still.write_text(yaml.safe_dump({"lr": 1e-12, "val_every": 1, "previews": 0, "val_max_side": 48,
+                                     "model_config": {"bracket_ev_floor": -1.5}}))
+    second = tmp_path / "second"
+    r = CliRunner().invoke(app, ["train", str(dataset), "--init", str(first), "--config", str(still), "--out", str(second),
+                                 "--steps", "1", "--batch", "2", "--crop", "32"])
+    assert r.exit_code == 0, r.output
+    new, new_meta = load_model(second)
+    assert float(new.window_strength.detach()) == pytest.approx(WINDOW_STRENGTH_INIT, abs=1e-6)
+    assert new.bracket_ev_floor == -1.5 and new.config["width"] == 8 and new_meta["predates"] == []
+    a, b = old.state_dict(), new.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a if k not in meta["predates"])

@@ -9,8 +9,9 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   darkened by more than ``single_ev_floor`` (0.2) stops by the exposure, the local gain and the
   tone curve together (the exposure is raised until the curve's output keeps that much of the
   source's mean luminance, then the local grid is lifted uniformly until it does too); a
-  bracket set is never darkened by more than ``bracket_ev_floor`` (1.0) stops against its
-  ambient frame on the ambient's unclipped pixels (its windows may rightly come down);
+  bracket set is never darkened by more than ``bracket_ev_floor`` (1.0 by default; the shipped
+  model 1.5) stops against its ambient frame on the ambient's unclipped pixels (its windows
+  may rightly come down);
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
@@ -26,7 +27,14 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **local** edits (window pulls, shadow lift) are a bilateral grid of luminance gains,
   bounded to ``local_ev`` stops, falling with luminance slowly enough that local contrast is
   at least halved, never inverted (no blotches), and sliced at absolute image coordinates
-  (tile-exact).
+  (tile-exact);
+- **window pull**: where a window-pull frame fills the ambient's clipped pixels with a view
+  (:func:`daylight_candidates`: not a lamp's colour; :func:`view_region`: connected to pixels
+  the window frame records at least :data:`VIEW_WHITE` times the ambient's white), that view is
+  scaled toward a learned level (``window_key``, a learned share ``window_strength`` plus a
+  bounded per-image correction), only ever darker, by at most :data:`WINDOW_EV_MIN` stops,
+  before it is blended in. Lamps, their glare and clipped surfaces of the room keep their
+  radiance. Sets without a window frame and single images are untouched.
 
 Frames of a bracket set are combined per pixel before the edit: where the ambient frame is
 near clipping, its radiance comes from the window-pull frame (else the flash frame, both
@@ -34,9 +42,9 @@ exposure-normalised, so they carry the unclipped view), and the flash light (the
 times the share of its luminance the ambient does not explain) is added with a learned, image-adaptive weight relative to the ambient's
 brightness. Single images (one merged exposure) are the case without flash or window frame.
 
-``context(low)`` returns one flat vector per image (see :data:`CTX_LAYOUT`): every global
-quantity (flash weight, white-balance gains, exposure gain, curve slopes, saturation, colour
-matrix) and the local grid. ``apply`` is per pixel given that vector and ``pos``.
+``context(low)`` returns one flat vector per image (layout in :meth:`AdaptiveNet.unpack`):
+every global quantity (flash weight, white-balance gains, exposure gain, curve slopes,
+saturation, colour matrix, window-pull gain) and the local grid. ``apply`` is per pixel given that vector and ``pos``.
 
 Single images and bracket sets share one style plus a few single-image offsets
 (:data:`SINGLE_STYLE`: curve, key, exposure and white-balance strengths, saturation), because a
@@ -44,7 +52,8 @@ single merged photograph is already rendered by a camera or an HDR merge while a
 ambient frame is raw ambient light.
 
 Parameters split in two groups for fine-tuning (:meth:`AdaptiveNet.style_parameters`): the
-*style* (69 numbers: curve, key, strengths, biases, matrix and the single-image offsets)
+*style* (71 numbers: curve, key, strengths, biases, matrix, the single-image offsets and the
+window pull's key and strength)
 that a few pairs determine,
 and the image-adaptive CNN that predicts bounded per-image corrections and the local grid,
 trained only when there are many pairs.
@@ -119,13 +128,48 @@ _LN2 = 0.6931471805599453
 #: sets exactly as they were. Models saved before them load with them at zero (the old behaviour).
 SINGLE_STYLE = ("single_curve", "single_key", "single_ev_strength", "single_wb_strength", "single_saturation")
 
+#: Style parameters of the window pull (:meth:`AdaptiveNet.window_ev`): where a window-pull frame
+#: fills the ambient's clipped pixels, the view is brought toward a learned level. Without it
+#: a pulled view 3-5 stops above the room stays white (the local grid falls at most
+#: ``local_ev`` stops and keeps half the contrast between room and window).
+WINDOW_STYLE = ("window_key", "window_strength")
+#: Largest darkening (stops) of the window-pull frame's view by the window pull.
+WINDOW_EV_MIN = -8.0
+#: Share of the distance to ``window_key`` a new model's window pull starts at (``window_strength``,
+#: used clamped to [0, 1]). A model saved before the pull loads with 0: no pull, the old finals.
+WINDOW_STRENGTH_INIT = 0.9
+#: Window-pull frame luminance (linear, times the ambient's white) over which a pixel the ambient
+#: clips becomes a sure view, a seed of :func:`view_region`. Measured on 51 synthetic studio
+#: sets with a window frame: the window glass is recorded at 7-30x white (5th-95th percentile),
+#: every other clipped pixel below 2.5x except lamps; the real frobisher bracket's sky at 4-8x.
+VIEW_WHITE = (2.0, 4.0)
+#: Cells per side of the view-region map (:meth:`AdaptiveNet.view_region`), computed once per
+#: image on the context stack and carried in the context vector.
+VIEW_MAP = 64
+#: Share of a cell that must be a sure view (seed) / a view candidate for the cell to count.
+VIEW_SEED_SHARE, VIEW_CANDIDATE_SHARE = 0.5, 0.25
+#: Stops below the view's log-average level (its sure pixels) at which a candidate stops being
+#: part of it (over the last half stop): the ground and roofs under a bright sky sit 1-2.6
+#: stops below it on the real frobisher bracket, the glow of a lamp on a wall next to a window
+#: 3.7-4.5 stops below the synthetic views.
+VIEW_DEPTH = 3.0
+#: Red / blue ratio (linear) over which a candidate turns out to be a lamp (:func:`daylight_candidates`):
+#: daylight views measure 1.0-1.8 (synthetic glass, the frobisher sky), tungsten lamps and their
+#: glare 3.6-6.5 (synthetic sconces and downlights).
+LAMP_RED_BLUE = (2.0, 3.0)
 
-def _zero_missing_single_style(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    """Load-state-dict pre-hook: an older file without the single-image offsets gets zeros."""
-    for name in SINGLE_STYLE:
+
+def _fill_missing_style(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: an older file gets zeros for the parts it predates.
+
+    Zeros switch them off: the single-image offsets (:data:`SINGLE_STYLE`) and the window pull
+    (:data:`WINDOW_STYLE`, ``window_fc``: strength 0, no correction), so the file's finals are
+    what they were.
+    """
+    for name, tensor in module.state_dict().items():
         key = prefix + name
-        if key not in state_dict:
-            state_dict[key] = torch.zeros_like(getattr(module, name))
+        if key not in state_dict and (name in SINGLE_STYLE or name in WINDOW_STYLE or name.startswith("window_fc.")):
+            state_dict[key] = torch.zeros_like(tensor)
 
 
 def local_step_margins(bins: int, keep: float = LOCAL_CONTRAST_KEEP) -> list[float]:
@@ -200,6 +244,79 @@ def highlight_guard(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor) -> t
     return bright * (1.0 - clip + clip * neutral_sub)
 
 
+def daylight_candidates(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor,
+                        floor: torch.Tensor | None = None) -> torch.Tensor:
+    """Weight in [0, 1] (N x 1 x h x w) of "the window-pull frame may show a view here".
+
+    ``x`` the N x 13 x h x w linear stack, ``clip`` and ``sub`` from :func:`merge_frames`,
+    ``floor`` (N, linear luminance, optional) from :func:`view_floor`: the ambient clips
+    (``clip``), a window-pull frame exists and fills the pixel, at least as bright as ``floor``
+    (over its last half stop), in a colour that is not a lamp's (red / blue below
+    :data:`LAMP_RED_BLUE`: tungsten light and its glare are excluded). Per pixel, so tiles
+    stay exact.
+    """
+    red_blue = sub[:, 0:1] / sub[:, 2:3].clamp_min(_EPS)
+    daylight = 1.0 - _smoothstep(LAMP_RED_BLUE[0], LAMP_RED_BLUE[1], red_blue)
+    cand = clip * x[:, HAS_WINDOW : HAS_WINDOW + 1] * daylight
+    if floor is not None:
+        cand = cand * _smoothstep(0.0, 1.0, (luma(sub) / floor.clamp_min(_EPS).view(-1, 1, 1, 1) - 1.0) / (2 ** 0.5 - 1.0))
+    return cand
+
+
+def sure_views(cand: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
+    """Weight in [0, 1] (N x 1 x h x w) of sure view pixels: candidates at least :data:`VIEW_WHITE`
+    times the ambient's white."""
+    return cand * _smoothstep(VIEW_WHITE[0], VIEW_WHITE[1], luma(sub))
+
+
+def view_floor(sure: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
+    """Least linear luminance (N) of a view: :data:`VIEW_DEPTH` stops under the log-average of
+    its sure pixels (``sure`` from :func:`sure_views`; any value when there are none)."""
+    y = torch.log2(luma(sub).clamp_min(1e-4))
+    level = (y * sure).sum(dim=(1, 2, 3)) / sure.sum(dim=(1, 2, 3)).clamp_min(1e-3)
+    return torch.exp((level - VIEW_DEPTH) * _LN2)
+
+
+def _cell_means(x: torch.Tensor, cells: int) -> torch.Tensor:
+    """Mean of N x 1 x h x w ``x`` over a ``cells`` x ``cells`` partition (N x 1 x cells x cells).
+
+    Row ``r`` falls in cell ``floor(r * cells / h)`` (likewise columns); two averaging matmuls,
+    so ONNX export keeps ``h`` and ``w`` dynamic (``adaptive_avg_pool2d`` does not export).
+    """
+    def averaging(n_px: torch.Tensor) -> torch.Tensor:           # cells x n
+        idx = torch.cumsum(torch.ones_like(n_px), 0) - 1.0
+        cell = torch.floor(idx * cells / n_px.shape[0])
+        member = (cell[None, :] == torch.arange(cells, dtype=x.dtype, device=x.device)[:, None]).to(x.dtype)
+        return member / member.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+    rows, cols = averaging(x[0, 0, :, 0]), averaging(x[0, 0, 0, :])
+    return torch.matmul(torch.matmul(rows, x), cols.t())
+
+
+def view_region(cand: torch.Tensor, sure: torch.Tensor, cells: int = VIEW_MAP) -> torch.Tensor:
+    """Map N x 1 x ``cells`` x ``cells`` in {0, 1} of the windows' views, from a context stack.
+
+    ``cand`` from :func:`daylight_candidates` and ``sure`` from :func:`sure_views`, both at the
+    context resolution (s x s, s a multiple of ``cells`` or not: :func:`_cell_means`).
+    Seeds are blocks of 3 x 3 cells that are mostly a sure view (:data:`VIEW_SEED_SHARE` of each
+    cell at least :data:`VIEW_WHITE` times the ambient's white; the bright core of a downlight or
+    a bulb is smaller than such a block); the region grows from them through cells
+    that hold candidates (:data:`VIEW_CANDIDATE_SHARE`), so the darker parts of a view (roofs,
+    trees, the ground under a bright sky) join the sky they touch, while a clipped wall, a desk
+    in the sun or a ceiling around a lamp, separated from any view by pixels the ambient
+    recorded, does not. Finally one cell of margin, so the pixels at a window's edge (the
+    per-pixel ``cand`` draws the edge itself) get the whole pull: no bright ring. Brightness
+    alone cannot tell a view from a lamp or a sunlit wall; connection to a sure view can.
+    """
+    with torch.no_grad():
+        seeds = (_cell_means(sure, cells) >= VIEW_SEED_SHARE).to(cand.dtype)
+        region = -F.max_pool2d(-seeds, 3, 1, 1)  # erosion: a seed is a 3 x 3 block (a lamp's core is smaller)
+        allowed = (_cell_means(cand, cells) >= VIEW_CANDIDATE_SHARE).to(cand.dtype)
+        for _ in range(cells):  # geodesic dilation: at most `cells` steps cross the map
+            region = F.max_pool2d(region, 3, 1, 1) * allowed
+        return F.max_pool2d(region, 3, 1, 1)
+
+
 def to_gamut(rgb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Pull each pixel toward its grey ``y`` (N x 1 x ...) until every channel is in [0, 1].
 
@@ -260,7 +377,10 @@ class AdaptiveNet(FlambientNet):
         self.single_ev_strength = nn.Parameter(torch.tensor(0.0))
         self.single_wb_strength = nn.Parameter(torch.tensor(0.0))
         self.single_saturation = nn.Parameter(torch.tensor(0.0))
-        self.register_load_state_dict_pre_hook(_zero_missing_single_style)
+        # --- the window pull (see WINDOW_STYLE): log2 linear luminance the view is pulled toward
+        self.window_key = nn.Parameter(torch.tensor(-2.0))
+        self.window_strength = nn.Parameter(torch.tensor(WINDOW_STRENGTH_INIT))
+        self.register_load_state_dict_pre_hook(_fill_missing_style)
         # --- image-adaptive CNN: bounded corrections and the local grid
         c = SPEC.in_channels
         self.features = nn.Sequential(conv_act(c, 16, 2), conv_act(16, 32, 2), conv_act(32, width, 2),
@@ -268,7 +388,8 @@ class AdaptiveNet(FlambientNet):
         self.local = nn.Sequential(conv_act(width, width), nn.Conv2d(width, luma_bins, 1))
         self.global_fc = nn.Sequential(nn.Linear(width + 4, width), nn.LeakyReLU(0.1),
                                        nn.Linear(width, k + 6))
-        for m in (self.local[-1], self.global_fc[-1]):
+        self.window_fc = nn.Linear(width + 4, 1)   # per-image correction of the window pull (stops)
+        for m in (self.local[-1], self.global_fc[-1], self.window_fc):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
@@ -293,7 +414,8 @@ class AdaptiveNet(FlambientNet):
     def style_parameters(self) -> list[nn.Parameter]:
         """The global style (what few-shot fine-tuning trains)."""
         return [self.curve_theta, self.log2_key, self.ev_strength, self.wb_strength, self.wb_bias,
-                self.flash_weight, self.saturation, self.matrix, *self.single_style()]
+                self.flash_weight, self.saturation, self.matrix, *self.single_style(), self.window_key,
+                self.window_strength]
 
     def single_style(self) -> list[nn.Parameter]:
         """The single-image offsets of the style (:data:`SINGLE_STYLE`), in that order."""
@@ -329,7 +451,7 @@ class AdaptiveNet(FlambientNet):
 
     def context_parameters(self) -> list[nn.Parameter]:
         return [*self.style_parameters(), *self.features.parameters(), *self.local.parameters(),
-                *self.global_fc.parameters()]
+                *self.global_fc.parameters(), *self.window_fc.parameters()]
 
     def regulariser(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
         """Small pull of the per-image corrections' weights toward zero (keeps the CNN bounded)."""
@@ -342,14 +464,14 @@ class AdaptiveNet(FlambientNet):
         return self.features(encode_stack(low))
 
     def context(self, low: torch.Tensor) -> torch.Tensor:
-        """N x 13 x s x s linear stack -> N x (15 + K + D*G*G) vector (layout in :meth:`unpack`)."""
+        """N x 13 x s x s linear stack -> N x (17 + K + D*G*G + M*M) vector (layout in :meth:`unpack`)."""
         return self.context_from(low, self.context_features(low))
 
     def context_from(self, low: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         """:meth:`context` with the CNN features of ``low`` given (few-shot fitting computes them once)."""
         f = self.context_features(low) if features is None else features
         n = low.shape[0]
-        rad, light, _, _ = merge_frames(low)
+        rad, light, clip, sub = merge_frames(low)
         y_rad, y_light = luma(rad), luma(light)
         valid = (rad.amax(dim=1, keepdim=True) < CLIP_HI).float() * (y_rad > 1e-4).float()
         wsum = valid.sum(dim=(1, 2, 3)).clamp_min(1.0)
@@ -358,8 +480,9 @@ class AdaptiveNet(FlambientNet):
         key_rad = (torch.log2(y_rad.clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum
         key_light = torch.log2((y_light * valid).sum(dim=(1, 2, 3)) / wsum + 1e-6)
         has_f, has_w = low[:, HAS_FLASH].mean(dim=(1, 2)), low[:, HAS_WINDOW].mean(dim=(1, 2))
-        g = self.global_fc(torch.cat([fg, (key_rad + 2.5)[:, None] / 4.0, (key_light + 2.5)[:, None] / 4.0,
-                                      has_f[:, None], has_w[:, None]], dim=1))
+        g_in = torch.cat([fg, (key_rad + 2.5)[:, None] / 4.0, (key_light + 2.5)[:, None] / 4.0,
+                          has_f[:, None], has_w[:, None]], dim=1)
+        g = self.global_fc(g_in)
         k = self.curve_knots
         d_curve, d_ev, d_flash, d_sat, d_wb = g[:, :k], g[:, k], g[:, k + 1], g[:, k + 2], g[:, k + 3 : k + 6]
         # Flash light scaled relative to the ambient's mean brightness (both linear).
@@ -390,6 +513,15 @@ class AdaptiveNet(FlambientNet):
         w_floor, target = self._floor_target(low, single)
         ev = torch.maximum(ev, self._exposure_floor(luma(base * gains[:, :, None, None]), w_floor, target, ev, slopes))
         ev_gain = torch.exp(ev * _LN2)
+        sure = sure_views(daylight_candidates(low, clip, sub), sub)
+        v_floor = view_floor(sure, sub)                                            # N
+        cand = daylight_candidates(low, clip, sub, v_floor)
+        region = view_region(cand, sure)                                           # N x 1 x M x M
+        s_h, s_w = low.shape[2], low.shape[3]
+        low_pos = torch.tensor([0.0, 0.0, float(s_h), float(s_w)], device=low.device)
+        rows_l, cols_l = pixel_index_grids(low, low_pos)
+        matte = cand * self._sample_map(region, rows_l, cols_l, low_pos)
+        win_gain = torch.exp(self.window_ev(matte, sub, ev, g_in) * _LN2)
         sat = torch.exp((self.saturation + s1 * self.single_saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
         mat = torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)
         mat = (mat / mat.sum(dim=1, keepdim=True)).reshape(1, 9).expand(n, 9)  # rows sum to 1: grey stays grey
@@ -397,8 +529,25 @@ class AdaptiveNet(FlambientNet):
         y_edit = luma(torch.einsum("ij,njhw->nihw", mat[0].view(3, 3), base * gains[:, :, None, None] * ev_gain.view(n, 1, 1, 1))
                       .clamp_min(0.0))
         grid = grid + self._local_floor(y_edit, w_floor, target, grid, slopes).view(n, 1, 1, 1)
-        return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat, slopes,
-                          grid.reshape(n, -1)], dim=1)
+        return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat, win_gain[:, None],
+                          v_floor[:, None], slopes,
+                          grid.reshape(n, -1), region.reshape(n, -1)], dim=1)
+
+    def window_ev(self, matte: torch.Tensor, sub: torch.Tensor, ev: torch.Tensor, g_in: torch.Tensor) -> torch.Tensor:
+        """Window pull (stops, N, in [:data:`WINDOW_EV_MIN`, 0]) of the window-pull frame's view.
+
+        ``matte`` (N x 1 x s x s: :func:`daylight_candidates` times the sampled :func:`view_region`), ``sub`` from :func:`merge_frames`
+        (N x 3 x s x s, linear, exposure-normalised), ``ev`` the global exposure (stops), ``g_in``
+        the per-image features. The view's log-average luminance after the exposure (weighted by
+        the matte) is moved toward ``window_key`` by a learned share, plus a bounded per-image
+        correction; never brightened. 0 where the matte finds no view (bracket sets without a
+        window frame, single images, a window frame that records only lamps).
+        """
+        w = matte
+        key = (torch.log2(luma(sub).clamp_min(1e-4)) * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3)).clamp_min(1e-3) + ev
+        pull = self.window_strength.clamp(0.0, 1.0) * (self.window_key - key) + torch.tanh(self.window_fc(g_in)[:, 0])
+        any_w = (w.sum(dim=(1, 2, 3)) > 0).to(pull.dtype)
+        return pull.clamp(WINDOW_EV_MIN, 0.0) * any_w
 
     def _floor_target(self, low: torch.Tensor, single: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel weights (N x 1 x s x s) and least mean linear luminance (N) the edit must keep.
@@ -489,7 +638,7 @@ class AdaptiveNet(FlambientNet):
         return self._bisect(mean_out, target, zero, torch.full_like(target, self.local_ev)).detach()
 
     def unpack(self, ctx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Split the N x (15 + K + D*G*G) context into its named parts (shapes in the values' comments)."""
+        """Split the N x (17 + K + D*G*G + M*M) context into its named parts (shapes in the values' comments)."""
         k, d, g = self.curve_knots, self.luma_bins, self.grid_size
         n = ctx.shape[0]
         return {
@@ -498,8 +647,11 @@ class AdaptiveNet(FlambientNet):
             "sat": ctx[:, 2].view(n, 1, 1, 1),
             "gains": ctx[:, 3:6].view(n, 3, 1, 1),
             "matrix": ctx[:, 6:15].view(n, 3, 3),
-            "slopes": ctx[:, 15 : 15 + k],                                  # N x K
-            "grid": ctx[:, 15 + k : 15 + k + d * g * g].view(n, d, g, g),   # N x D x G x G
+            "win_gain": ctx[:, 15].view(n, 1, 1, 1),                         # window pull, linear gain
+            "view_floor": ctx[:, 16],                                       # N, least view luminance
+            "slopes": ctx[:, 17 : 17 + k],                                  # N x K
+            "grid": ctx[:, 17 + k : 17 + k + d * g * g].view(n, d, g, g),   # N x D x G x G
+            "view": ctx[:, 17 + k + d * g * g :].view(n, 1, VIEW_MAP, VIEW_MAP),  # N x 1 x M x M
         }
 
     # ------------------------------------------------------------------ apply
@@ -534,6 +686,14 @@ class AdaptiveNet(FlambientNet):
         b = torch.gather(planes, 1, idx + 1)
         return a + frac * (b - a)
 
+    def _sample_map(self, grid: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Bilinear N x 1 x h x w sample of an N x 1 x M x M map over the whole image, at absolute
+        pixel indices ``rows`` (h,), ``cols`` (w,) of an image of ``pos[2]`` x ``pos[3]`` (tile-exact)."""
+        m = grid.shape[-1]
+        ry = self._interp_matrix((rows + 0.5) / pos[2] * m - 0.5, m)     # h x M
+        rx = self._interp_matrix((cols + 0.5) / pos[3] * m - 0.5, m)     # w x M
+        return torch.matmul(torch.matmul(ry, grid), rx.t())
+
     @staticmethod
     def _interp_matrix(u: torch.Tensor, n: int) -> torch.Tensor:
         """(len(u) x n) linear interpolation weights on ``n`` nodes at node coordinates ``u`` (clamped)."""
@@ -560,6 +720,11 @@ class AdaptiveNet(FlambientNet):
         rows, cols = pixel_index_grids(x, pos)
         rows = rows + float(row0)
         rad, light, clip, sub = merge_frames(x)
+        # The window pull scales the window frame's view before it is blended in (no ring at the
+        # window's edge, where the blend weight is between 0 and 1).
+        matte = (daylight_candidates(x, clip, sub, p["view_floor"])
+                 * self._sample_map(p["view"], rows, cols, pos))
+        rad = rad + (matte * (p["win_gain"] - 1.0)) * sub
         rgb = (rad + p["k_flash"] * light) * p["gains"] * p["ev_gain"]
         rgb = torch.einsum("nij,njhw->nihw", p["matrix"], rgb).clamp_min(0.0)
         y = luma(rgb)

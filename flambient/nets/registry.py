@@ -353,7 +353,8 @@ def save_model(net: FlambientNet, out_dir: str | Path, extra: dict[str, Any] | N
 def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> tuple[FlambientNet, dict[str, Any]]:
     """Load a flambient model safely (``weights_only=True``: no code from the file runs).
 
-    Returns ``(net in eval mode, meta dict)``. Raises :class:`ModelError` when the file is
+    Returns ``(net in eval mode, meta dict)``; ``meta["predates"]`` lists the parameters the
+    file has no values for (a family's load hook filled them). Raises :class:`ModelError` when the file is
     not a flambient model, is corrupt, or names an unknown family.
     """
     path = resolve_model_path(name_or_path)
@@ -382,4 +383,6 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
     net.eval()
     meta = dict(payload.get("meta", {}))
     meta.setdefault("path", str(path))
+    # Parameters the file predates (filled by the family's load hook, e.g. switched-off parts).
+    meta["predates"] = sorted(set(net.state_dict()) - set(payload["state_dict"]))
     return net, meta

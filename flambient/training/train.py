@@ -50,8 +50,9 @@ def train_dataset(
     """``flambient train``: train a fresh ``cfg.model`` net on one or more dataset folders.
 
     With ``init`` (a trained model's name or path) the net starts from that model's weights
-    and constructor config instead (its family must be ``cfg.model`` or ``cfg.model`` unset);
-    the optimiser and the schedule start fresh. The card then records the init model's own
+    and constructor config instead (its family must be ``cfg.model`` or ``cfg.model`` unset;
+    keys of ``cfg.model_config`` override that config, e.g. a floor; parameters the init file
+    predates start at a fresh model's values); the optimiser and the schedule start fresh. The card then records the init model's own
     commands before this run's, and an ``init`` entry naming it.
 
     Writes ``out/model.pt`` (EMA weights; train config, steps and metrics in its meta) and the
@@ -114,7 +115,7 @@ def _from_init(init: str | Path, cfg: TrainConfig) -> tuple[FlambientNet, list[s
     Raises :class:`ConfigError` when ``init`` is of another family than ``cfg.model``.
     """
     from ..modelcard import read_card
-    from ..nets.registry import load_model, resolve_model_path
+    from ..nets.registry import create_model, load_model, resolve_model_path
 
     src, meta = load_model(init)
     family = src.spec.family
@@ -122,6 +123,16 @@ def _from_init(init: str | Path, cfg: TrainConfig) -> tuple[FlambientNet, list[s
         raise ConfigError(f"--init model is of family '{family}', not '{cfg.model}'",
                           hint="leave --family out, or pass the same family")
     cfg.model = family
+    # The config's model_config keys override the init model's (e.g. a floor); weights are kept.
+    # Parameters the init file predates start where a fresh model's do (a load hook switched
+    # them off, which would also stop them from learning).
+    merged = {**src.config, **cfg.model_config}
+    predates = list(meta.get("predates", []))
+    if merged != dict(src.config) or predates:
+        net = create_model(family, **merged)  # ConfigError when the family refuses a key
+        fresh = net.state_dict()
+        net.load_state_dict({k: fresh[k] if k in predates else v for k, v in src.state_dict().items()})
+        src = net
     cfg.model_config = dict(src.config)
     path = resolve_model_path(init)
     card = read_card(path.parent)
