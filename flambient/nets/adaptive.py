@@ -9,9 +9,8 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   darkened by more than ``single_ev_floor`` (0.2) stops by the exposure, the local gain and the
   tone curve together (the exposure is raised until the curve's output keeps that much of the
   source's mean luminance, then the local grid is lifted uniformly until it does too); a
-  bracket set is never darkened by more than ``bracket_ev_floor`` (1.0 by default; the shipped
-  model 1.5) stops against its ambient frame on the ambient's unclipped pixels (its windows
-  may rightly come down);
+  bracket set is never darkened by more than ``bracket_ev_floor`` (1.0) stops against its
+  ambient frame on the ambient's unclipped pixels (its windows may rightly come down);
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
@@ -44,7 +43,7 @@ brightness. Single images (one merged exposure) are the case without flash or wi
 
 ``context(low)`` returns one flat vector per image (layout in :meth:`AdaptiveNet.unpack`):
 every global quantity (flash weight, white-balance gains, exposure gain, curve slopes,
-saturation, colour matrix, window-pull gain) and the local grid. ``apply`` is per pixel given that vector and ``pos``.
+saturation, colour matrix, window-pull gain and view floor), the local grid and the view map. ``apply`` is per pixel given that vector and ``pos``.
 
 Single images and bracket sets share one style plus a few single-image offsets
 (:data:`SINGLE_STYLE`: curve, key, exposure and white-balance strengths, saturation), because a
@@ -149,9 +148,9 @@ VIEW_MAP = 64
 #: Share of a cell that must be a sure view (seed) / a view candidate for the cell to count.
 VIEW_SEED_SHARE, VIEW_CANDIDATE_SHARE = 0.5, 0.25
 #: Stops below the view's log-average level (its sure pixels) at which a candidate stops being
-#: part of it (over the last half stop): the ground and roofs under a bright sky sit 1-2.6
-#: stops below it on the real frobisher bracket, the glow of a lamp on a wall next to a window
-#: 3.7-4.5 stops below the synthetic views.
+#: part of it (:func:`above_floor`: its weight rises over the half stop above that level): the
+#: ground and roofs under a bright sky sit 1-2.6 stops below it on the real frobisher bracket,
+#: the glow of a lamp on a wall next to a window 3.7-4.5 stops below the synthetic views.
 VIEW_DEPTH = 3.0
 #: Red / blue ratio (linear) over which a candidate turns out to be a lamp (:func:`daylight_candidates`):
 #: daylight views measure 1.0-1.8 (synthetic glass, the frobisher sky), tungsten lamps and their
@@ -244,23 +243,24 @@ def highlight_guard(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor) -> t
     return bright * (1.0 - clip + clip * neutral_sub)
 
 
-def daylight_candidates(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor,
-                        floor: torch.Tensor | None = None) -> torch.Tensor:
+def daylight_candidates(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
     """Weight in [0, 1] (N x 1 x h x w) of "the window-pull frame may show a view here".
 
-    ``x`` the N x 13 x h x w linear stack, ``clip`` and ``sub`` from :func:`merge_frames`,
-    ``floor`` (N, linear luminance, optional) from :func:`view_floor`: the ambient clips
-    (``clip``), a window-pull frame exists and fills the pixel, at least as bright as ``floor``
-    (over its last half stop), in a colour that is not a lamp's (red / blue below
-    :data:`LAMP_RED_BLUE`: tungsten light and its glare are excluded). Per pixel, so tiles
-    stay exact.
+    ``x`` the N x 13 x h x w linear stack, ``clip`` and ``sub`` from :func:`merge_frames`: the
+    ambient clips (``clip``), a window-pull frame exists and fills the pixel in a colour that is
+    not a lamp's (red / blue below :data:`LAMP_RED_BLUE`: tungsten light and its glare are
+    excluded). Per pixel, so tiles stay exact.
     """
     red_blue = sub[:, 0:1] / sub[:, 2:3].clamp_min(_EPS)
     daylight = 1.0 - _smoothstep(LAMP_RED_BLUE[0], LAMP_RED_BLUE[1], red_blue)
-    cand = clip * x[:, HAS_WINDOW : HAS_WINDOW + 1] * daylight
-    if floor is not None:
-        cand = cand * _smoothstep(0.0, 1.0, (luma(sub) / floor.clamp_min(_EPS).view(-1, 1, 1, 1) - 1.0) / (2 ** 0.5 - 1.0))
-    return cand
+    return clip * x[:, HAS_WINDOW : HAS_WINDOW + 1] * daylight
+
+
+def above_floor(sub: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """Weight in [0, 1] (N x 1 x h x w): ``sub``'s luminance is above ``floor`` (N, linear, from
+    :func:`view_floor`), rising from 0 at the floor to 1 half a stop above it."""
+    ratio = luma(sub) / floor.clamp_min(_EPS).view(-1, 1, 1, 1)
+    return _smoothstep(1.0, 2 ** 0.5, ratio)
 
 
 def sure_views(cand: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
@@ -513,9 +513,10 @@ class AdaptiveNet(FlambientNet):
         w_floor, target = self._floor_target(low, single)
         ev = torch.maximum(ev, self._exposure_floor(luma(base * gains[:, :, None, None]), w_floor, target, ev, slopes))
         ev_gain = torch.exp(ev * _LN2)
-        sure = sure_views(daylight_candidates(low, clip, sub), sub)
+        cand = daylight_candidates(low, clip, sub)
+        sure = sure_views(cand, sub)
         v_floor = view_floor(sure, sub)                                            # N
-        cand = daylight_candidates(low, clip, sub, v_floor)
+        cand = cand * above_floor(sub, v_floor)
         region = view_region(cand, sure)                                           # N x 1 x M x M
         s_h, s_w = low.shape[2], low.shape[3]
         low_pos = torch.tensor([0.0, 0.0, float(s_h), float(s_w)], device=low.device)
@@ -536,7 +537,7 @@ class AdaptiveNet(FlambientNet):
     def window_ev(self, matte: torch.Tensor, sub: torch.Tensor, ev: torch.Tensor, g_in: torch.Tensor) -> torch.Tensor:
         """Window pull (stops, N, in [:data:`WINDOW_EV_MIN`, 0]) of the window-pull frame's view.
 
-        ``matte`` (N x 1 x s x s: :func:`daylight_candidates` times the sampled :func:`view_region`), ``sub`` from :func:`merge_frames`
+        ``matte`` (N x 1 x s x s: :func:`daylight_candidates`, :func:`above_floor`, the sampled :func:`view_region`), ``sub`` from :func:`merge_frames`
         (N x 3 x s x s, linear, exposure-normalised), ``ev`` the global exposure (stops), ``g_in``
         the per-image features. The view's log-average luminance after the exposure (weighted by
         the matte) is moved toward ``window_key`` by a learned share, plus a bounded per-image
@@ -674,10 +675,8 @@ class AdaptiveNet(FlambientNet):
         tile's pixels), then each pixel blends its two neighbouring bins (two gathers): no
         5-D ``grid_sample``, exportable, exact per pixel (tiles equal the whole image).
         """
-        d, g = self.luma_bins, self.grid_size
-        ry = self._interp_matrix((rows + 0.5) / pos[2] * g - 0.5, g)     # h x G
-        rx = self._interp_matrix((cols + 0.5) / pos[3] * g - 0.5, g)     # w x G
-        planes = torch.matmul(torch.matmul(ry, grid), rx.t())            # N x D x h x w
+        d = self.luma_bins
+        planes = self._sample_map(grid, rows, cols, pos)                 # N x D x h x w
         t = guide * (d - 1)
         lo = t.floor().clamp(0.0, float(d - 2))
         frac = t - lo
@@ -687,8 +686,9 @@ class AdaptiveNet(FlambientNet):
         return a + frac * (b - a)
 
     def _sample_map(self, grid: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Bilinear N x 1 x h x w sample of an N x 1 x M x M map over the whole image, at absolute
-        pixel indices ``rows`` (h,), ``cols`` (w,) of an image of ``pos[2]`` x ``pos[3]`` (tile-exact)."""
+        """Bilinear N x C x h x w sample of N x C x M x M maps spread over the whole image, at
+        absolute pixel indices ``rows`` (h,), ``cols`` (w,) of an image of ``pos[2]`` x ``pos[3]``
+        (tile-exact; two matmuls, no ``grid_sample``)."""
         m = grid.shape[-1]
         ry = self._interp_matrix((rows + 0.5) / pos[2] * m - 0.5, m)     # h x M
         rx = self._interp_matrix((cols + 0.5) / pos[3] * m - 0.5, m)     # w x M
@@ -722,7 +722,7 @@ class AdaptiveNet(FlambientNet):
         rad, light, clip, sub = merge_frames(x)
         # The window pull scales the window frame's view before it is blended in (no ring at the
         # window's edge, where the blend weight is between 0 and 1).
-        matte = (daylight_candidates(x, clip, sub, p["view_floor"])
+        matte = (daylight_candidates(x, clip, sub) * above_floor(sub, p["view_floor"])
                  * self._sample_map(p["view"], rows, cols, pos))
         rad = rad + (matte * (p["win_gain"] - 1.0)) * sub
         rgb = (rad + p["k_flash"] * light) * p["gains"] * p["ev_gain"]
