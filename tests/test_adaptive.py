@@ -268,8 +268,27 @@ def test_single_image_style_offsets_touch_single_images_only() -> None:
     after = _run(net, single), _run(net, bracket)
     assert np.abs(after[0] - before[0]).max() > 0.02
     assert np.array_equal(after[1], before[1])
+    with torch.no_grad():
+        net.single_matrix.add_(torch.tensor([[0.0, 0.0, -3.0], [0.0, 0.0, -3.0], [0.0, 2.0, 0.0]]))
+    coloured = _run(net, single), _run(net, bracket)
+    assert np.abs(coloured[0] - after[0]).max() > 0.02
+    assert np.array_equal(coloured[1], before[1])
     assert {p.data_ptr() for p in net.single_style()} <= {p.data_ptr() for p in net.style_parameters()}
     assert len(net.single_style()) == len(SINGLE_STYLE)
+
+
+def test_single_image_colour_matrix_keeps_grey_grey() -> None:
+    """Whatever the single-image matrix offset, each row sums to 1 (a grey pixel stays grey) and
+    every entry stays within 0.25 of the identity before that rescaling."""
+    net = _wild(7)
+    with torch.no_grad():
+        net.single_matrix.copy_(torch.randn(3, 3, generator=torch.Generator().manual_seed(3)) * 5.0)
+        mats = net.colour_matrix(torch.tensor([0.0, 1.0]))
+    assert mats.shape == (2, 3, 3)
+    assert torch.allclose(mats.sum(dim=2), torch.ones(2, 3), atol=1e-6)
+    assert not torch.allclose(mats[0], mats[1])
+    grey = torch.full((3,), 0.4)
+    assert torch.allclose(mats @ grey, torch.full((2, 3), 0.4), atol=1e-6)
 
 
 def test_a_model_saved_before_the_single_image_offsets_loads_with_them_at_zero() -> None:

@@ -55,10 +55,12 @@ def test_few_shot_finetune_learns_a_look_and_reports_cross_validation(base_model
                    progress=lines.append)
     assert res.regime == "few-shot" and res.kept == "fine-tuned"
     assert res.after["delta_e2000"] < 0.7 * res.before["delta_e2000"]
-    assert len(lines) == 5 and len(res.per_pair) == 6  # 5 folds over 6 pairs, each pair held out once
+    assert len(lines) == 6 and len(res.per_pair) == 6  # 5 folds over 6 pairs, each pair held out once
+    assert lines[-1].startswith("cross-validation keeps")
     card = yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text())
     assert card["validation"]["before"]["delta_e2000"] == pytest.approx(res.before["delta_e2000"], rel=1e-4)
     assert card["training"]["trained"] == "style parameters"
+    assert card["training"]["style_share_kept"] >= 0.75  # one consistent look: (nearly) all of the fit is kept
     assert "5-fold cross-validation" in card["data"]["estimate"]
     assert sorted(card["data"]["validation_items"]) == [f"room{i}" for i in range(6)]
     assert card["commands"] == ["flambient train base", "flambient finetune test"]
@@ -126,3 +128,56 @@ def test_finetune_errors(base_model: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError):
         finetune(tmp_path / "empty", tmp_path / "o", base=str(base_model))
+
+
+def test_blend_style_moves_along_the_line_from_base_to_fit(base_model: Path) -> None:
+    from flambient.training.finetune import blend_style, style_values
+
+    net, _ = load_model(base_model)
+    base = style_values(net)
+    fitted = [b + torch.randn_like(b) for b in base]
+    blend_style(net, base, fitted, 0.5)
+    assert all(torch.allclose(p, (b + f) / 2) for p, b, f in zip(net.style_parameters(), base, fitted))
+    blend_style(net, base, fitted, 0.0)
+    assert all(torch.equal(p, b) for p, b in zip(net.style_parameters(), base))
+    blend_style(net, base, fitted, 1.0)
+    assert all(torch.allclose(p, f) for p, f in zip(net.style_parameters(), fitted))
+
+
+def test_choose_share_keeps_the_base_unless_a_share_beats_it() -> None:
+    from flambient.training.finetune import STYLE_SHARES, choose_share
+
+    def rec(before: float, by_share: dict[float, float]) -> dict:
+        return {"before": {"delta_e2000": before},
+                "shares": {s: {"delta_e2000": by_share.get(s, 99.0)} for s in STYLE_SHARES}}
+
+    worse = [rec(5.0, {0.25: 5.5, 0.5: 6.0, 0.75: 7.0, 1.0: 8.0}), rec(4.0, {0.25: 4.2, 0.5: 4.4, 0.75: 5.0, 1.0: 6.0})]
+    assert choose_share(worse) == 0.0
+    middle = [rec(5.0, {0.25: 4.0, 0.5: 3.0, 0.75: 3.5, 1.0: 4.5}), rec(6.0, {0.25: 5.0, 0.5: 4.0, 0.75: 4.0, 1.0: 5.0})]
+    assert choose_share(middle) == 0.5
+    tie = [rec(5.0, {0.25: 4.0, 0.5: 4.0, 0.75: 4.0, 1.0: 4.0})]
+    assert choose_share(tie) == 0.25
+
+
+@pytest.mark.slow
+def test_few_shot_keeps_the_base_when_the_pairs_disagree(base_model: Path, tmp_path: Path) -> None:
+    """Edits that contradict each other (two pairs brightened 1 stop, two darkened 1 stop, same
+    kind of source) teach no style: cross-validation finds no share that helps held-out pairs
+    and the written model is the base model."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:40, 0:56].astype(np.float32)
+    for i in range(4):
+        amb = (rng.uniform(0.05, 0.2, size=3).astype(np.float32)
+               * (0.5 + 0.5 * np.sin(xx / 9 + yy / 13 + i) ** 2)[:, :, None]).astype(np.float32)
+        edit = np.clip(amb * (2.0 if i % 2 else 0.5), 0, 1)
+        write_png(tmp_path / "pairs" / "src" / f"room{i}.png", linear_to_srgb(amb), bits=16)
+        write_png(tmp_path / "pairs" / "tgt" / f"room{i}.png", linear_to_srgb(edit), bits=16)
+    res = finetune(tmp_path / "pairs", tmp_path / "ft", base=str(base_model),
+                   cfg=finetune_config(None, style_steps=60, seed=1), command="flambient finetune mixed")
+    card = yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text())
+    assert card["training"]["style_share_kept"] == 0.0 and res.kept.startswith("base")
+    assert res.after["delta_e2000"] == res.before["delta_e2000"]
+    base, _ = load_model(base_model)
+    tuned, _ = load_model(tmp_path / "ft")
+    assert all(torch.equal(v, tuned.state_dict()[k]) for k, v in base.state_dict().items())
+    assert tuned.config == base.config  # the darkening pairs widened no bound of the kept base

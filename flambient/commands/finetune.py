@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
         cfg = finetune_config(config, steps=steps, max_minutes=max_minutes, seed=seed, lr=lr, device=devices,
                               context_only=context_only or None)
         with train_bar("finetune") as on_step:
-            res = finetune(pairs, out, base=model, cfg=cfg, command=command_from_context(ctx), on_step=on_step)
+            res = finetune(pairs, out, base=model, cfg=cfg, command=command_from_context(ctx), progress=note,
+                           on_step=on_step)
         note(f"fine-tuned {res.steps} steps ({res.seconds / 60:.1f} min): held-out dE2000 "
              f"{res.before['delta_e2000']:.3f} -> {res.after['delta_e2000']:.3f}, PSNR "
              f"{res.before['psnr']:.2f} -> {res.after['psnr']:.2f} dB; kept {res.kept} -> {res.model_path}")

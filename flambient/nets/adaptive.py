@@ -46,12 +46,13 @@ every global quantity (flash weight, white-balance gains, exposure gain, curve s
 saturation, colour matrix, window-pull gain and view floor), the local grid and the view map. ``apply`` is per pixel given that vector and ``pos``.
 
 Single images and bracket sets share one style plus a few single-image offsets
-(:data:`SINGLE_STYLE`: curve, key, exposure and white-balance strengths, saturation), because a
+(:data:`SINGLE_STYLE`: curve, key, exposure and white-balance strengths, saturation, colour
+matrix), because a
 single merged photograph is already rendered by a camera or an HDR merge while a bracket's
 ambient frame is raw ambient light.
 
 Parameters split in two groups for fine-tuning (:meth:`AdaptiveNet.style_parameters`): the
-*style* (71 numbers: curve, key, strengths, biases, matrix, the single-image offsets and the
+*style* (80 numbers: curve, key, strengths, biases, matrix, the single-image offsets and the
 window pull's key and strength)
 that a few pairs determine,
 and the image-adaptive CNN that predicts bounded per-image corrections and the local grid,
@@ -125,7 +126,8 @@ _LN2 = 0.6931471805599453
 #: cost the bracket sets 1.3-3.1 dE2000 on the synthetic studio benchmark (README, "The shipped
 #: default"); these offsets, trained alone with the rest frozen (``train_only``), leave bracket
 #: sets exactly as they were. Models saved before them load with them at zero (the old behaviour).
-SINGLE_STYLE = ("single_curve", "single_key", "single_ev_strength", "single_wb_strength", "single_saturation")
+SINGLE_STYLE = ("single_curve", "single_key", "single_ev_strength", "single_wb_strength", "single_saturation",
+                "single_matrix")
 
 #: Style parameters of the window pull (:meth:`AdaptiveNet.window_ev`): where a window-pull frame
 #: fills the ambient's clipped pixels, the view is brought toward a learned level. Without it
@@ -377,6 +379,7 @@ class AdaptiveNet(FlambientNet):
         self.single_ev_strength = nn.Parameter(torch.tensor(0.0))
         self.single_wb_strength = nn.Parameter(torch.tensor(0.0))
         self.single_saturation = nn.Parameter(torch.tensor(0.0))
+        self.single_matrix = nn.Parameter(torch.zeros(3, 3))  # added to ``matrix`` before the tanh
         # --- the window pull (see WINDOW_STYLE): log2 linear luminance the view is pulled toward
         self.window_key = nn.Parameter(torch.tensor(-2.0))
         self.window_strength = nn.Parameter(torch.tensor(WINDOW_STRENGTH_INIT))
@@ -524,15 +527,25 @@ class AdaptiveNet(FlambientNet):
         matte = cand * self._sample_map(region, rows_l, cols_l, low_pos)
         win_gain = torch.exp(self.window_ev(matte, sub, ev, g_in) * _LN2)
         sat = torch.exp((self.saturation + s1 * self.single_saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
-        mat = torch.eye(3, device=low.device) + 0.25 * torch.tanh(self.matrix)
-        mat = (mat / mat.sum(dim=1, keepdim=True)).reshape(1, 9).expand(n, 9)  # rows sum to 1: grey stays grey
+        mat = self.colour_matrix(s1)                                               # N x 3 x 3
         grid = self.local_grid(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
-        y_edit = luma(torch.einsum("ij,njhw->nihw", mat[0].view(3, 3), base * gains[:, :, None, None] * ev_gain.view(n, 1, 1, 1))
+        y_edit = luma(torch.einsum("nij,njhw->nihw", mat, base * gains[:, :, None, None] * ev_gain.view(n, 1, 1, 1))
                       .clamp_min(0.0))
         grid = grid + self._local_floor(y_edit, w_floor, target, grid, slopes).view(n, 1, 1, 1)
-        return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat, win_gain[:, None],
+        return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat.reshape(n, 9), win_gain[:, None],
                           v_floor[:, None], slopes,
                           grid.reshape(n, -1), region.reshape(n, -1)], dim=1)
+
+    def colour_matrix(self, s1: torch.Tensor) -> torch.Tensor:
+        """Colour matrices N x 3 x 3 (linear RGB, applied after white balance and exposure).
+
+        ``s1`` (N): 1 for a single image, 0 for a bracket set. Identity plus a tanh-bounded
+        learned part (each entry within +-0.25), the single-image offset ``single_matrix``
+        added before the tanh; rows then rescaled to sum to 1, so grey stays grey.
+        """
+        raw = self.matrix[None] + s1.view(-1, 1, 1) * self.single_matrix[None]
+        mat = torch.eye(3, device=raw.device, dtype=raw.dtype)[None] + 0.25 * torch.tanh(raw)
+        return mat / mat.sum(dim=2, keepdim=True)
 
     def window_ev(self, matte: torch.Tensor, sub: torch.Tensor, ev: torch.Tensor, g_in: torch.Tensor) -> torch.Tensor:
         """Window pull (stops, N, in [:data:`WINDOW_EV_MIN`, 0]) of the window-pull frame's view.

@@ -3,13 +3,15 @@
 Two regimes, chosen from the number of pairs ``n`` (``few_pairs``, default 40):
 
 - **few-shot** (``n < few_pairs``): only the model's *style* parameters move
-  (:meth:`FlambientNet.style_parameters`: for the default ``adaptive`` family about 40 global
+  (:meth:`FlambientNet.style_parameters`: for the default ``adaptive`` family 80 global
   numbers: tone curve, exposure key, white-balance strength and bias, saturation, colour
-  matrix, flash weight), on whole images, every pair in every step, with an L2 pull toward the
-  base model's values (``style_reg / n``) and a step budget that grows with ``n``. No early
-  stopping on one or two validation images: what was learned is *reported* by cross-validation
-  (leave-one-out up to 5 pairs, 5 folds above: each fold fitted on the other pairs and scored
-  before and after), and the model that is written is fitted on every pair.
+  matrix, flash weight, their single-image offsets, the window pull), on whole images, every
+  pair in every step, with an L2 pull toward the base model's values (``style_reg / n``) and
+  a step budget that grows with ``n``. No early stopping on one or two validation images:
+  cross-validation (leave-one-out up to 5 pairs, 5 folds above: each fold fitted on the other
+  pairs and scored before and after) *chooses* how much of the fitted change to keep (a share
+  of :data:`STYLE_SHARES`, or none: the base) and reports it; the model that is written is
+  fitted on every pair, that share of its change kept.
 - **many pairs** (``n >= few_pairs``): 10 % (at least 8) of the pairs are held out to report
   and to stop early, and the whole image-adaptive model trains with a low learning rate
   (:func:`flambient.training.fit`), the style included.
@@ -64,6 +66,9 @@ STYLE_SIDE = 256
 STYLE_FIT_SIDE = 64
 #: Folds of the few-shot estimate: leave-one-out up to this many pairs, this many folds above.
 MAX_FOLDS = 5
+#: Shares of a few-shot fit's change to the style (``base + share * (fit - base)``) that
+#: cross-validation chooses from; the base model itself (share 0) is always a candidate.
+STYLE_SHARES = (0.25, 0.5, 0.75, 1.0)
 #: Fewest held-out pairs in the many-pairs regime.
 MIN_HOLDOUT = 8
 
@@ -183,16 +188,46 @@ def _per_pair(net: torch.nn.Module, pairs: Sequence[Pair], device: torch.device)
     return [evaluate(net, [p], device)[0] for p in pairs]
 
 
+def style_values(net: torch.nn.Module) -> list[torch.Tensor]:
+    """Detached copies of ``net.style_parameters()``, in their order."""
+    return [p.detach().clone() for p in net.style_parameters()]
+
+
+def blend_style(net: torch.nn.Module, base: Sequence[torch.Tensor], fitted: Sequence[torch.Tensor], share: float) -> None:
+    """Set the style in place to ``base + share * (fitted - base)`` (share 0: the base, 1: the fit).
+
+    A shrinkage toward the base model: the style's parameters (logits, log gains, curve
+    logits) move along the straight line from the base's values to the fit's.
+    """
+    with torch.no_grad():
+        for p, b, f in zip(net.style_parameters(), base, fitted):
+            p.copy_(b + float(share) * (f - b))
+
+
+def choose_share(records: Sequence[dict[str, Any]]) -> float:
+    """The share of the fitted change with the lowest mean held-out dE2000 over ``records``
+    (from :func:`cross_validate`); 0.0 when no share beats the base model (``before``).
+    Ties go to the smaller share (closer to the base)."""
+    best, best_de = 0.0, float(np.mean([r["before"]["delta_e2000"] for r in records]))
+    for share in STYLE_SHARES:
+        de = float(np.mean([r["shares"][share]["delta_e2000"] for r in records]))
+        if de < best_de - 1e-9:
+            best, best_de = share, de
+    return best
+
+
 def cross_validate(net: torch.nn.Module, pairs: Sequence[Pair], steps: int, reg: float, device: torch.device,
                    progress: Progress | None = None) -> list[dict[str, Any]]:
     """Held-out estimate of a few-shot fit: leave-one-out up to :data:`MAX_FOLDS` pairs, else that many folds.
 
     Pairs are dealt to folds in name order; each fold is fitted on the other pairs and scored
-    on its own. Returns one record per held-out pair: ``{"name", "fold", "before": {...},
-    "after": {...}}`` with dE2000 and PSNR of the base and of the fold's fit. ``net`` is left
-    unchanged.
+    on its own, with the fold's style change applied in full and at each of
+    :data:`STYLE_SHARES` (:func:`blend_style`). Returns one record per held-out pair:
+    ``{"name", "fold", "before": {...}, "after": {...}, "shares": {share: {...}}}`` with dE2000
+    and PSNR of the base, of the fold's full fit, and of each share. ``net`` is left unchanged.
     """
     base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    base_style = style_values(net)
     order = sorted(range(len(pairs)), key=lambda i: pairs[i][0])
     k = min(len(pairs), MAX_FOLDS)
     records: list[dict[str, Any]] = []
@@ -201,10 +236,16 @@ def cross_validate(net: torch.nn.Module, pairs: Sequence[Pair], steps: int, reg:
         rest = [pairs[i] for j, i in enumerate(order) if j % k != fold]
         before = _per_pair(net, held, device)
         fit_style(net, rest, steps, reg, device)
-        after = _per_pair(net, held, device)
+        fitted = style_values(net)
+        by_share: dict[float, list[dict[str, float]]] = {}
+        for share in STYLE_SHARES:
+            blend_style(net, base_style, fitted, share)
+            by_share[share] = _per_pair(net, held, device)
+        after = by_share[1.0]
         net.load_state_dict(base_state)
-        for p, b, a in zip(held, before, after):
-            records.append({"name": p[0], "fold": fold, "before": b, "after": a})
+        for i, (p, b, a) in enumerate(zip(held, before, after)):
+            records.append({"name": p[0], "fold": fold, "before": b, "after": a,
+                            "shares": {share: rows[i] for share, rows in by_share.items()}})
         if progress:
             progress(f"fold {fold + 1}/{k}: held out {', '.join(p[0] for p in held)}: dE2000 "
                      f"{np.mean([b['delta_e2000'] for b in before]):.2f} -> {np.mean([a['delta_e2000'] for a in after]):.2f}")
@@ -224,22 +265,37 @@ def _widen_bounds(net: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray
 
 
 def _few_shot(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, device: torch.device,
-              progress: Progress | None) -> tuple[dict[str, float], dict[str, float], list[dict[str, Any]], int, list[str]]:
-    """The few-shot regime: leave-one-out report, then the style fitted on every pair."""
+              progress: Progress | None
+              ) -> tuple[dict[str, float], dict[str, float], list[dict[str, Any]], int, list[str], float]:
+    """The few-shot regime: cross-validation chooses how much of the fit to keep (and reports
+    it), then the style is fitted on every pair and that share of its change is kept.
+
+    Returns (before, after, per-pair records, steps, held-out names, share kept).
+    """
     side = min(cfg.max_side, STYLE_SIDE)
     pairs = load_val_pairs(items, side, cfg.val_without_mask)
     _widen_bounds(net, [(s, t) for _, s, t in pairs])
     steps = cfg.style_steps or style_steps_for(len(pairs))
     folds: list[dict[str, Any]] = []
+    share = 1.0
     if len(pairs) >= 2 and cfg.cross_validate:
         folds = cross_validate(net, pairs, steps, cfg.style_reg, device, progress)
+        share = choose_share(folds)
+        folds = [{**f, "after": f["shares"][share] if share > 0 else f["before"]} for f in folds]
+        if progress:
+            progress(f"cross-validation keeps {share:.0%} of the fitted style change "
+                     f"(held-out dE2000 {_mean([f['before'] for f in folds])['delta_e2000']:.2f} -> "
+                     f"{_mean([f['after'] for f in folds])['delta_e2000']:.2f})")
     before = _mean([f["before"] for f in folds]) if folds else _mean(_per_pair(net, pairs, device))
+    base_style = style_values(net)
     fit_style(net, pairs, steps, cfg.style_reg, device)
+    if share < 1.0:
+        blend_style(net, base_style, style_values(net), share)
     if folds:
         after = _mean([f["after"] for f in folds])
     else:  # one pair, or no estimate asked for: report the fit on the training pairs (said in the card)
         after = _mean(_per_pair(net, pairs, device))
-    return before, after, folds, steps, [f["name"] for f in folds]
+    return before, after, folds, steps, [f["name"] for f in folds], share
 
 
 def _many_pairs(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, out: Path, device: torch.device,
@@ -272,18 +328,20 @@ class _Outcome:
     how: str
     folds: list[dict[str, Any]] = field(default_factory=list)
     images_per_s: float = 0.0
+    share: float | None = None   # few-shot: share of the fitted style change kept (cross-validated)
 
 
 def _run_regime(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, out: Path, device: torch.device,
                 progress: Progress | None, on_step: ProgressFn | None) -> _Outcome:
     """The few-shot regime below ``cfg.few_pairs`` pairs, the many-pairs one from there."""
     if len(items) < cfg.few_pairs:
-        before, after, folds, steps, held = _few_shot(net, items, cfg, device, progress)
+        before, after, folds, steps, held, share = _few_shot(net, items, cfg, device, progress)
         nf = len({f["fold"] for f in folds})
         how = (("leave-one-out" if nf == len(items) else f"{nf}-fold cross-validation")
-               + f" over {len(folds)} pairs (each fold fitted on the others)" if folds
+               + f" over {len(folds)} pairs (each fold fitted on the others; the same folds chose the share"
+               f" of the fit kept, {share:.2f}, so the estimate is slightly optimistic)" if folds
                else "no held-out estimate (one pair, or cross_validate off): metrics are on the training pairs")
-        return _Outcome("few-shot", before, after, net, steps, held, how, folds)
+        return _Outcome("few-shot", before, after, net, steps, held, how, folds, share=share)
     before, after, final, steps, ips, held = _many_pairs(net, items, cfg, out, device, on_step)
     return _Outcome("many pairs", before, after, final, steps, held,
                     f"{len(held)} held-out pairs, fixed by a hash of item names", images_per_s=ips)
@@ -312,6 +370,7 @@ def _write_model(o: _Outcome, out: Path, pairs: Path, n_items: int, base_path: P
         training={"steps": o.steps, "minutes": seconds / 60.0, "images_per_s": o.images_per_s, "kept": kept,
                   "regime": o.regime, "trained": "style parameters" if o.regime == "few-shot" else
                   ("context branch" if cfg.context_only else "all parameters"),
+                  "style_share_kept": o.share,
                   "held_out": [{"name": f["name"], "fold": f["fold"], "before": f["before"]["delta_e2000"],
                                 "after": f["after"]["delta_e2000"]} for f in o.folds],
                   "seed": cfg.seed, "device": str(device), "config": cfg.to_dict()},
@@ -351,12 +410,12 @@ def finetune(
         if not items:
             raise InputError("no usable pairs found", pairs)
         net.to(device)
-        base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         o = _run_regime(net, items, cfg, out, device, progress, on_step)
         kept = "fine-tuned"
         if o.after["delta_e2000"] >= o.before["delta_e2000"] and (o.folds or o.regime == "many pairs"):
             kept = "base (fine-tuning did not improve the held-out estimate)"
-            net.load_state_dict(base_state)
+            net, _ = load_model(base)  # the base as shipped: its weights and its bounds (not widened)
+            net.to(device)
             o.final, o.after = net, o.before
         seconds = time.perf_counter() - t0
         log.info("%s fine-tune on %d pairs: dE2000 %.3f -> %.3f (%s); kept %s", o.regime, len(items),
