@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from flambient.cli import main
@@ -160,6 +161,8 @@ def test_demo_makes_and_processes_a_shoot(tmp_path: Path, model_dir: Path, monke
     assert sum(f.name.startswith("photo-") for f in finals) == 3
     side = json.loads(sidecar_file(finals[0]).read_text())
     assert side["model"]["name"] == "default" and side["preset"]["name"] == "studio"
+    manifest = yaml.safe_load((demo / ".flambient" / "manifest.yaml").read_text())
+    assert manifest["warnings"] == []  # the demo's own shoot groups on confirmed evidence: no warning
     assert main(["demo", str(demo), "--sets", "2"]) == 0  # second run: everything skipped
     assert _summary(demo)["counts"] == {"skipped": 5}
 

@@ -15,6 +15,13 @@ import typer
 from ._command import command
 from ._options import devices_multi_option, model_option, out_option, preset_option
 
+#: Seed of the demo's synthetic shoot. Synthetic rooms carry far less texture than real ones, so
+#: feature matching cannot always confirm that an ambient and a flash frame show one room; with
+#: seed 0, 2 of 3 sets were grouped right but on weak evidence, and the first thing a new user
+#: saw was two warnings. Seed 2 groups all its sets on confirmed evidence (seeds 0-9 measured:
+#: 7 clean, 0, 4 and 7 warn).
+DEMO_SEED = 2
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``demo`` command to ``app``."""
@@ -45,7 +52,7 @@ def register(app: typer.Typer) -> None:
             from ..synth import synth_shoot
 
             note(f"making a synthetic shoot of {sets} bracket sets in {folder} ...")
-            synth_shoot(folder, sets=sets, size=(1536, 1024), seed=0, fmt="dng", style="studio")
+            synth_shoot(folder, sets=sets, size=(1536, 1024), seed=DEMO_SEED, fmt="dng", style="studio")
             if photos:
                 copy_demo_photos(folder)
         summary = process_shoot(folder, ProcessOptions(preset=p, model=model, devices=devices, out=out))
