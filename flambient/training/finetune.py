@@ -67,7 +67,8 @@ STYLE_FIT_SIDE = 64
 #: Folds of the few-shot estimate: leave-one-out up to this many pairs, this many folds above.
 MAX_FOLDS = 5
 #: Shares of a few-shot fit's change to the style (``base + share * (fit - base)``) that
-#: cross-validation chooses from; the base model itself (share 0) is always a candidate.
+#: cross-validation chooses from (1.0, the whole fit, is the one it reports per fold); the base
+#: model itself (share 0) is always a candidate.
 STYLE_SHARES = (0.25, 0.5, 0.75, 1.0)
 #: Fewest held-out pairs in the many-pairs regime.
 MIN_HOLDOUT = 8
@@ -287,10 +288,11 @@ def _few_shot(net: torch.nn.Module, items: list[Any], cfg: TrainConfig, device: 
                      f"(held-out dE2000 {_mean([f['before'] for f in folds])['delta_e2000']:.2f} -> "
                      f"{_mean([f['after'] for f in folds])['delta_e2000']:.2f})")
     before = _mean([f["before"] for f in folds]) if folds else _mean(_per_pair(net, pairs, device))
-    base_style = style_values(net)
-    fit_style(net, pairs, steps, cfg.style_reg, device)
-    if share < 1.0:
-        blend_style(net, base_style, style_values(net), share)
+    if share > 0.0:  # share 0: the base is kept as it is (finetune writes the base model)
+        base_style = style_values(net)
+        fit_style(net, pairs, steps, cfg.style_reg, device)
+        if share < 1.0:
+            blend_style(net, base_style, style_values(net), share)
     if folds:
         after = _mean([f["after"] for f in folds])
     else:  # one pair, or no estimate asked for: report the fit on the training pairs (said in the card)
