@@ -278,8 +278,8 @@ def test_single_image_style_offsets_touch_single_images_only() -> None:
 
 
 def test_single_image_colour_matrix_keeps_grey_grey() -> None:
-    """Whatever the single-image matrix offset, each row sums to 1 (a grey pixel stays grey) and
-    every entry stays within 0.25 of the identity before that rescaling."""
+    """Whatever the single-image matrix offset, each row sums to 1 (a grey pixel stays grey), and
+    the offset gives single images (s1 = 1) a matrix of their own while brackets (s1 = 0) keep theirs."""
     net = _wild(7)
     with torch.no_grad():
         net.single_matrix.copy_(torch.randn(3, 3, generator=torch.Generator().manual_seed(3)) * 5.0)
