@@ -363,8 +363,11 @@ def out_of_box(runner: ModelRunner, fivek: list[Pair], photos: list[tuple[str, n
         mask = sanity.window_mask(amb_srgb)
         row: dict[str, Any] = {"name": fs.name, "kind": fs.kind, "frames": len(frames),
                                "window_share": float(mask.mean()) if mask is not None else 0.0, "methods": {}}
+        flash_srgb = colour.linear_to_srgb(frames["flash"]) if "flash" in frames else None
         for method, fin in finals.items():
             r = sanity_row(fin, amb_srgb, [f for k, f in frames.items() if k != "ambient"])
+            if flash_srgb is not None:
+                r["colour_kept"] = sanity.colour_kept(fin, flash_srgb)
             if mask is not None:
                 r["window_detail"] = sanity.window_detail(fin, list(frames.values()), mask)
                 r["halo_l"] = sanity.halo(fin, amb_srgb, mask)
@@ -395,6 +398,8 @@ def oob_summary(singles: list[dict[str, Any]], flash_rows: list[dict[str, Any]])
         rows = [r["methods"][method] for r in flash_rows if method in r["methods"]]
         wd = [r["window_detail"] for r in rows if "window_detail" in r and math.isfinite(r["window_detail"])]
         ha = [r["halo_l"] for r in rows if "halo_l" in r and math.isfinite(r["halo_l"])]
+        ck = [r["colour_kept"] for r in rows if "colour_kept" in r and math.isfinite(r["colour_kept"])]
+        out[f"{method}_colour_kept"] = float(np.mean(ck)) if ck else float("nan")
         out[f"{method}_window_detail"] = float(np.mean(wd)) if wd else float("nan")
         out[f"{method}_halo_l"] = float(np.mean(ha)) if ha else float("nan")
         out[f"{method}_exposure_change_ev"] = float(np.mean([r["exposure_change_ev"] for r in rows])) if rows else float("nan")
@@ -447,7 +452,9 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"| halo at the window edge (L*, > 0 = glow) | {_f(s['model_halo_l'])} | {_f(s['luminosity_halo_l'])} | "
                   f"{_f(s['mertens_halo_l'])} |",
                   f"| exposure change vs the ambient frame (EV) | {_f(s['model_exposure_change_ev'])} | "
-                  f"{_f(s['luminosity_exposure_change_ev'])} | {_f(s['mertens_exposure_change_ev'])} |"]
+                  f"{_f(s['luminosity_exposure_change_ev'])} | {_f(s['mertens_exposure_change_ev'])} |",
+                  f"| colour kept: saturation of the final / the flash frame's (sets with a flash frame) | "
+                  f"{_f(s['model_colour_kept'])} | {_f(s['luminosity_colour_kept'])} | {_f(s['mertens_colour_kept'])} |"]
     return "\n".join(lines)
 
 

@@ -11,6 +11,9 @@ What a studio notices first on a real photograph, measured (all images sRGB HxWx
   clipped windows and lamps) and have a visible colour in the final (C* > :data:`SHIFT_CHROMA`);
   for a bracket set, pixels where another frame records a colour (:func:`recorded_colour_mask`:
   the view of a clipped window) are not neutral in the source;
+- :func:`colour_kept`: a flash set's final's median saturation over the flash frame's (the flash
+  is a neutral light: its frame records the materials' colours; an editor neutralises the
+  ambient light's cast, not the materials);
 - :func:`clip_crush`: shares of clipped (any channel >= 0.99) and crushed (all <= 0.01) pixels;
 - windows (:func:`window_mask`, :func:`window_detail`, :func:`halo`): the blown region of the
   ambient frame, how much of the view's detail the final shows there relative to the best
@@ -70,6 +73,29 @@ def chroma(srgb: np.ndarray) -> np.ndarray:
     """CIELAB chroma C* (HxW) of an sRGB image."""
     lab = colour.srgb_to_lab(np.clip(np.asarray(srgb, dtype=np.float32), 0.0, 1.0))
     return np.hypot(lab[..., 1], lab[..., 2])
+
+
+#: Linear max-channel range of the pixels :func:`saturation` measures (recorded, not clipped).
+SATURATION_RANGE = (0.01, 0.95)
+
+
+def saturation(srgb: np.ndarray) -> float:
+    """Median saturation ``(max - min) / max`` of the linear RGB of an sRGB image (HxWx3), over
+    the pixels whose brightest channel lies in :data:`SATURATION_RANGE`. Unlike CIELAB chroma it
+    does not change with exposure, so two renderings of different brightness compare."""
+    lin = colour.srgb_to_linear(np.clip(np.asarray(srgb, dtype=np.float32), 0.0, 1.0))
+    hi, lo = lin.max(axis=-1), lin.min(axis=-1)
+    ok = (hi > SATURATION_RANGE[0]) & (hi < SATURATION_RANGE[1])
+    if not ok.any():
+        return float("nan")
+    return float(np.median(((hi - lo) / np.maximum(hi, 1e-6))[ok]))
+
+
+def colour_kept(final: np.ndarray, flash_srgb: np.ndarray) -> float:
+    """:func:`saturation` of a flash set's final over that of its flash frame (sRGB, any exposure):
+    1 = the materials keep the colour the flash records, below 1 = the final took colour out."""
+    ref = saturation(flash_srgb)
+    return saturation(final) / ref if ref > 0 else float("nan")
 
 
 def bright_neutral_mask(source: np.ndarray) -> np.ndarray:

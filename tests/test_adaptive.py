@@ -300,6 +300,100 @@ def test_a_model_saved_before_the_single_image_offsets_loads_with_them_at_zero()
     assert all(float(p.detach().abs().sum()) == 0.0 for p in net.single_style())
 
 
+def _tungsten_room(h: int = 64, w: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """(ambient, flash) linear frames of one room: coloured materials (a red wall, a blue
+    chair, grey floor) lit by warm tungsten in the ambient frame and by a neutral flash."""
+    rng = np.random.default_rng(4)
+    albedo = np.full((h, w, 3), 0.3, np.float32) * rng.uniform(0.8, 1.2, (h, w, 1)).astype(np.float32)
+    albedo[:, : w // 3] = [0.45, 0.12, 0.10]      # red wall
+    albedo[h // 2 :, w // 2 :] = [0.08, 0.12, 0.40]  # blue chair
+    tungsten = np.array([1.3, 0.97, 0.6], np.float32)  # a warm cast inside the gain bound
+    return albedo * tungsten * 0.8, albedo * 0.6
+
+
+def test_ambient_white_balance_takes_out_the_light_not_the_materials() -> None:
+    """The ambient cast is measured against the flash frame: with the whole share, the balanced
+    ambient frame has the flash frame's colours (materials kept, tungsten gone), whatever the
+    materials; brightness is kept; without a flash frame nothing changes."""
+    from flambient.nets.adaptive import ambient_cast, white_balance_ambient
+    from flambient.nets.layers import luma
+
+    amb, fl = _tungsten_room()
+    x = torch.from_numpy(build_stack(amb, fl)).permute(2, 0, 1)[None]
+    valid = torch.ones_like(x[:, :1])
+    cast = ambient_cast(x, valid)
+    assert cast[0, 0] > 0.2 and cast[0, 2] < -0.5                # red up, blue down: the tungsten
+    net = create_model("adaptive").eval()
+    with torch.no_grad():
+        net.ambient_wb.fill_(1.0)
+        gains = net.ambient_gains(cast)
+    a = x[:, 0:3]
+    out = white_balance_ambient(a, a, torch.zeros_like(valid), gains[:, :, None, None])
+    chroma = lambda t: t.mean(dim=(2, 3)) / luma(t.mean(dim=(2, 3))[:, :, None])[:, :, 0]  # noqa: E731
+    assert torch.allclose(chroma(out), chroma(x[:, 3:6]), atol=0.02)
+    assert float(luma(gains[:, :, None])[0, 0, 0]) == pytest.approx(1.0, abs=1e-6)
+    single = torch.from_numpy(build_stack(amb)).permute(2, 0, 1)[None]
+    assert torch.equal(net.ambient_gains(ambient_cast(single, valid)), torch.ones(1, 3))
+
+
+def test_ambient_white_balance_brings_a_flash_set_toward_the_flash_colours() -> None:
+    """End to end: a share of the ambient white balance makes the final of a tungsten flash set
+    less orange (closer to the flash frame's colours); single images are untouched."""
+    amb, fl = _tungsten_room()
+    bracket, single = build_stack(amb, fl), build_stack(np.clip(amb, 0, 1))
+    net = create_model("adaptive").eval()
+    with torch.no_grad():
+        net.ambient_wb.fill_(0.0)
+    before = _run(net, bracket), _run(net, single)
+    with torch.no_grad():
+        net.ambient_wb.fill_(1.0)
+    after = _run(net, bracket), _run(net, single)
+    red_blue = lambda img: float(np.median(img[..., 0] / np.maximum(img[..., 2], 1e-3)))  # noqa: E731
+    assert red_blue(after[0]) < red_blue(before[0]) - 0.1
+    assert np.array_equal(after[1], before[1])
+
+
+def test_a_model_saved_before_the_ambient_white_balance_gives_its_old_finals() -> None:
+    """A file without ``ambient_wb`` loads with the share at 0: gains exactly 1, same finals."""
+    from flambient.nets.adaptive import AMBIENT_STYLE
+
+    src = _wild(9)
+    with torch.no_grad():
+        src.ambient_wb.fill_(0.0)
+    old = {k: v for k, v in src.state_dict().items() if k not in AMBIENT_STYLE}
+    net = create_model("adaptive")
+    net.load_state_dict(old)
+    assert float(net.ambient_wb.detach()) == 0.0
+    amb, fl = _tungsten_room()
+    stack = build_stack(amb, fl)
+    assert np.array_equal(_run(net.eval(), stack), _run(src, stack))
+
+
+def test_hold_single_style_keeps_what_single_images_use() -> None:
+    """Moving the shared style and then holding restores every single image's final exactly
+    (to float rounding), while bracket sets see the new shared style; a parameter without a
+    single-image offset cannot be held."""
+    from flambient.errors import ConfigError
+
+    room = _room()
+    single, bracket = build_stack(room), build_stack(room, flash=np.clip(room * 0.8, 0, 1))
+    net = _wild(11)
+    pins = net.single_effective({"matrix", "saturation", "wb_strength", "ambient_wb"})
+    before = _run(net, single), _run(net, bracket)
+    with torch.no_grad():
+        net.matrix.add_(torch.tensor([[0.0, 0.5, -1.0], [0.3, 0.0, 0.0], [0.0, -0.7, 0.0]]))
+        net.saturation.add_(-0.3)
+        net.wb_strength.add_(1.5)
+    net.hold_single_style(pins)
+    after = _run(net, single), _run(net, bracket)
+    assert np.abs(after[0] - before[0]).max() < 1e-5
+    assert np.abs(after[1] - before[1]).max() > 0.02
+    with pytest.raises(ConfigError, match="wb_bias"):
+        net.single_effective({"matrix", "wb_bias"})
+    with pytest.raises(ConfigError, match="global_fc"):
+        net.single_effective({"global_fc.0.weight"})
+
+
 def test_flash_light_is_kept_where_the_ambient_clips_around_a_lamp() -> None:
     """A wall lit by a lamp: the ambient's red channel clips in a disc around it, the window-pull
     frame records the lamp light there, the flash lights the whole wall. The merged light

@@ -150,3 +150,36 @@ def test_train_only_freezes_everything_it_does_not_name(dataset: Path) -> None:
     with pytest.raises(ConfigError, match="no parameter of this model: nosuch"):
         TrainState.create(create_model("adaptive"), make_config(None, model="adaptive", train_only=["nosuch"]),
                           torch.device("cpu"))
+
+
+def test_hold_single_style_trains_brackets_and_keeps_singles(dataset: Path) -> None:
+    """`hold_single_style`: the shared colour style trains on bracket sets while what single
+    images use of it (shared + offset) stays put in the net and in its EMA, through every step;
+    a stage that would train the CNN cannot hold them (ConfigError before any step)."""
+    from flambient.errors import ConfigError
+
+    cfg = make_config(None, model="adaptive", steps=3, batch=2, crop=32, previews=0, device="cpu",
+                      train_only=["matrix", "saturation", "wb_strength", "ambient_wb"], hold_single_style=True,
+                      style_lr_scale=10.0, frame_dropout=0.0)
+    torch.manual_seed(0)
+    net = create_model("adaptive")
+    with torch.no_grad():
+        net.single_matrix.normal_(0.0, 0.5)
+        net.single_saturation.fill_(0.3)
+    pins = {k: v.clone() for k, v in net.single_effective({"matrix"}).items()}
+    matrix0 = net.matrix.detach().clone()
+    state = TrainState.create(net, cfg, torch.device("cpu"))
+    store = PairStore(load_dataset(dataset))
+    loss = TrainLoss(state.net, LossWeights())
+    for _ in range(3):
+        train_step(loss, state, make_batch(store, state, cfg, Augment(frame_dropout=0.0), Dist(), 1, True), cfg, False)
+        for m in (state.net, state.ema):
+            for shared, held in m.single_effective({"matrix"}).items():
+                assert torch.allclose(held, pins[shared], atol=1e-6), shared
+    assert not torch.equal(state.net.matrix, matrix0)
+    bad = make_config(None, model="adaptive", train_only=["matrix", "global_fc"], hold_single_style=True)
+    with pytest.raises(ConfigError, match="hold_single_style"):
+        TrainState.create(create_model("adaptive"), bad, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="bilateral family"):
+        TrainState.create(create_model("bilateral"), make_config(None, model="bilateral", hold_single_style=True),
+                          torch.device("cpu"))

@@ -12,7 +12,10 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   bracket set is never darkened by more than ``bracket_ev_floor`` (1.0) stops against its
   ambient frame on the ambient's unclipped pixels (its windows may rightly come down);
 - **white balance** is a grey-world estimate on the base image, applied with a learned
-  strength and a bounded learned bias (gains in [0.5, 2], luminance kept);
+  strength and a bounded learned bias (gains in [0.5, 2], luminance kept); in a flash set the
+  ambient frame is first balanced on its own (:func:`ambient_cast`: the ambient light's colour
+  measured against the flash frame, a learned share of it taken out, gains in [0.5, 2]), so
+  the tungsten cast goes and the materials keep the colour the flash records;
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
   slopes, 0 -> 0, the source's white -> :data:`WHITE_POINT`, its end -> 1): no banding from
   inverted steps, no channel crossing, no grey whites; RGB are scaled by the luminance ratio,
@@ -52,8 +55,8 @@ single merged photograph is already rendered by a camera or an HDR merge while a
 ambient frame is raw ambient light.
 
 Parameters split in two groups for fine-tuning (:meth:`AdaptiveNet.style_parameters`): the
-*style* (80 numbers: curve, key, strengths, biases, matrix, the single-image offsets and the
-window pull's key and strength)
+*style* (81 numbers: curve, key, strengths, biases, matrix, the single-image offsets, the
+window pull's key and strength, the ambient white balance's share)
 that a few pairs determine,
 and the image-adaptive CNN that predicts bounded per-image corrections and the local grid,
 trained only when there are many pairs.
@@ -129,11 +132,27 @@ _LN2 = 0.6931471805599453
 SINGLE_STYLE = ("single_curve", "single_key", "single_ev_strength", "single_wb_strength", "single_saturation",
                 "single_matrix")
 
+#: The shared style parameter each single-image offset is added to (``shared + offset`` is what a
+#: single image uses, ``shared`` what a bracket set uses). A training stage that changes the
+#: bracket sets' colour or tone can hold the single images' sums (:meth:`AdaptiveNet.hold_single_style`).
+SINGLE_OFFSET_OF = {"curve_theta": "single_curve", "log2_key": "single_key", "ev_strength": "single_ev_strength",
+                    "wb_strength": "single_wb_strength", "saturation": "single_saturation", "matrix": "single_matrix"}
+
 #: Style parameters of the window pull (:meth:`AdaptiveNet.window_ev`): where a window-pull frame
 #: fills the ambient's clipped pixels, the view is brought toward a learned level. Without it
 #: a pulled view 3-5 stops above the room stays white (the local grid falls at most
 #: ``local_ev`` stops and keeps half the contrast between room and window).
 WINDOW_STYLE = ("window_key", "window_strength")
+#: Style parameter of the ambient frame's own white balance in a flash set
+#: (:func:`ambient_cast`): the share of the ambient light's colour cast, measured against the
+#: flash frame, that is taken out of the ambient frame before the flash light is added. An editor
+#: neutralises the ambient layer and keeps the flash layer (already neutral) as shot; one white
+#: balance of the mix (grey-world on the merged image) cannot do both, and a fixed colour matrix
+#: learned on tungsten ambient frames takes colour out of the materials of every real set.
+#: Used clamped to [0, 1]; a model saved before it loads with 0 (no change: the old finals).
+AMBIENT_STYLE = ("ambient_wb",)
+#: Largest per-channel gain (either way) of the ambient white balance (about +-1 stop).
+AMBIENT_GAIN_MAX = 2.0
 #: Largest darkening (stops) of the window-pull frame's view by the window pull.
 WINDOW_EV_MIN = -8.0
 #: Share of the distance to ``window_key`` a new model's window pull starts at (``window_strength``,
@@ -163,13 +182,14 @@ LAMP_RED_BLUE = (2.0, 3.0)
 def _fill_missing_style(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
     """Load-state-dict pre-hook: an older file gets zeros for the parts it predates.
 
-    Zeros switch them off: the single-image offsets (:data:`SINGLE_STYLE`) and the window pull
-    (:data:`WINDOW_STYLE`, ``window_fc``: strength 0, no correction), so the file's finals are
-    what they were.
+    Zeros switch them off: the single-image offsets (:data:`SINGLE_STYLE`), the window pull
+    (:data:`WINDOW_STYLE`, ``window_fc``: strength 0, no correction) and the ambient white
+    balance (:data:`AMBIENT_STYLE`: share 0), so the file's finals are what they were.
     """
     for name, tensor in module.state_dict().items():
         key = prefix + name
-        if key not in state_dict and (name in SINGLE_STYLE or name in WINDOW_STYLE or name.startswith("window_fc.")):
+        if key not in state_dict and (name in SINGLE_STYLE or name in WINDOW_STYLE or name in AMBIENT_STYLE
+                                      or name.startswith("window_fc.")):
             state_dict[key] = torch.zeros_like(tensor)
 
 
@@ -229,6 +249,33 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     share = (1.0 - luma(rad) / luma(fl).clamp_min(_EPS)).clamp(0.0, 1.0)
     light = fl * share * hf
     return rad, light, clip, sub
+
+
+def ambient_cast(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Colour cast of the ambient light against the flash, N x 3 (natural log, luminance-free).
+
+    ``x`` the N x 13 x s x s linear stack, ``valid`` (N x 1 x s x s) the pixels to measure (the
+    ambient recorded them). The flash is a known, near-neutral light the camera balanced for, so
+    the ambient frame's mean colour over the flash frame's, each divided by its own luminance,
+    is the colour of the ambient light (a tungsten room: red up, blue down), whatever the
+    colours of the materials (both frames see the same ones). Zeros without a flash frame.
+    """
+    amb, fl = x[:, AMBIENT], x[:, FLASH]
+    hf = x[:, HAS_FLASH].mean(dim=(1, 2))                                    # N
+    w = valid * (luma(fl) > 1e-4).to(x.dtype)
+    wsum = w.sum(dim=(2, 3)).clamp_min(1.0)                                  # N x 1
+    mean_a = (amb * w).sum(dim=(2, 3)) / wsum + 1e-6                         # N x 3
+    mean_f = (fl * w).sum(dim=(2, 3)) / wsum + 1e-6
+    chroma_a = mean_a / luma(mean_a[:, :, None])[:, :, 0]
+    chroma_f = mean_f / luma(mean_f[:, :, None])[:, :, 0]
+    return torch.log(chroma_a / chroma_f) * (hf > 0.5).to(x.dtype)[:, None]
+
+
+def white_balance_ambient(rad: torch.Tensor, amb: torch.Tensor, clip: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+    """``rad`` (N x 3 x h x w, from :func:`merge_frames`) with its ambient part times ``gains``
+    (N x 3 x 1 x 1): ``rad = (1 - clip) * amb + clip * sub``, so only the first term is
+    balanced; the frame filled in where the ambient clips (a view, the flash) keeps its colour."""
+    return rad + (1.0 - clip) * amb * (gains - 1.0)
 
 
 def highlight_guard(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
@@ -383,6 +430,8 @@ class AdaptiveNet(FlambientNet):
         # --- the window pull (see WINDOW_STYLE): log2 linear luminance the view is pulled toward
         self.window_key = nn.Parameter(torch.tensor(-2.0))
         self.window_strength = nn.Parameter(torch.tensor(WINDOW_STRENGTH_INIT))
+        # --- the ambient frame's own white balance in a flash set (see AMBIENT_STYLE)
+        self.ambient_wb = nn.Parameter(torch.tensor(0.5))
         self.register_load_state_dict_pre_hook(_fill_missing_style)
         # --- image-adaptive CNN: bounded corrections and the local grid
         c = SPEC.in_channels
@@ -418,11 +467,36 @@ class AdaptiveNet(FlambientNet):
         """The global style (what few-shot fine-tuning trains)."""
         return [self.curve_theta, self.log2_key, self.ev_strength, self.wb_strength, self.wb_bias,
                 self.flash_weight, self.saturation, self.matrix, *self.single_style(), self.window_key,
-                self.window_strength]
+                self.window_strength, self.ambient_wb]
 
     def single_style(self) -> list[nn.Parameter]:
         """The single-image offsets of the style (:data:`SINGLE_STYLE`), in that order."""
         return [getattr(self, name) for name in SINGLE_STYLE]
+
+    def single_effective(self, trainable: set[str]) -> dict[str, torch.Tensor]:
+        """What single images use of the shared style (``shared + offset`` per :data:`SINGLE_OFFSET_OF`),
+        to be held by :meth:`hold_single_style` while the parameters named ``trainable`` train.
+
+        Raises :class:`ConfigError` when ``trainable`` names a parameter that moves a single image's
+        final and has no single-image offset to compensate (``wb_bias``, ``flash_weight`` is fine:
+        a single image has no flash light; the CNN is not), or an offset itself.
+        """
+        from ..errors import ConfigError
+
+        free = {*SINGLE_OFFSET_OF, *WINDOW_STYLE, *AMBIENT_STYLE, "flash_weight"}
+        bad = sorted(n for n in trainable if n.split(".")[0] not in free)
+        if bad:
+            raise ConfigError(f"hold_single_style: training {', '.join(bad)} would change single images",
+                              hint=f"train only {', '.join(sorted(free))} in such a stage")
+        return {shared: (getattr(self, shared) + getattr(self, offset)).detach().clone()
+                for shared, offset in SINGLE_OFFSET_OF.items()}
+
+    @torch.no_grad()
+    def hold_single_style(self, pins: dict[str, torch.Tensor]) -> None:
+        """Set each single-image offset to ``pin - shared`` (``pins`` from :meth:`single_effective`):
+        whatever the shared style became, single images get the values pinned."""
+        for shared, offset in SINGLE_OFFSET_OF.items():
+            getattr(self, offset).copy_(pins[shared] - getattr(self, shared))
 
     def widen_bounds(self, pairs: list[tuple[Any, Any]]) -> dict[str, float]:
         """Lower the exposure floors to the darkest edit among a studio's pairs, less :data:`FLOOR_MARGIN`.
@@ -467,7 +541,7 @@ class AdaptiveNet(FlambientNet):
         return self.features(encode_stack(low))
 
     def context(self, low: torch.Tensor) -> torch.Tensor:
-        """N x 13 x s x s linear stack -> N x (17 + K + D*G*G + M*M) vector (layout in :meth:`unpack`)."""
+        """N x 13 x s x s linear stack -> N x (20 + K + D*G*G + M*M) vector (layout in :meth:`unpack`)."""
         return self.context_from(low, self.context_features(low))
 
     def context_from(self, low: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
@@ -478,6 +552,9 @@ class AdaptiveNet(FlambientNet):
         y_rad, y_light = luma(rad), luma(light)
         valid = (rad.amax(dim=1, keepdim=True) < CLIP_HI).float() * (y_rad > 1e-4).float()
         wsum = valid.sum(dim=(1, 2, 3)).clamp_min(1.0)
+        amb_gains = self.ambient_gains(ambient_cast(low, valid))                  # N x 3
+        rad = white_balance_ambient(rad, low[:, AMBIENT], clip, amb_gains[:, :, None, None])
+        y_rad = luma(rad)
         # Per-image corrections from the features.
         fg = f.mean(dim=(2, 3))
         key_rad = (torch.log2(y_rad.clamp_min(1e-4)) * valid).sum(dim=(1, 2, 3)) / wsum
@@ -533,8 +610,23 @@ class AdaptiveNet(FlambientNet):
                       .clamp_min(0.0))
         grid = grid + self._local_floor(y_edit, w_floor, target, grid, slopes).view(n, 1, 1, 1)
         return torch.cat([k_flash[:, None], ev_gain[:, None], sat[:, None], gains, mat.reshape(n, 9), win_gain[:, None],
-                          v_floor[:, None], slopes,
+                          v_floor[:, None], amb_gains, slopes,
                           grid.reshape(n, -1), region.reshape(n, -1)], dim=1)
+
+    def ambient_gains(self, cast: torch.Tensor) -> torch.Tensor:
+        """Per-channel gains N x 3 of the ambient frame in a flash set, from :func:`ambient_cast`.
+
+        ``exp(-share * cast)`` with the learned share ``ambient_wb`` (clamped to [0, 1]), bounded
+        to [1 / :data:`AMBIENT_GAIN_MAX`, :data:`AMBIENT_GAIN_MAX`] and divided by their own
+        luminance (the ambient's brightness is kept). Exactly ones where there is no flash frame
+        or the share is 0 (a model saved before this step: its finals to the last bit).
+        """
+        share = self.ambient_wb.clamp(0.0, 1.0)
+        bound = float(np.log(AMBIENT_GAIN_MAX))
+        g = torch.exp((-share * cast).clamp(-bound, bound))
+        g = g / luma(g[:, :, None])[:, :, 0]
+        on = (cast.abs().sum(dim=1, keepdim=True) > 0.0) & (share > 0.0)
+        return torch.where(on, g, torch.ones_like(g))
 
     def colour_matrix(self, s1: torch.Tensor) -> torch.Tensor:
         """Colour matrices N x 3 x 3 (linear RGB, applied after white balance and exposure).
@@ -652,7 +744,7 @@ class AdaptiveNet(FlambientNet):
         return self._bisect(mean_out, target, zero, torch.full_like(target, self.local_ev)).detach()
 
     def unpack(self, ctx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Split the N x (17 + K + D*G*G + M*M) context into its named parts (shapes in the values' comments)."""
+        """Split the N x (20 + K + D*G*G + M*M) context into its named parts (shapes in the values' comments)."""
         k, d, g = self.curve_knots, self.luma_bins, self.grid_size
         n = ctx.shape[0]
         return {
@@ -663,9 +755,10 @@ class AdaptiveNet(FlambientNet):
             "matrix": ctx[:, 6:15].view(n, 3, 3),
             "win_gain": ctx[:, 15].view(n, 1, 1, 1),                         # window pull, linear gain
             "view_floor": ctx[:, 16],                                       # N, least view luminance
-            "slopes": ctx[:, 17 : 17 + k],                                  # N x K
-            "grid": ctx[:, 17 + k : 17 + k + d * g * g].view(n, d, g, g),   # N x D x G x G
-            "view": ctx[:, 17 + k + d * g * g :].view(n, 1, VIEW_MAP, VIEW_MAP),  # N x 1 x M x M
+            "amb_gains": ctx[:, 17:20].view(n, 3, 1, 1),                    # ambient white balance
+            "slopes": ctx[:, 20 : 20 + k],                                  # N x K
+            "grid": ctx[:, 20 + k : 20 + k + d * g * g].view(n, d, g, g),   # N x D x G x G
+            "view": ctx[:, 20 + k + d * g * g :].view(n, 1, VIEW_MAP, VIEW_MAP),  # N x 1 x M x M
         }
 
     # ------------------------------------------------------------------ apply
@@ -733,6 +826,7 @@ class AdaptiveNet(FlambientNet):
         rows, cols = pixel_index_grids(x, pos)
         rows = rows + float(row0)
         rad, light, clip, sub = merge_frames(x)
+        rad = white_balance_ambient(rad, x[:, AMBIENT], clip, p["amb_gains"])
         # The window pull scales the window frame's view before it is blended in (no ring at the
         # window's edge, where the blend weight is between 0 and 1).
         matte = (daylight_candidates(x, clip, sub) * above_floor(sub, p["view_floor"])

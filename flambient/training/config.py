@@ -55,6 +55,7 @@ class TrainConfig:
     keep_best: bool = False
     context_only: bool = False
     train_only: list[str] = field(default_factory=list)  # parameter names (or name prefixes) to train; [] = all
+    hold_single_style: bool = False  # adaptive: single images keep their style while the shared style trains
     loss_l1: float = 1.0
     loss_ssim: float = 0.2
     loss_lab: float = 0.5

@@ -3,9 +3,10 @@
 Two regimes, chosen from the number of pairs ``n`` (``few_pairs``, default 40):
 
 - **few-shot** (``n < few_pairs``): only the model's *style* parameters move
-  (:meth:`FlambientNet.style_parameters`: for the default ``adaptive`` family 80 global
+  (:meth:`FlambientNet.style_parameters`: for the default ``adaptive`` family 81 global
   numbers: tone curve, exposure key, white-balance strength and bias, saturation, colour
-  matrix, flash weight, their single-image offsets, the window pull), on whole images, every
+  matrix, flash weight, their single-image offsets, the window pull, the ambient white
+  balance), on whole images, every
   pair in every step, with an L2 pull toward the base model's values (``style_reg / n``) and
   a step budget that grows with ``n``. No early stopping on one or two validation images:
   cross-validation (leave-one-out up to 5 pairs, 5 folds above: each fold fitted on the other

@@ -46,6 +46,8 @@ class TrainState:
         best: the best validation record so far (``{"step", "delta_e2000", "psnr", ...}``).
         best_state: the EMA weights of ``best`` (kept when ``keep_best`` or ``patience``).
         bad_evals: validations in a row without improvement; history: every validation record.
+        single_pins: with ``cfg.hold_single_style``, what single images use of the style
+            (:meth:`AdaptiveNet.single_effective`), restored after every step (:meth:`hold`).
     """
 
     net: FlambientNet
@@ -61,6 +63,7 @@ class TrainState:
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    single_pins: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def create(cls, net: FlambientNet, cfg: TrainConfig, device: torch.device) -> TrainState:
@@ -92,7 +95,28 @@ class TrainState:
         ema = copy.deepcopy(net).eval()
         for p in ema.parameters():
             p.requires_grad_(False)
-        return cls(net=net, ema=ema, opt=opt, params=params)
+        state = cls(net=net, ema=ema, opt=opt, params=params)
+        state.pin_single_style(cfg)
+        return state
+
+    def pin_single_style(self, cfg: TrainConfig) -> None:
+        """With ``cfg.hold_single_style``, record what single images use of the net's style now.
+
+        Raises :class:`ConfigError` for a family without single-image offsets, or when a
+        trainable parameter would move single images anyway (the family's check)."""
+        if not cfg.hold_single_style:
+            return
+        effective = getattr(self.net, "single_effective", None)
+        if effective is None:
+            raise ConfigError(f"hold_single_style: the {self.net.spec.family} family has no single-image style")
+        trainable = {name for name, p in self.net.named_parameters() if p.requires_grad}
+        self.single_pins = effective(trainable)
+
+    def hold(self) -> None:
+        """Restore the pinned single-image style in the net and its EMA (no-op without pins)."""
+        if self.single_pins is not None:
+            self.net.hold_single_style(self.single_pins)
+            self.ema.hold_single_style(self.single_pins)
 
     @classmethod
     def from_checkpoint(cls, ck: dict[str, Any], net: FlambientNet, cfg: TrainConfig,
@@ -111,6 +135,7 @@ class TrainState:
             setattr(state, name, kind(ck[name]))
         state.best, state.history = dict(ck["best"]), list(ck["history"])
         state.best_state = ck.get("best_state")
+        state.pin_single_style(cfg)  # the restored weights hold them already
         return state
 
     def to_checkpoint(self, cfg: TrainConfig) -> dict[str, Any]:

@@ -138,7 +138,8 @@ def train_step(model: nn.Module, state: TrainState, batch: Batch, cfg: TrainConf
 
     ``model`` is the :class:`TrainLoss` (or its DDP wrapper). Sets each param group's rate to
     ``lr_at(batch.progress) * scale``, runs the loss under bf16 autocast when ``use_amp``, clips
-    gradients to ``cfg.grad_clip`` and updates the EMA. Raises FloatingPointError on a
+    gradients to ``cfg.grad_clip``, updates the EMA and restores a held single-image style
+    (:meth:`TrainState.hold`). Raises FloatingPointError on a
     non-finite loss. Does not count the step (:meth:`TrainState.advance` does).
     """
     for g in state.opt.param_groups:
@@ -153,4 +154,5 @@ def train_step(model: nn.Module, state: TrainState, batch: Batch, cfg: TrainConf
         torch.nn.utils.clip_grad_norm_(state.params, cfg.grad_clip)
     state.opt.step()
     ema_update(state.ema, state.net, min(cfg.ema_decay, (1.0 + state.step) / (10.0 + state.step)))
+    state.hold()
     return float(loss.detach())
