@@ -67,10 +67,10 @@ def test_few_shot_finetune_learns_a_look_and_reports_cross_validation(base_model
     base, _ = load_model(base_model)
     tuned, meta = load_model(tmp_path / "ft")
     assert meta["regime"] == "few-shot"
-    from flambient.nets.adaptive import SINGLE_STYLE, WINDOW_STYLE
+    from flambient.nets.adaptive import AMBIENT_STYLE, SINGLE_STYLE, WINDOW_STYLE
 
     style = {"curve_theta", "log2_key", "ev_strength", "wb_strength", "wb_bias", "flash_weight", "saturation", "matrix",
-             *SINGLE_STYLE, *WINDOW_STYLE}
+             *SINGLE_STYLE, *WINDOW_STYLE, *AMBIENT_STYLE}
     moved = {name for name, value in base.state_dict().items() if not torch.equal(value, tuned.state_dict()[name])}
     assert moved and moved <= style  # only the global style moved
 
