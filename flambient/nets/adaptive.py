@@ -478,8 +478,9 @@ class AdaptiveNet(FlambientNet):
         to be held by :meth:`hold_single_style` while the parameters named ``trainable`` train.
 
         Raises :class:`ConfigError` when ``trainable`` names a parameter that moves a single image's
-        final and has no single-image offset to compensate (``wb_bias``, ``flash_weight`` is fine:
-        a single image has no flash light; the CNN is not), or an offset itself.
+        final and has no single-image offset to compensate it (``wb_bias``, the CNN), or an offset
+        itself. Free to train: the shared parameters of :data:`SINGLE_OFFSET_OF`, and the flash
+        weight, window pull and ambient white balance, which do not act on single images.
         """
         from ..errors import ConfigError
 
