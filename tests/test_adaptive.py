@@ -565,3 +565,41 @@ def test_window_pull_leaves_a_glow_far_below_the_view_even_where_it_touches() ->
     on, off = _pull_on_off(build_stack(amb, flash=np.clip(amb * 0.9, 0, 1), window=win))
     assert on[10:38, 10:54].mean() < 0.75
     assert np.array_equal(on[8:40, 60:80], off[8:40, 60:80])
+
+
+@pytest.mark.parametrize("frames", ["single", "flash", "flash+window"])
+def test_inference_skips_only_terms_that_are_zero(monkeypatch: pytest.MonkeyPatch, frames: str) -> None:
+    """Inference runs a tile in chunks of rows and skips, per chunk, the merge terms that are zero
+    there (:func:`live_terms`): it must agree with the full graph that training and export run,
+    and it must really skip (chunks without clipped pixels take the short path)."""
+    from flambient.nets import adaptive
+
+    monkeypatch.setattr(adaptive, "CHUNK_PIXELS", 128 * 8)  # 8-row chunks: some clip, most do not
+    seen: list[adaptive.LiveTerms] = []
+    real = adaptive.live_terms
+    monkeypatch.setattr(adaptive, "live_terms", lambda x, g: seen.append(real(x, g)) or seen[-1])
+    amb = _room()
+    amb[80:88, :64] = np.array([0.95, 0.77, 0.9], np.float32)  # a chunk within the guard's ramp only
+    amb[88:96, :64] = 0.97  # a chunk within the clip's ramp
+    flash = amb * 1.5 + np.float32(0.05) if frames != "single" else None
+    win = None
+    if frames == "flash+window":
+        win = amb * 0.1
+        win[8:40, 8:56] = np.array([0.5, 0.9, 1.6], np.float32)
+    net = _wild(4)
+    x = torch.from_numpy(build_stack(amb, flash, win)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        ctx = net.context_of(x)
+        fast = net.apply(x, ctx, full_pos(x))
+    with torch.enable_grad():
+        full = net.apply(x, ctx, full_pos(x))
+    assert fast.shape == full.shape == (1, 3, 96, 128)
+    assert float((fast - full).abs().max()) <= 1e-5
+    chunks = seen[:-1]  # the last call is the full graph's (every term live)
+    assert len(chunks) == 12 and all(seen[-1])
+    if frames == "single":
+        assert not any(c.fill or c.flash or c.balance for c in chunks)
+    else:
+        assert {c.fill for c in chunks} == {True, False}
+        assert all(c.flash for c in chunks) and any(c.window for c in chunks) == (win is not None)
+    assert {c.guard for c in chunks} == {True, False}

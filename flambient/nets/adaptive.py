@@ -65,7 +65,7 @@ trained only when there are many pairs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -73,10 +73,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import colour
-from ..colour import srgb_encode_into, srgb_to_linear
+from ..colour import srgb_encode_into
 from ..stack import AMBIENT, FLASH, HAS_FLASH, HAS_WINDOW, WINDOW, is_single_image
 from .layers import conv_act, luma, pixel_index_grids, torch_threads
-from .registry import FlambientNet, ModelSpec, encode_rgb, encode_stack, register
+from .registry import ENCODE_MAX, FlambientNet, ModelSpec, encode_rgb, encode_stack, register
 
 SPEC = ModelSpec(
     family="adaptive",
@@ -242,13 +242,20 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     brighter = _smoothstep(SUB_RATIO_LO, SUB_RATIO_HI, luma(sub) / y_amb.clamp_min(_EPS))
     clip = _smoothstep(CLIP_LO, CLIP_HI, amb.amax(dim=1, keepdim=True)) * has_sub * brighter
     rad = amb + clip * (sub - amb)
-    # The flash adds what the merged ambient radiance does not explain, also where the ambient
-    # clipped: a wall lit by a lamp keeps the flash light around the lamp (without it, a disc
-    # of the lamp's colour, darker than the wall around it, showed where the ambient clipped).
-    # Where the substitute is the flash frame itself, the share is 0.
+    return rad, flash_light(x, rad), clip, sub
+
+
+def flash_light(x: torch.Tensor, rad: torch.Tensor) -> torch.Tensor:
+    """The flash light N x 3 x h x w a merged radiance ``rad`` (N x 3 x h x w, linear) does not
+    explain: ``flash * max(1 - Y_rad / Y_flash, 0)``, zeros without a flash frame.
+
+    Also where the ambient clipped: a wall lit by a lamp keeps the flash light around the lamp
+    (without it, a disc of the lamp's colour, darker than the wall around it, showed where the
+    ambient clipped). Where the substitute is the flash frame itself, the share is 0.
+    """
+    fl, hf = x[:, FLASH], x[:, HAS_FLASH : HAS_FLASH + 1]
     share = (1.0 - luma(rad) / luma(fl).clamp_min(_EPS)).clamp(0.0, 1.0)
-    light = fl * share * hf
-    return rad, light, clip, sub
+    return fl * share * hf
 
 
 def ambient_cast(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -285,11 +292,15 @@ def highlight_guard(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor) -> t
     flash) filled in a clipped pixel, that frame must be neutral there too (a real view keeps
     its colour).
     """
-    amb = x[:, AMBIENT]
-    bright = _smoothstep(GUARD_LO, GUARD_HI, amb.amin(dim=1, keepdim=True))
     ratio = sub.amin(dim=1, keepdim=True) / sub.amax(dim=1, keepdim=True).clamp_min(_EPS)
     neutral_sub = _smoothstep(NEUTRAL_LO, NEUTRAL_HI, ratio)
-    return bright * (1.0 - clip + clip * neutral_sub)
+    return bright_source(x[:, AMBIENT]) * (1.0 - clip + clip * neutral_sub)
+
+
+def bright_source(amb: torch.Tensor) -> torch.Tensor:
+    """Weight in [0, 1] (N x 1 x h x w) of "every channel of the ambient (N x 3 x h x w, linear) is
+    near white": :func:`highlight_guard` where no other frame filled the pixel in."""
+    return _smoothstep(GUARD_LO, GUARD_HI, amb.amin(dim=1, keepdim=True))
 
 
 def daylight_candidates(x: torch.Tensor, clip: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
@@ -375,6 +386,52 @@ def to_gamut(rgb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     hi = ((1.0 - y) / d.amax(dim=1, keepdim=True).clamp_min(_EPS)).clamp(max=1.0)
     lo = (y / (-d.amin(dim=1, keepdim=True)).clamp_min(_EPS)).clamp(max=1.0)
     return y + d * torch.minimum(hi, lo).clamp_min(0.0)
+
+
+class LiveTerms(NamedTuple):
+    """Which optional terms of :meth:`AdaptiveNet.apply` may be non-zero on a chunk of pixels."""
+
+    fill: bool      #: another frame fills in where the ambient clips (:func:`merge_frames`' clip)
+    window: bool    #: ... and the window pull may apply (a window-pull frame fills in)
+    flash: bool     #: a flash frame adds light
+    balance: bool   #: the ambient white balance is not exactly ones
+    guard: bool     #: some ambient pixel is near white in every channel (:func:`bright_source`)
+
+
+def live_terms(x: torch.Tensor, amb_gains: torch.Tensor) -> LiveTerms:
+    """:class:`LiveTerms` of the N x 13 x h x w chunk ``x`` with ambient gains ``amb_gains``.
+
+    A term is skipped only where it is exactly zero: the clip weight is 0 unless some ambient
+    channel exceeds :data:`CLIP_LO` and a flash or window frame exists, the guard is 0 unless
+    every channel of some pixel exceeds :data:`GUARD_LO`. Skipping changes results by float
+    rounding at most (``a + 0 * b`` is ``a``; the ambient balance is written ``amb * g``
+    instead of ``amb + amb * (g - 1)``). Training and export keep every term (one graph).
+    """
+    if torch.is_grad_enabled() or _in_export():
+        return LiveTerms(True, True, True, True, True)
+    amb = x[:, AMBIENT]
+    flash = bool(x[:, HAS_FLASH].amax() > 0.0)
+    window = bool(x[:, HAS_WINDOW].amax() > 0.0)
+    fill = (flash or window) and bool(amb.amax() > CLIP_LO)
+    return LiveTerms(fill=fill, window=fill and window, flash=flash,
+                     balance=not bool(torch.all(amb_gains == 1.0)),
+                     guard=bool(amb.amin(dim=1).amax() > GUARD_LO))
+
+
+def _fast_cpu(t: torch.Tensor) -> bool:
+    """Whether ``t`` may take the numpy forms of the sRGB curve (CPU float32 inference)."""
+    return t.device.type == "cpu" and t.dtype == torch.float32 and not t.requires_grad and not _in_export()
+
+
+def _encoded(y: torch.Tensor) -> torch.Tensor:
+    """:func:`~flambient.nets.registry.encode_rgb` of linear ``y`` (any shape); on CPU float32
+    inference through :func:`~flambient.colour.srgb_encode_into` (cbrt/sqrt form, about 2x faster
+    than ``pow``, within 3 float32 ulps)."""
+    if not _fast_cpu(y):
+        return encode_rgb(y)
+    out = torch.empty_like(y)
+    srgb_encode_into(y.contiguous().numpy(), out.numpy(), ENCODE_MAX)
+    return out
 
 
 @register
@@ -697,7 +754,7 @@ class AdaptiveNet(FlambientNet):
         """
         def mean_out(e: torch.Tensor) -> torch.Tensor:
             u = encode_rgb(y * torch.exp(e * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
-            return _wmean(srgb_to_linear(self._curve(u, slopes)), w)
+            return _wmean(self._tone(u, slopes), w)
 
         return torch.where(mean_out(ev.detach()) >= target, ev,
                            self._bisect(mean_out, target, ev, torch.full_like(ev, self.ev_hi)))
@@ -739,7 +796,7 @@ class AdaptiveNet(FlambientNet):
 
         def mean_out(c: torch.Tensor) -> torch.Tensor:
             u = encode_rgb(y * gain * torch.exp(c * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
-            return _wmean(srgb_to_linear(self._curve(u, slopes)), w)
+            return _wmean(self._tone(u, slopes), w)
 
         zero = torch.zeros_like(target)
         return self._bisect(mean_out, target, zero, torch.full_like(target, self.local_ev)).detach()
@@ -764,14 +821,25 @@ class AdaptiveNet(FlambientNet):
 
     # ------------------------------------------------------------------ apply
     def apply(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Tile N x 13 x h x w (linear) + context + pos [y0, x0, H, W] -> sRGB N x 3 x h x w in [0, 1]."""
+        """Tile N x 13 x h x w (linear) + context + pos [y0, x0, H, W] -> sRGB N x 3 x h x w in [0, 1].
+
+        At inference the tile runs in chunks of rows (:data:`CHUNK_PIXELS`) written into one
+        output tensor, each skipping the terms that are zero on it (:func:`live_terms`).
+        """
         h = x.shape[2]
+        p = self.unpack(ctx.to(x.dtype))
+        pos = pos.float()
+        rows, cols = pixel_index_grids(x, pos)
         if torch.is_grad_enabled() or _in_export():
-            return self._apply_rows(x, ctx, pos, 0)
+            return self._apply_rows(x, p, rows, cols, pos)
         step = max(1, CHUNK_PIXELS // max(1, x.shape[0] * x.shape[3]))
         threads = 1 if x.device.type == "cpu" else torch.get_num_threads()
         with torch_threads(threads), torch.inference_mode():
-            return torch.cat([self._apply_rows(x[:, :, r : r + step], ctx, pos, r) for r in range(0, h, step)], dim=2)
+            # Channels last in memory: the runner's h x w x 3 view of the result is contiguous.
+            out = x.new_empty((x.shape[0], 3, h, x.shape[3]))
+            for r in range(0, h, step):
+                self._apply_rows(x[:, :, r : r + step], p, rows[r : r + step], cols, pos, out=out[:, :, r : r + step])
+            return out
 
     def _slice_grid(self, grid: torch.Tensor, guide: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                     pos: torch.Tensor) -> torch.Tensor:
@@ -808,6 +876,13 @@ class AdaptiveNet(FlambientNet):
         nodes = torch.arange(n, dtype=u.dtype, device=u.device)
         return (1.0 - (u[:, None] - nodes[None, :]).abs()).clamp_min(0.0)
 
+    def _tone(self, u: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+        """Linear output luminance (N x 1 x h x w, in [0, 1]) of encoded input ``u`` through the
+        tone curve: the sRGB decode of :meth:`_curve` (its output is never negative, so the
+        decode needs no sign handling)."""
+        c = self._curve(u, slopes)
+        return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
     def _curve(self, u: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
         """Monotone piecewise-linear curve: u N x 1 x h x w in [0, CURVE_U_MAX] -> [0, 1]."""
         n, k = slopes.shape
@@ -820,34 +895,49 @@ class AdaptiveNet(FlambientNet):
         sl = torch.gather(slopes, 1, idx).view_as(u)
         return (v0 + sl * (t - lo) * step).clamp(0.0, 1.0)
 
-    def _apply_rows(self, x: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor, row0: int) -> torch.Tensor:
-        """:meth:`apply` on rows of a tile starting ``row0`` rows below the tile's top."""
-        p = self.unpack(ctx.to(x.dtype))
-        pos = pos.float()
-        rows, cols = pixel_index_grids(x, pos)
-        rows = rows + float(row0)
-        rad, light, clip, sub = merge_frames(x)
-        rad = white_balance_ambient(rad, x[:, AMBIENT], clip, p["amb_gains"])
-        # The window pull scales the window frame's view before it is blended in (no ring at the
-        # window's edge, where the blend weight is between 0 and 1).
-        matte = (daylight_candidates(x, clip, sub) * above_floor(sub, p["view_floor"])
-                 * self._sample_map(p["view"], rows, cols, pos))
-        rad = rad + (matte * (p["win_gain"] - 1.0)) * sub
-        rgb = (rad + p["k_flash"] * light) * p["gains"] * p["ev_gain"]
-        rgb = torch.einsum("nij,njhw->nihw", p["matrix"], rgb).clamp_min(0.0)
+    def _apply_rows(self, x: torch.Tensor, p: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor,
+                    pos: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`apply` on rows of a tile: ``x`` N x 13 x h x w, ``p`` the :meth:`unpack` ed context,
+        ``rows`` (h,) and ``cols`` (w,) the absolute pixel indices, ``pos`` as in :meth:`apply`.
+        The result is written into ``out`` (N x 3 x h x w, any strides) when given, and returned."""
+        amb = x[:, AMBIENT]
+        live = live_terms(x, p["amb_gains"])
+        if live.fill:
+            rad, light, clip, sub = merge_frames(x)
+            rad = white_balance_ambient(rad, amb, clip, p["amb_gains"])
+            if live.window:
+                # The window pull scales the window frame's view before it is blended in (no ring
+                # at the window's edge, where the blend weight is between 0 and 1).
+                matte = (daylight_candidates(x, clip, sub) * above_floor(sub, p["view_floor"])
+                         * self._sample_map(p["view"], rows, cols, pos))
+                rad = rad + (matte * (p["win_gain"] - 1.0)) * sub
+        else:  # no frame fills anything in here: the merge is the ambient frame (clip 0)
+            rad = amb * p["amb_gains"] if live.balance else amb
+            light = flash_light(x, amb) if live.flash else None
+        if light is not None:
+            rad = rad + p["k_flash"] * light
+        # White balance and exposure are folded into the colour matrix: M diag(gains * ev).
+        n = x.shape[0]
+        mat = p["matrix"] * (p["gains"].view(n, 1, 3) * p["ev_gain"].view(n, 1, 1))
+        rgb = torch.einsum("nij,njhw->nihw", mat, rad).clamp_min(0.0)
         y = luma(rgb)
-        guide = (encode_rgb(y) / CURVE_U_MAX).clamp(0.0, 1.0)
+        guide = (_encoded(y) / CURVE_U_MAX).clamp(0.0, 1.0)
         local = self._slice_grid(p["grid"], guide, rows, cols, pos)
         rgb = rgb * torch.exp(local * _LN2)
         y = luma(rgb).clamp_min(1e-8)
-        y_out = srgb_to_linear(self._curve(encode_rgb(y).clamp(0.0, CURVE_U_MAX), p["slopes"]))
+        y_out = self._tone(_encoded(y).clamp(0.0, CURVE_U_MAX), p["slopes"])
         rgb = rgb * (y_out / y)
         rgb = y_out + p["sat"] * (rgb - y_out)
         rgb = to_gamut(rgb, y_out)
-        guard = highlight_guard(x, clip, sub)
-        rgb = rgb + guard * (y_out - rgb)
-        if rgb.device.type == "cpu" and rgb.dtype == torch.float32 and not rgb.requires_grad and not _in_export():
-            out = torch.empty_like(rgb)  # same curve as encode_rgb, cbrt/sqrt form (2x faster than pow)
-            srgb_encode_into(rgb.clamp(0.0, 1.0).contiguous().numpy(), out.numpy(), 1.0)
-            return out
-        return encode_rgb(rgb).clamp(0.0, 1.0)
+        if live.guard:
+            guard = highlight_guard(x, clip, sub) if live.fill else bright_source(amb)
+            rgb = rgb + guard * (y_out - rgb)
+        if _fast_cpu(rgb):
+            dst = torch.empty_like(rgb) if out is None else out
+            srgb_encode_into(rgb.numpy(), dst.numpy(), 1.0)  # clips to [0, 1] itself
+            return dst
+        res = encode_rgb(rgb).clamp(0.0, 1.0)
+        if out is None:
+            return res
+        out.copy_(res)
+        return out
