@@ -405,9 +405,10 @@ def live_terms(x: torch.Tensor, amb_gains: torch.Tensor) -> LiveTerms:
     channel exceeds :data:`CLIP_LO` and a flash or window frame exists, the guard is 0 unless
     every channel of some pixel exceeds :data:`GUARD_LO`. Skipping changes results by float
     rounding at most (``a + 0 * b`` is ``a``; the ambient balance is written ``amb * g``
-    instead of ``amb + amb * (g - 1)``). Training and export keep every term (one graph).
+    instead of ``amb + amb * (g - 1)``). Training and export keep every term (one graph), and
+    so do GPUs: there a term costs less than the host sync that would test it.
     """
-    if torch.is_grad_enabled() or _in_export():
+    if torch.is_grad_enabled() or _in_export() or x.device.type != "cpu":
         return LiveTerms(True, True, True, True, True)
     amb = x[:, AMBIENT]
     flash = bool(x[:, HAS_FLASH].amax() > 0.0)
