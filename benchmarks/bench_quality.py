@@ -68,8 +68,18 @@ def quality(model: str, val: Path) -> dict[str, dict[str, float]]:
         for name, pred in preds.items():
             m, p95 = delta_e_stats(pred, target)
             scores.setdefault(name, []).append((m, p95, psnr(pred, target)))
+            if name == "model":
+                scores.setdefault(f"model, {_frames(stack)}", []).append(scores["model"][-1])
     return {name: {"delta_e2000": float(np.mean([s[0] for s in v])), "delta_e2000_p95": float(np.mean([s[1] for s in v])),
                    "psnr": float(np.mean([s[2] for s in v])), "images": len(v)} for name, v in scores.items()}
+
+
+def _frames(stack: np.ndarray) -> str:
+    """Which frames an HxWx13 stack holds: "flash+window", "flash", "window" or "single"."""
+    from flambient.stack import HAS_FLASH, HAS_WINDOW
+
+    kinds = [k for k, c in (("flash", HAS_FLASH), ("window", HAS_WINDOW)) if stack[0, 0, c] > 0.5]
+    return "+".join(kinds) or "single"
 
 
 def finetune_part(model: str, train: Path, val: Path, minutes: float, tmp: Path) -> dict[str, float]:
@@ -197,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             for c in ("method", "dE2000 mean", "dE2000 p95", "PSNR dB"):
                 t.add_column(c)
             for name, m in sorted(q.items(), key=lambda kv: kv[1]["delta_e2000"]):
-                t.add_row(name, f"{m['delta_e2000']:.2f}", f"{m['delta_e2000_p95']:.2f}", f"{m['psnr']:.2f}")
+                t.add_row(f"{name} ({m['images']} items)" if name.startswith("model,") else name,
+                          f"{m['delta_e2000']:.2f}", f"{m['delta_e2000_p95']:.2f}", f"{m['psnr']:.2f}")
             console.print(t)
         if not args.skip_finetune:
             ftr = _dataset(args.ft_train, tmp, "natural_train", 64, 3, "natural")
