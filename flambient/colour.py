@@ -54,11 +54,18 @@ def _as_float(x: Any) -> Any:
     return np.asarray(x, dtype=np.float32)
 
 
+def srgb_decode_unsigned(a: Any) -> Any:
+    """The sRGB decode of non-negative float signal values ``a`` (numpy or torch, any shape), with
+    no sign handling: for hot paths whose input is known to be >= 0 (:func:`srgb_to_linear` is
+    the general form)."""
+    return _where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4)
+
+
 def srgb_to_linear(srgb: Any) -> Any:
     """Decode sRGB signal values to linear light (any shape; negatives mirror, >1 extends)."""
     x = _as_float(srgb)
     a = x.abs() if _is_torch(x) else np.abs(x)
-    lin = _where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4)
+    lin = srgb_decode_unsigned(a)
     out = _where(x < 0, -lin, lin)
     return out if _is_torch(x) else out.astype(np.float32)
 

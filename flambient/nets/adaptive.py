@@ -73,7 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import colour
-from ..colour import srgb_encode_into
+from ..colour import srgb_decode_unsigned, srgb_encode_into
 from ..stack import AMBIENT, FLASH, HAS_FLASH, HAS_WINDOW, WINDOW, is_single_image
 from .layers import conv_act, luma, pixel_index_grids, torch_threads
 from .registry import ENCODE_MAX, FlambientNet, ModelSpec, encode_rgb, encode_stack, register
@@ -836,7 +836,6 @@ class AdaptiveNet(FlambientNet):
         step = max(1, CHUNK_PIXELS // max(1, x.shape[0] * x.shape[3]))
         threads = 1 if x.device.type == "cpu" else torch.get_num_threads()
         with torch_threads(threads), torch.inference_mode():
-            # Channels last in memory: the runner's h x w x 3 view of the result is contiguous.
             out = x.new_empty((x.shape[0], 3, h, x.shape[3]))
             for r in range(0, h, step):
                 self._apply_rows(x[:, :, r : r + step], p, rows[r : r + step], cols, pos, out=out[:, :, r : r + step])
@@ -881,8 +880,7 @@ class AdaptiveNet(FlambientNet):
         """Linear output luminance (N x 1 x h x w, in [0, 1]) of encoded input ``u`` through the
         tone curve: the sRGB decode of :meth:`_curve` (its output is never negative, so the
         decode needs no sign handling)."""
-        c = self._curve(u, slopes)
-        return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return srgb_decode_unsigned(self._curve(u, slopes))
 
     def _curve(self, u: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
         """Monotone piecewise-linear curve: u N x 1 x h x w in [0, CURVE_U_MAX] -> [0, 1]."""
