@@ -181,3 +181,28 @@ def test_reingest_keeps_the_grouping_settings(tmp_path: Path) -> None:
     again = current_manifest(root)
     assert again.files["a.jpg"][1] == 1_000_000_000 and again.config.max_gap_s == 900.0
     assert not again.config.use_thumbnails
+
+
+def test_a_plain_scan_names_the_sub_folders_it_leaves_unread(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Loose frames beside room folders: a scan without --recursive reads the loose frames and
+    says, in one warning line, which sub-folders hold images it did not read; a recursive scan,
+    hidden folders and flambient's own ``final/`` say nothing."""
+    root = tmp_path / "shoot"
+    _jpeg(root / "hall.jpg", 0.3)
+    for rel in ["kitchen/k1.jpg", "kitchen/k2.jpg", "bath/b1.jpg", ".trash/t.jpg", "final/hall.jpg", "notes/a.txt"]:
+        if rel.endswith(".txt"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text("not an image")
+        else:
+            _jpeg(root / rel, 0.5)
+    with caplog.at_level("WARNING", logger="flambient.ingest"):
+        assert scan_shoot(root) == [root / "hall.jpg"]
+    lines = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert len(lines) == 1
+    assert "3 image(s)" in lines[0] and "bath/ (1)" in lines[0] and "kitchen/ (2)" in lines[0]
+    assert ".trash" not in lines[0] and "final" not in lines[0] and "notes" not in lines[0]
+    assert "--recursive" in lines[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="flambient.ingest"):
+        assert len(scan_shoot(root, recursive=True)) == 4
+    assert not [r for r in caplog.records if "not read" in r.getMessage()]
