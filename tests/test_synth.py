@@ -220,6 +220,52 @@ def test_from_finals_relights_plausibly(tmp_path):
         assert float(np.abs(got - want).mean()) < 0.02
 
 
+def test_awb_gains_take_a_share_of_the_cast_and_keep_luminance():
+    from flambient.colour import luminance
+    from flambient.synth.from_finals import awb_gains
+
+    rng = np.random.default_rng(0)
+    amb = rng.uniform(0.05, 0.5, (32, 48, 3)).astype(np.float32) * np.array([1.6, 1.0, 0.45], np.float32)
+    assert np.allclose(awb_gains(amb, 0.0), 1.0, atol=1e-6)
+    for share in (0.5, 1.0):
+        g = awb_gains(amb, share)
+        assert float(luminance(g)) == pytest.approx(1.0, abs=1e-5)
+        mean = (amb * g).reshape(-1, 3).mean(axis=0)
+        raw = amb.reshape(-1, 3).mean(axis=0)
+        before, after = raw[0] / raw[2], mean[0] / mean[2]
+        assert after == pytest.approx(before ** (1.0 - share), rel=1e-3)  # share 1: grey on average
+
+
+def test_from_finals_camera_awb_gives_milder_ambient_casts(tmp_path):
+    """``--camera-awb`` ambient frames keep some warmth but far less than a fixed daylight
+    balance; the default is what it was (same seed, same pairs)."""
+    from flambient.dataset import load_dataset
+    from flambient.stack import AMBIENT, FLASH
+    from flambient.synth.from_finals import synth_from_finals
+
+    finals = tmp_path / "finals"
+    synth_shoot(tmp_path / "src", sets=2, size=(192, 128), seed=4, fmt="jpg", style="studio")
+    finals.mkdir()
+    for p in (tmp_path / "src" / "truth").glob("*.jpg"):
+        (finals / p.name).write_bytes(p.read_bytes())
+
+    runs = iter(range(10))
+
+    def casts(**kw):
+        out = tmp_path / f"out{next(runs)}"
+        synth_from_finals(finals, out, size=(192, 128), seed=3, pairs=True, **kw)
+        rb = []
+        for item in load_dataset(out):
+            stack, _ = item.load()
+            a, f = stack[:, :, AMBIENT].reshape(-1, 3).mean(0), stack[:, :, FLASH].reshape(-1, 3).mean(0)
+            rb.append((a[0] / a[2]) / (f[0] / f[2]))   # the ambient's red/blue against the flash's
+        return np.array(rb)
+
+    fixed, awb = casts(), casts(camera_awb=True)
+    assert np.all(fixed > 1.5) and np.all(awb < 0.8 * fixed) and np.all(awb > 0.5)
+    assert np.array_equal(casts(), fixed)
+
+
 def test_from_finals_on_real_retouch(tmp_path, shared_data):
     from conftest import shared_file
 
@@ -243,6 +289,7 @@ def test_cli(tmp_path, capsys):
     for bad in (["--size", "12xfoo"], ["--style", "baroque"], ["--format", "png"]):
         assert main(["synth", str(tmp_path / "x"), *bad]) == 2, bad
     assert main(["synth", str(tmp_path / "s"), "--sets", "1", "--size", "128x86", "--format", "jpg"]) == 2
+    assert main(["synth", str(tmp_path / "y"), "--pairs", "--camera-awb"]) == 2  # needs --from
     assert "already" in capsys.readouterr().err
     finals = tmp_path / "finals"
     finals.mkdir()

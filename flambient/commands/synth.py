@@ -28,11 +28,15 @@ def register(app: typer.Typer) -> None:
         from_dir: Optional[Path] = typer.Option(None, "--from", help="Folder of edited finals to re-light into "
                                                 "ambient/flash frames (the finals become the truth)."),
         pairs: bool = typer.Option(False, "--pairs", help="Write a training dataset instead of a shoot."),
+        camera_awb: bool = typer.Option(False, "--camera-awb", help="With --from: the camera's auto white balance "
+                                        "takes 50-100 %% of the ambient light's cast out of each ambient frame "
+                                        "(as on JPEG shoots); default: the raw cast of a fixed 5500 K balance."),
         jobs: int = jobs_option(2, "Render threads (0 = all cores)."),
     ) -> None:
         """Render synthetic bracket shoots: frames like a camera's, plus truth/ (finals, masks, sets.yaml)."""
         from rich.progress import Progress
 
+        from ..errors import InputError
         from ..log import console
         from ..synth.shoot import parse_size, synth_pairs, synth_shoot
         from ._out import note, show_progress
@@ -50,11 +54,14 @@ def register(app: typer.Typer) -> None:
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
+            if camera_awb and from_dir is None:
+                raise InputError("--camera-awb re-lights finals: it needs --from", out,
+                                 "add --from FOLDER_OF_FINALS, or leave --camera-awb out")
             if from_dir is not None:
                 from ..synth.from_finals import synth_from_finals
 
                 doc = synth_from_finals(from_dir, out, size=wh if (size or megapixels or pairs) else None, seed=seed,
-                                        fmt=fmt, pairs=pairs, limit=None, progress=progress)
+                                        fmt=fmt, pairs=pairs, limit=None, progress=progress, camera_awb=camera_awb)
                 note(f"re-lit {len(doc['sets'])} finals from {from_dir} into {out}")
                 if doc["skipped"]:
                     console.print(f"[red]{len(doc['skipped'])} finals could not be read[/]")

@@ -17,7 +17,10 @@ from the image alone, a reflectance / shading split and a depth cue, then re-lig
   ``contact = (final / small-scale blur) ** 0.5`` keeps crevices and contact shadows dark;
 - **ambient** frame: ``R * S * tint`` with a warm tungsten tint (2900 K) shifting to cool
   daylight (6500 K) near the windows, and the exterior ``final * 2**WINDOW_STOPS`` in the
-  windows, so it blows out at an interior exposure.
+  windows, so it blows out at an interior exposure. With ``camera_awb`` the camera's auto white
+  balance then takes a share (:data:`AWB_SHARE`) of the frame's mean cast out of the whole
+  ambient frame, exterior included, as a JPEG shoot on auto white balance records it; without
+  it every ambient frame keeps the raw cast of a fixed 5500 K balance.
 
 The frames then go through the synthetic camera of :mod:`flambient.synth.camera` (exposure
 plan, noise, Bayer mosaic, EXIF) exactly like rendered rooms; the truth final is the input
@@ -50,6 +53,10 @@ CONTACT_SIGMA = 0.006
 WINDOW_LUMA = 0.75
 WINDOW_MIN_AREA = 0.008
 WINDOW_STOPS = 4.5
+#: Share (uniform range) of the ambient light's colour cast that a camera's auto white balance
+#: takes out of the ambient frame with ``camera_awb`` (JPEG shoots on auto white balance: a
+#: tungsten room comes out warm, but much less so than under a fixed daylight balance).
+AWB_SHARE = (0.5, 1.0)
 MAX_PIXELS = 60_000_000
 
 
@@ -91,11 +98,13 @@ def decompose(final_srgb: np.ndarray) -> dict[str, np.ndarray]:
             "contact": contact.astype(np.float32), "mask": window_mask(lin)}
 
 
-def relight(final_srgb: np.ndarray, rng: np.random.Generator) -> Components:
+def relight(final_srgb: np.ndarray, rng: np.random.Generator, camera_awb: bool = False) -> Components:
     """Light components (decoded units, before exposure) that re-light ``final_srgb``.
 
     ``day`` holds the whole interior ambient light (tungsten + daylight mix), ``ext`` the
-    exterior, ``flash`` one bounced-flash component; ``tung``/``emit`` are zero.
+    exterior, ``flash`` one bounced-flash component; ``tung``/``emit`` are zero. With
+    ``camera_awb`` the ambient frame (``day`` and ``ext``) is white-balanced as a camera's auto
+    white balance would (:func:`awb_gains`; one more number drawn from ``rng``, last).
     """
     d = decompose(final_srgb)
     refl, mask = d["reflectance"], d["mask"]
@@ -109,12 +118,25 @@ def relight(final_srgb: np.ndarray, rng: np.random.Generator) -> Components:
     ext = d["lin"] * np.float32(2**WINDOW_STOPS) * mask[:, :, None]
     flash_rgb = cct_to_linear_rgb(float(rng.uniform(5300, 5800))) * camera.WB_GAIN
     flash = refl * (d["contact"] / d["depth"] ** 2)[:, :, None] * flash_rgb * interior
+    if camera_awb:
+        gains = awb_gains(ambient, float(rng.uniform(*AWB_SHARE)))
+        ambient, ext = ambient * gains, ext * gains
     # the camera model works in scene units: undo the white-balance gain it will apply
     inv = (1.0 / camera.WB_GAIN).astype(np.float32)
     zeros = np.zeros_like(ambient)
     return Components(day=(ambient * inv).astype(np.float32), tung=zeros, emit=zeros,
                       ext=(ext * inv).astype(np.float32), flash=[(flash * inv).astype(np.float32)],
                       mask=mask.astype(np.float32))
+
+
+def awb_gains(ambient: np.ndarray, share: float) -> np.ndarray:
+    """Per-channel gains (3,) that take ``share`` of the mean colour cast out of ``ambient``
+    (HxWx3, linear decoded units), luminance kept: ``(mean / luminance(mean)) ** -share``,
+    divided by their own luminance. ``share`` 0 gives ones; 1 makes the frame's mean grey."""
+    mean = ambient.reshape(-1, 3).mean(axis=0).astype(np.float64) + 1e-9
+    cast = mean / float(luminance(mean))
+    g = cast ** -float(share)
+    return (g / float(luminance(g))).astype(np.float32)
 
 
 def _plan(comps: Components, rng: np.random.Generator, start, index: int, seed: int):  # type: ignore[no-untyped-def]
@@ -158,14 +180,15 @@ def _fit(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int] | None = None, seed: int = 0,
                       fmt: str = "dng", pairs: bool = False, limit: int | None = None,
-                      progress: Any = None) -> dict[str, Any]:
+                      progress: Any = None, camera_awb: bool = False) -> dict[str, Any]:
     """Turn every final in ``finals`` into a synthetic set (or, with ``pairs``, a dataset item).
 
     Shoot mode writes frames, ``truth/<set>.jpg`` (the final itself), ``truth/<set>_window.png``
     and ``truth/sets.yaml`` as :func:`flambient.synth.synth_shoot` does and returns the truth
     document; pairs mode writes a :mod:`flambient.dataset` folder and returns ``{"index": path,
     "sets": entries, "skipped": [...]}``. Unreadable finals are skipped with a warning and
-    listed under ``skipped`` (and the dataset's ``unmatched``).
+    listed under ``skipped`` (and the dataset's ``unmatched``). ``camera_awb``: every ambient
+    frame white-balanced as a camera's auto white balance would (:func:`relight`).
     """
     from ..dataset import write_index, write_item
 
@@ -188,7 +211,7 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), i, 0xF13]))
         h, w = final.shape[:2]
         if pairs:
-            comps = relight(final, rng)
+            comps = relight(final, rng, camera_awb)
             plan = _plan(comps, rng, t, i, seed)
             arr = expose_pair(comps, plan.cal, plan.frames, plan.c, int(seed) * 100003 + i)
             entries.append(write_item(out, f"{p.stem}", arr["ambient"], final, flash=arr["flash"],
@@ -202,7 +225,7 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
                 scene_img = cv2.resize(final, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
             else:
                 scene_img = final
-            comps = relight(scene_img, rng)
+            comps = relight(scene_img, rng, camera_awb)
             plan = _plan(comps, rng, t, i, seed)
             names = [f"SYN_{counter + k:04d}.{fmt}" for k in range(len(plan.frames))]
             counter += len(plan.frames)
