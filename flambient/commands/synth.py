@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
                                                 "ambient/flash frames (the finals become the truth)."),
         pairs: bool = typer.Option(False, "--pairs", help="Write a training dataset instead of a shoot."),
         camera_awb: bool = typer.Option(False, "--camera-awb", help="With --from: the camera's auto white balance "
-                                        "takes 50-100 %% of the ambient light's cast out of each ambient frame "
+                                        "takes 50-100 % of the ambient light's cast out of each ambient frame "
                                         "(as on JPEG shoots); default: the raw cast of a fixed 5500 K balance."),
         jobs: int = jobs_option(2, "Render threads (0 = all cores)."),
     ) -> None:
