@@ -173,43 +173,47 @@ def scan_shoot(shoot: str | Path, recursive: bool = False, problems: list[dict[s
             return True  # os.walk reports it as unlistable
 
     files: list[Path] = []
+    unread: list[tuple[str, int]] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable):
         images = {n for n in filenames if _is_image(n)}
         finals = finals_in(Path(dirpath), set(filenames) | set(dirnames)) if images else set()
-        if not recursive and images - finals:
-            _warn_unread(root, [Path(dirpath) / d for d in sorted(dirnames) if enter(dirpath, d)])
+        if not recursive:
+            unread = _images_in([Path(dirpath) / d for d in sorted(dirnames) if enter(dirpath, d)])
         dirnames[:] = sorted(d for d in dirnames if recursive and enter(dirpath, d))
         files += [Path(dirpath) / n for n in sorted(images - finals)]
         if not recursive:
             break
     if not files:
-        raise InputError("no images in the shoot folder", root, _no_images_hint(root, recursive))
+        hint = ("the images are in sub-folders: ingest each sub-folder, or use --recursive" if unread
+                else "expected RAW, JPEG, PNG, TIFF or EXR frames")
+        raise InputError("no images in the shoot folder", root, hint)
+    if unread:
+        _warn_unread(root, unread)
     return files
 
 
-def _warn_unread(root: Path, folders: list[Path], shown: int = 3) -> None:
-    """One warning line when a non-recursive scan that found frames leaves sub-folders holding
-    images unread (their direct files only): a shoot sorted into room folders beside loose
-    frames would otherwise lose those rooms without a word."""
-    unread: list[tuple[str, int]] = []
+def _images_in(folders: list[Path]) -> list[tuple[str, int]]:
+    """(name, count) of the ``folders`` that directly hold image files (by extension), in order;
+    a folder that cannot be listed counts as none."""
+    found = []
     for folder in folders:
         try:
             n = sum(1 for e in os.scandir(folder) if e.is_file() and _is_image(e.name))
         except OSError:
             continue
         if n:
-            unread.append((folder.name, n))
-    if unread:
-        names = ", ".join(f"{name}/ ({n})" for name, n in unread[:shown])
-        more = f" and {len(unread) - shown} more" if len(unread) > shown else ""
-        log.warning("%s: %d image(s) in sub-folders not read: %s%s; add --recursive to read them",
-                    root, sum(n for _, n in unread), names, more)
+            found.append((folder.name, n))
+    return found
 
 
-def _no_images_hint(root: Path, recursive: bool) -> str:
-    if not recursive and any(_is_image(p.name) for p in root.glob("*/*") if not p.parent.name.startswith(".")):
-        return "the images are in sub-folders: ingest each sub-folder, or use --recursive"
-    return "expected RAW, JPEG, PNG, TIFF or EXR frames"
+def _warn_unread(root: Path, unread: list[tuple[str, int]], shown: int = 3) -> None:
+    """One warning line for the sub-folders holding images (``unread``: name, count) that a scan
+    without ``recursive`` left out beside the frames it read: a shoot sorted into room folders
+    beside loose frames would otherwise lose those rooms without a word."""
+    names = ", ".join(f"{name}/ ({n})" for name, n in unread[:shown])
+    more = f" and {len(unread) - shown} more" if len(unread) > shown else ""
+    log.warning("%s: %d image(s) in sub-folders not read: %s%s; add --recursive to read them",
+                root, sum(n for _, n in unread), names, more)
 
 
 # ----------------------------------------------------------------------------- analysis
