@@ -110,6 +110,17 @@ def test_truncated_raw_stubs_give_clear_errors(name):
         read_preview(p)
 
 
+def test_a_raw_whose_first_ifd_is_a_preview_is_read_as_raw():
+    """The Phase One IIQ stub opens with a 1 x 1 RGB preview IFD: by its extension it is a RAW, and
+    the scan's reader says it is truncated (not "unsupported image layout")."""
+    from flambient.io.images import image_kind, read_linear
+
+    p = shared_file("raw-metadata-stubs-exiftool", "PhaseOne.iiq")
+    assert image_kind(p) == "raw"
+    with pytest.raises(InputError, match="truncated"):
+        read_linear(p)
+
+
 def test_film_scanner_nef_is_rejected_clearly():
     p = shared_file("raw-imageio-test-images", "Nikon_uncompressed.nef")
     with pytest.raises(InputError, match="film-scanner"):

@@ -21,23 +21,28 @@ from .atomic import atomic_path
 from .limits import check_image_size
 from .sniff import sniff_format
 
-#: File extensions the shoot scanner considers (content still decides the reader).
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".exr"}
-    | {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2",
-       ".orf", ".pef", ".srw", ".x3f", ".iiq", ".3fr", ".fff", ".mrw", ".rwl", ".erf", ".mos",
-       ".kdc", ".dcr", ".raw"}
+#: Camera RAW file extensions. A TIFF-magic file with one of them is read as a RAW even when
+#: its first IFD looks like a plain picture (a Phase One IIQ opens with a tiny RGB preview).
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2",
+     ".orf", ".pef", ".srw", ".x3f", ".iiq", ".3fr", ".fff", ".mrw", ".rwl", ".erf", ".mos",
+     ".kdc", ".dcr", ".raw"}
 )
+#: File extensions the shoot scanner considers (content still decides the reader).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".exr"} | RAW_EXTENSIONS)
 
 
 def is_plain_tiff(path: str | Path) -> bool:
     """True when a TIFF-magic file is an ordinary TIFF image, not a TIFF-based RAW.
 
     TIFF-based RAWs (DNG, NEF, ARW, PEF, ...) carry DNG tags, a CFA photometric, or a
-    camera Make with RAW sub-IFDs; a plain TIFF is RGB/greyscale with no DNGVersion.
+    camera Make with RAW sub-IFDs, or come with a camera RAW extension (:data:`RAW_EXTENSIONS`:
+    an IIQ's first IFD is an RGB preview); a plain TIFF is RGB/greyscale with no DNGVersion.
     """
     import tifffile
 
+    if Path(path).suffix.lower() in RAW_EXTENSIONS:
+        return False
     try:
         with tifffile.TiffFile(str(path)) as tif:
             page = tif.pages[0]
