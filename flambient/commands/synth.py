@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         import os
 
         out = _one_out(out_arg, out)
+        if camera_awb and from_dir is None:
+            raise InputError("--camera-awb re-lights finals: it needs --from", out,
+                             "add --from FOLDER_OF_FINALS, or leave --camera-awb out")
         workers = jobs or os.cpu_count() or 1
         fmt, style = frame_format.value, house_style.value
         default = (384, 256) if pairs else (1536, 1024)
@@ -54,9 +57,6 @@ def register(app: typer.Typer) -> None:
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            if camera_awb and from_dir is None:
-                raise InputError("--camera-awb re-lights finals: it needs --from", out,
-                                 "add --from FOLDER_OF_FINALS, or leave --camera-awb out")
             if from_dir is not None:
                 from ..synth.from_finals import synth_from_finals
 
