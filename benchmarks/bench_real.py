@@ -333,7 +333,8 @@ def sanity_row(final: np.ndarray, source: np.ndarray, other_frames: list[np.ndar
     clip, crush = sanity.clip_crush(final)
     return {"exposure_change_ev": sanity.exposure_change_ev(final, source),
             "source_median_luma": sanity.median_luma(source), "well_exposed": sanity.is_well_exposed(source),
-            "neutral_shift_share": shift, "bright_neutral_share": bn, "clipped": clip, "crushed": crush}
+            "neutral_shift_share": shift, "bright_neutral_share": bn, "clipped": clip, "crushed": crush,
+            "blown": sanity.blown_share(final, source)}
 
 
 def out_of_box(runner: ModelRunner, fivek: list[Pair], photos: list[tuple[str, np.ndarray]],
@@ -403,6 +404,7 @@ def oob_summary(singles: list[dict[str, Any]], flash_rows: list[dict[str, Any]])
         out[f"{method}_window_detail"] = float(np.mean(wd)) if wd else float("nan")
         out[f"{method}_halo_l"] = float(np.mean(ha)) if ha else float("nan")
         out[f"{method}_exposure_change_ev"] = float(np.mean([r["exposure_change_ev"] for r in rows])) if rows else float("nan")
+        out[f"{method}_blown_max"] = max((r["blown"] for r in rows), default=float("nan"))
     return out
 
 
@@ -454,7 +456,9 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"| exposure change vs the ambient frame (EV) | {_f(s['model_exposure_change_ev'])} | "
                   f"{_f(s['luminosity_exposure_change_ev'])} | {_f(s['mertens_exposure_change_ev'])} |",
                   f"| colour kept: saturation of the final / the flash frame's (sets with a flash frame) | "
-                  f"{_f(s['model_colour_kept'])} | {_f(s['luminosity_colour_kept'])} | {_f(s['mertens_colour_kept'])} |"]
+                  f"{_f(s['model_colour_kept'])} | {_f(s['luminosity_colour_kept'])} | {_f(s['mertens_colour_kept'])} |",
+                  f"| blown by the edit, worst set (% of pixels white in the final, recorded in the ambient; all sets) | "
+                  f"{100 * s['model_blown_max']:.2f} | {100 * s['luminosity_blown_max']:.2f} | {100 * s['mertens_blown_max']:.2f} |"]
     return "\n".join(lines)
 
 

@@ -12,7 +12,10 @@ side-by-side JPEGs (source | final, each ``--height`` px high) into ``docs/image
   truth) for the synthetic studio sets with the largest windows (``--window-sets``; synthetic,
   made here, so no licence question), and ``bracket_frobisher.jpg`` (1 s frame | off | on) for
   the real frobisher exposure bracket of ``../shared/data`` (BSD-3-Clause as recorded in its
-  MANIFEST).
+  MANIFEST);
+- ``flash_fill_cap.jpg`` (ambient frame | flash fill as shot | capped): crops of the real
+  flambient shoot of ``../shared/data`` (its terms as recorded in the MANIFEST, as the
+  README's other pictures of that shoot).
 
 Usage: ``python docs/make_pictures.py [--model default] [--faid Toys_141,People_014,it4] [--fivek a4514,a4869,a4933]``
 """
@@ -166,6 +169,63 @@ def window_pictures(model: str, out: Path, count: int, height: int) -> None:
                    height)
 
 
+#: Crops (top, bottom, left, right as shares of the picture) of the real shoot's sets for
+#: ``flash_fill_cap.jpg``: set01's door glass, set03's windows.
+FILL_CROPS = {"set01": (0.0, 0.75, 0.62, 1.0), "set03": (0.15, 0.85, 0.72, 1.0)}
+
+
+def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 1000) -> None:
+    """``flash_fill_cap.jpg``: crops of the real flambient shoot (``FILL_CROPS``, sets read by
+    ``ingest`` as ``process`` reads them, ``long_edge`` px): ambient frame | the flash fill as
+    shot (the previous release) | capped at :data:`~flambient.nets.adaptive.FLASH_FILL_MAX`."""
+    import shutil
+    import tempfile
+
+    import cv2
+    import torch
+
+    from flambient import colour
+    from flambient.ingest import ingest_shoot, load_set_stack
+    from flambient.nets import adaptive
+    from flambient.nets.registry import load_model
+    from flambient.training import predict
+
+    shoot_dir = SHARED / "flambient-brackets-small-davepeloso-prophoto"
+    if not all((shoot_dir / name).is_dir() for name in FILL_CROPS):
+        print(f"skipped flash_fill_cap: the flambient shoot is not in {SHARED}")
+        return
+    net, cpu, cap = load_model(model)[0], torch.device("cpu"), adaptive.FLASH_FILL_MAX
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (t, b, l, r) in FILL_CROPS.items():
+            shoot = Path(tmp) / name
+            shoot.mkdir()
+            for f in sorted((shoot_dir / name).glob("*.jpg")):
+                shutil.copy(f, shoot / f.name)
+            st = load_set_stack(shoot, ingest_shoot(shoot, n_jobs=1).sets[0], use_cache=False)
+            k = long_edge / max(st.shape[:2])
+            size = (round(st.shape[1] * k), round(st.shape[0] * k))
+            st = np.stack([cv2.resize(np.ascontiguousarray(st[:, :, c]), size, interpolation=cv2.INTER_AREA)
+                           for c in range(st.shape[2])], axis=2)
+            try:
+                adaptive.FLASH_FILL_MAX = 1e30  # the fill as shot
+                as_shot = predict(net, st, cpu)
+            finally:
+                adaptive.FLASH_FILL_MAX = cap
+            h, w = st.shape[:2]
+            crop = (slice(round(t * h), round(b * h)), slice(round(l * w), round(r * w)))
+            row = [colour.linear_to_srgb(np.clip(st[..., 0:3], 0, 1)), as_shot, predict(net, st, cpu)]
+            rows.append([im[crop] for im in row])
+    height_each = min(height, min(r[0].shape[0] for r in rows))
+    parts = [np.concatenate([_fit_height(im, height_each) for im in row], axis=1) for row in rows]
+    width = max(p.shape[1] for p in parts)
+    from flambient.io.images import write_jpeg
+
+    write_jpeg(out / "flash_fill_cap.jpg", np.concatenate(
+        [np.pad(p, ((0, 4), (0, width - p.shape[1]), (0, 0))) for p in parts], axis=0), quality=88)
+    print(out / "flash_fill_cap.jpg")
+
+
 def main(argv: list[str] | None = None) -> int:
     from flambient.inference import load_backend
 
@@ -185,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     fivek_pictures(backend, out, [n for n in args.fivek.split(",") if n], min(args.height, 240))
     if args.window_sets:
         window_pictures(args.model, out, args.window_sets, args.height)
+    flash_fill_pictures(args.model, out, args.height)
     return 0
 
 

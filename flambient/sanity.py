@@ -15,6 +15,7 @@ What a studio notices first on a real photograph, measured (all images sRGB HxWx
   is a neutral light: its frame records the materials' colours; an editor neutralises the
   ambient light's cast, not the materials);
 - :func:`clip_crush`: shares of clipped (any channel >= 0.99) and crushed (all <= 0.01) pixels;
+- :func:`blown_share`: share of pixels the final shows white where the source recorded them;
 - windows (:func:`window_mask`, :func:`window_detail`, :func:`halo`): the blown region of the
   ambient frame, how much of the view's detail the final shows there relative to the best
   input frame, and how much brighter than in the source a ring just outside it is.
@@ -43,6 +44,9 @@ RECORDED_LEVEL = 0.8
 RECORDED_MIN_LUMA = 0.002
 #: Encoded ambient luminance from which a pixel belongs to a window / blown region.
 WINDOW_LUMA = 0.95
+#: CIELAB L* from which a final's pixel reads white, and below which a source's pixel is
+#: recorded, for :func:`blown_share`.
+BLOWN_L, RECORDED_L = 97.0, 95.0
 #: Smallest window region (share of pixels) worth measuring.
 WINDOW_MIN_SHARE = 0.002
 
@@ -143,6 +147,13 @@ def neutral_shift_share(final: np.ndarray, source: np.ndarray,
     return float(shifted.mean()), float(m.mean())
 
 
+def blown_share(final: np.ndarray, source: np.ndarray) -> float:
+    """Share of all pixels the final shows white (L* >= :data:`BLOWN_L`) where the source
+    recorded them (L* < :data:`RECORDED_L`): highlights the edit blew out (a bad frame merge's
+    white speckles and blotches, a tone curve that burns a view)."""
+    return float(((metrics.lightness(final) >= BLOWN_L) & (metrics.lightness(source) < RECORDED_L)).mean())
+
+
 def clip_crush(srgb: np.ndarray) -> tuple[float, float]:
     """Shares of clipped (any channel >= 0.99) and crushed (all channels <= 0.01) pixels."""
     hi, lo = metrics.clipping_shares(srgb)
@@ -167,14 +178,14 @@ def window_mask(ambient_srgb: np.ndarray) -> np.ndarray | None:
     return m if m.mean() >= WINDOW_MIN_SHARE else None
 
 
-def _gradient_energy(srgb: np.ndarray, mask: np.ndarray) -> float:
+def _gradients(srgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """L* gradient magnitudes (1-D) of an sRGB image at the pixels of ``mask`` away from its edge
+    (the window frame's own edge is not view detail)."""
     lum = colour.srgb_to_lab(np.clip(np.asarray(srgb, dtype=np.float32), 0.0, 1.0))[..., 0]
     gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3) / 8.0
     gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3) / 8.0
-    g = np.hypot(gx, gy)
-    inner = cv2.erode(mask.astype(np.uint8), _disk(2)) > 0  # the window frame's own edge is not view detail
-    sel = inner if inner.sum() >= 16 else mask
-    return float(g[sel].mean()) if sel.any() else 0.0
+    inner = cv2.erode(mask.astype(np.uint8), _disk(2)) > 0
+    return np.hypot(gx, gy)[inner if inner.sum() >= 16 else mask]
 
 
 def best_exposed(linear: np.ndarray, mask: np.ndarray, level: float = 0.9) -> np.ndarray:
@@ -187,12 +198,18 @@ def best_exposed(linear: np.ndarray, mask: np.ndarray, level: float = 0.9) -> np
 
 
 def window_detail(final: np.ndarray, frames_linear: Sequence[np.ndarray], mask: np.ndarray) -> float:
-    """View detail the final keeps in ``mask``: mean L* gradient magnitude of the final there,
-    over the largest one among the input frames, each at its best exposure for the window
-    (:func:`best_exposed`). About 1: the final shows the view as well as the best frame; about
-    0: a flat white or grey window."""
-    best = max(_gradient_energy(best_exposed(f, mask), mask) for f in frames_linear)
-    return _gradient_energy(final, mask) / best if best > 1e-6 else float("nan")
+    """View detail the final keeps in ``mask``, in [0, 1]: of the L* gradient of the input frame
+    that shows the most there (each frame at its best exposure for the window,
+    :func:`best_exposed`), the share the final reproduces at the same pixels (per pixel the
+    smaller of the two magnitudes, summed, over the frame's sum). 1: the final shows the view as
+    well as the best frame; about 0: a flat white or grey window. Edges the final has where the
+    frame has none (speckles of a bad merge, noise) add nothing."""
+    grads = [_gradients(best_exposed(f, mask), mask) for f in frames_linear]
+    best = max(grads, key=lambda g: float(g.sum()))
+    total = float(best.sum())
+    if best.size == 0 or total <= 1e-6 * best.size:
+        return float("nan")
+    return float(np.minimum(_gradients(final, mask), best).sum()) / total
 
 
 def halo(final: np.ndarray, source: np.ndarray, mask: np.ndarray, width: float = 0.015) -> float:

@@ -11,7 +11,8 @@ import torch
 from flambient.colour import srgb_to_lab, srgb_to_linear
 from flambient.nets.adaptive import AdaptiveNet, to_gamut
 from flambient.nets.registry import create_model, full_pos
-from flambient.stack import build_stack
+from flambient.nets.layers import luma
+from flambient.stack import AMBIENT, build_stack
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -134,18 +135,40 @@ def test_bracket_set_is_never_darkened_beyond_its_floor_whatever_the_weights(see
 
 
 def test_a_darker_substitute_frame_is_not_pasted_into_a_bright_ambient() -> None:
-    """Near-white ambient pixels take the flash frame only where that frame is brighter (the view
-    behind a clipped window); a flash frame darker there (another exposure) leaves the ambient."""
+    """Near-white ambient pixels take the window-pull frame only where that frame is brighter (the
+    view behind a clipped window); a frame darker there (another exposure) leaves the ambient."""
     from flambient.nets.adaptive import merge_frames
 
     amb = np.full((8, 8, 3), 0.99, np.float32)
-    flash = np.full((8, 8, 3), 0.3, np.float32)
-    flash[:, 4:] = 3.0
-    x = torch.from_numpy(build_stack(amb, flash)).permute(2, 0, 1)[None]
+    window = np.full((8, 8, 3), 0.3, np.float32)
+    window[:, 4:] = 3.0
+    x = torch.from_numpy(build_stack(amb, window=window)).permute(2, 0, 1)[None]
     rad, _, clip, _ = merge_frames(x)
     assert float(clip[0, 0, :, :4].max()) == 0.0
     assert torch.allclose(rad[0, :, :, :4], torch.tensor(0.99))
     assert float(clip[0, 0, :, 4:].min()) > 0.5
+
+
+def test_a_flash_frame_fills_a_clipped_ambient_with_at_most_one_stop_more() -> None:
+    """A flash set without a window-pull frame: a near-clipped ambient pixel takes the flash
+    frame's reading only up to FLASH_FILL_MAX (2) times its own luminance, however bright the
+    flash frame reads there (camera JPEGs read a view 2-35x the ambient's value beside the
+    clip: pasted in as is, it gave white speckles and blotches); a flash frame within that
+    bound fills in unchanged, and the flash light is still added on top."""
+    from flambient.nets.adaptive import FLASH_FILL_MAX, merge_frames
+
+    rng = np.random.default_rng(3)
+    amb = rng.uniform(0.96, 1.0, (16, 16, 3)).astype(np.float32)    # near clipping everywhere
+    gain = rng.uniform(1.1, 35.0, (16, 16, 1)).astype(np.float32)
+    flash = amb * gain
+    x = torch.from_numpy(build_stack(amb, flash)).permute(2, 0, 1)[None]
+    rad, light, clip, _ = merge_frames(x)
+    ratio = (luma(rad) / luma(x[:, AMBIENT]))[0, 0].numpy()
+    assert float(clip.min()) > 0.0
+    assert ratio.max() <= FLASH_FILL_MAX + 1e-4
+    low = gain[..., 0] < 1.5                                        # within the bound: the flash frame as is
+    assert low.any() and np.allclose(ratio[low & (clip[0, 0].numpy() > 0.999)], gain[..., 0][low & (clip[0, 0].numpy() > 0.999)], rtol=1e-4)
+    assert float(luma(light)[0, 0][torch.from_numpy(gain[..., 0] > 4.0)].min()) > 0.0
 
 
 def test_flash_light_has_the_flash_frames_colour_not_channel_noise() -> None:
@@ -316,7 +339,6 @@ def test_ambient_white_balance_takes_out_the_light_not_the_materials() -> None:
     ambient frame has the flash frame's colours (materials kept, tungsten gone), whatever the
     materials; brightness is kept; without a flash frame nothing changes."""
     from flambient.nets.adaptive import ambient_cast, white_balance_ambient
-    from flambient.nets.layers import luma
 
     amb, fl = _tungsten_room()
     x = torch.from_numpy(build_stack(amb, fl)).permute(2, 0, 1)[None]
@@ -400,7 +422,6 @@ def test_flash_light_is_kept_where_the_ambient_clips_around_a_lamp() -> None:
     (radiance + flash light) must run on smoothly across the disc's edge: no darker disc of
     the lamp's colour (the flash light used to be dropped wherever the ambient clipped)."""
     from flambient.nets.adaptive import merge_frames
-    from flambient.nets.layers import luma
 
     h, w = 64, 96
     yy, xx = np.mgrid[0:h, 0:w]
@@ -626,3 +647,31 @@ def test_shipped_default_keeps_the_materials_colour_on_real_flash_pairs() -> Non
         others = [f for k, f in frames.items() if k != "ambient"]
         assert sanity.neutral_shift_share(out, colour.linear_to_srgb(frames["ambient"]), others)[0] <= 0.001, amb.name
     assert len(kept) >= 10 and np.mean(kept) >= 0.75 and min(kept) >= 0.6, np.round(kept, 2)
+
+
+@pytest.mark.skipif(not (SHARED / "flambient-brackets-small-davepeloso-prophoto" / "set03").is_dir(),
+                    reason="../shared/data flambient shoot not present")
+def test_shipped_default_blows_out_nothing_the_real_flash_set_recorded(tmp_path: Path) -> None:
+    """The real shoot's set03 (ambient + flash JPEGs, no window-pull frame; ingested as
+    ``process`` does): the final shows white (L* >= 97) on at most 0.5 % of the pixels that the
+    ambient frame recorded (L* < 95). The flash frame reads its window views 2-35x the ambient;
+    pasted in uncapped, it blew 1.0 % (white blotches in the views, white speckles on glass)."""
+    import shutil
+
+    import cv2
+
+    from flambient import colour, sanity
+    from flambient.ingest import ingest_shoot, load_set_stack
+    from flambient.nets.registry import load_model
+
+    for f in sorted((SHARED / "flambient-brackets-small-davepeloso-prophoto" / "set03").glob("*.jpg")):
+        shutil.copy(f, tmp_path / f.name)
+    (only,) = ingest_shoot(tmp_path, n_jobs=1).sets
+    stack = load_set_stack(tmp_path, only, use_cache=False)
+    scale = 400 / max(stack.shape[:2])
+    size = (round(stack.shape[1] * scale), round(stack.shape[0] * scale))
+    stack = np.stack([cv2.resize(np.ascontiguousarray(stack[:, :, c]), size, interpolation=cv2.INTER_AREA)
+                      for c in range(stack.shape[2])], axis=2)
+    net, _ = load_model("default")
+    out = _run(net, stack)
+    assert sanity.blown_share(out, colour.linear_to_srgb(stack[:, :, AMBIENT])) <= 0.005

@@ -131,6 +131,36 @@ def test_sanity_figures() -> None:
     assert not sanity.is_well_exposed(np.full((8, 8, 3), 0.1, np.float32))
 
 
+def test_window_detail_counts_only_the_views_own_detail() -> None:
+    """White speckles in a window (a bad frame merge) are edges the view does not have: they add
+    nothing to ``window_detail`` (the speckled door glass of the real shoot used to score 2.5,
+    "better than the best frame"); the view's own texture, reproduced, scores about 1."""
+    rng = np.random.default_rng(2)
+    h, w = 96, 128
+    win = np.zeros((h, w), bool)
+    win[20:60, 30:90] = True
+    view = np.full((h, w, 3), 0.35, np.float32)
+    view[20:60, 30:60] += 0.25 * rng.uniform(0, 1, (40, 30, 1)).astype(np.float32)  # texture: left half only
+    ambient_lin = np.where(win[..., None], 3.0, np.full((h, w, 3), 0.1)).astype(np.float32)
+    mask = sanity.window_mask(colour.linear_to_srgb(ambient_lin))
+    assert mask is not None
+    speckled = colour.linear_to_srgb(np.full((h, w, 3), 0.35, np.float32))
+    salt = win & (rng.uniform(0, 1, (h, w)) < 0.15)
+    salt[:, :60] = False                                     # speckles where the view is flat
+    speckled[salt] = 1.0
+    assert sanity.window_detail(speckled, [ambient_lin, view], mask) < 0.1
+    assert sanity.window_detail(sanity.best_exposed(view, mask), [ambient_lin, view], mask) > 0.99
+
+
+def test_blown_share_counts_only_what_the_source_recorded() -> None:
+    src = np.full((10, 10, 3), 0.6, np.float32)
+    src[:, :2] = 1.0                                         # already white in the source
+    final = src.copy()
+    final[:, :4] = 1.0                                       # 2 more columns blown by the edit
+    assert sanity.blown_share(final, src) == pytest.approx(0.2)
+    assert sanity.blown_share(src, src) == 0.0
+
+
 def test_window_figures() -> None:
     rng = np.random.default_rng(1)
     h, w = 96, 128

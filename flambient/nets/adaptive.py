@@ -39,10 +39,12 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   radiance. Sets without a window frame and single images are untouched.
 
 Frames of a bracket set are combined per pixel before the edit: where the ambient frame is
-near clipping, its radiance comes from the window-pull frame (else the flash frame, both
-exposure-normalised, so they carry the unclipped view), and the flash light (the flash frame
-times the share of its luminance the ambient does not explain) is added with a learned, image-adaptive weight relative to the ambient's
-brightness. Single images (one merged exposure) are the case without flash or window frame.
+near clipping, its radiance comes from the window-pull frame (else the flash frame, at most
+:data:`FLASH_FILL_MAX` times the ambient's value there; both exposure-normalised, so they carry
+the unclipped view), and the flash light (the flash frame times the share of its luminance the
+ambient does not explain) is added with a learned, image-adaptive weight relative to the
+ambient's brightness. Single images (one merged exposure) are the case without flash or
+window frame.
 
 ``context(low)`` returns one flat vector per image (layout in :meth:`AdaptiveNet.unpack`):
 every global quantity (flash weight, white-balance gains, exposure gain, curve slopes,
@@ -112,6 +114,9 @@ NEUTRAL_LO, NEUTRAL_HI = 0.90, 0.97
 #: its value to taking the substitute's (a camera's highlight roll-off lets a real view read a
 #: little darker than the clipped ambient; half as bright is another exposure, not the view).
 SUB_RATIO_LO, SUB_RATIO_HI = 0.5, 0.8
+#: Most a flash frame may fill into a near-clipped ambient pixel, as a multiple of the ambient's
+#: luminance there (one stop: a highlight roll-off's worth; see :func:`merge_frames`).
+FLASH_FILL_MAX = 2.0
 #: Largest weight of the flash light relative to the flash frame as shot (exposure-normalised).
 K_FLASH_MAX = 1.0
 #: Stops below a studio's darkest edit that :meth:`AdaptiveNet.widen_bounds` puts a floor.
@@ -224,19 +229,27 @@ def merge_frames(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
     Returns ``(radiance, flash_light, clip, substitute)``, each N x 3 x h x w except ``clip``
     (N x 1 x h x w): ``radiance`` is the ambient frame with near-clipped pixels replaced by the
-    window-pull frame (else the flash frame, else left as is) where that frame is at least as
-    bright (:data:`SUB_RATIO_LO`, :data:`SUB_RATIO_HI`); ``flash_light`` is the flash
+    window-pull frame (else the flash frame, capped at :data:`FLASH_FILL_MAX` times the
+    ambient's luminance, else left as is) where that frame is at least as bright
+    (:data:`SUB_RATIO_LO`, :data:`SUB_RATIO_HI`); ``flash_light`` is the flash
     frame scaled by the share of its luminance the merged radiance does not explain,
     ``flash * max(1 - Y_radiance / Y_flash, 0)`` (zeros without a flash frame): its colour is the
     flash frame's and its amount a ratio of luminances, so frames whose white balance or
     exposure differ (camera JPEGs) give no per-channel difference noise; ``clip`` the blend
     weight used; ``substitute`` the frame blended in where the ambient clips.
+
+    Why the flash frame is capped: in camera JPEGs it reads a view 2-35x (median 5x) what the
+    ambient records beside the clip (the real shoot's set03: highlight roll-off and exposure
+    data that do not match), so pasted in as is it gave white speckles on glass and white
+    blotches in views; on the synthetic flash-only sets it turned lamp-lit walls white (dE2000
+    7.12 uncapped, 5.67 capped). A window-pull frame is exposed for the view: not capped.
     """
     amb, fl, win = x[:, AMBIENT], x[:, FLASH], x[:, WINDOW]
     hf, hw = x[:, HAS_FLASH : HAS_FLASH + 1], x[:, HAS_WINDOW : HAS_WINDOW + 1]
-    sub = hw * win + (1.0 - hw) * (hf * fl + (1.0 - hf) * amb)
-    has_sub = torch.maximum(hf, hw)
     y_amb = luma(amb)
+    fill = fl * (FLASH_FILL_MAX * y_amb / luma(fl).clamp_min(_EPS)).clamp(max=1.0)  # flash frame, capped
+    sub = hw * win + (1.0 - hw) * (hf * fill + (1.0 - hf) * amb)
+    has_sub = torch.maximum(hf, hw)
     # A clipped ambient pixel hides a radiance at least as bright as it shows: a substitute that
     # is darker there is not the view (frames at inconsistent exposures), so it is not used.
     brighter = _smoothstep(SUB_RATIO_LO, SUB_RATIO_HI, luma(sub) / y_amb.clamp_min(_EPS))
@@ -251,7 +264,7 @@ def flash_light(x: torch.Tensor, rad: torch.Tensor) -> torch.Tensor:
 
     Also where the ambient clipped: a wall lit by a lamp keeps the flash light around the lamp
     (without it, a disc of the lamp's colour, darker than the wall around it, showed where the
-    ambient clipped). Where the substitute is the flash frame itself, the share is 0.
+    ambient clipped).
     """
     fl, hf = x[:, FLASH], x[:, HAS_FLASH : HAS_FLASH + 1]
     share = (1.0 - luma(rad) / luma(fl).clamp_min(_EPS)).clamp(0.0, 1.0)
