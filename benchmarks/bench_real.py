@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,15 +85,11 @@ class FlashSet:
 
 
 def shrink(img: np.ndarray, max_side: int) -> np.ndarray:
-    """Area-downscale HxWxC so the long edge is at most ``max_side`` (never upscales)."""
-    h, w = img.shape[:2]
-    if max_side <= 0 or max(h, w) <= max_side:
-        return np.ascontiguousarray(img, dtype=np.float32)
-    s = max_side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    chans = [cv2.resize(np.ascontiguousarray(img[:, :, i : i + 4]), size, interpolation=cv2.INTER_AREA)
-             for i in range(0, img.shape[2], 4)]
-    return np.concatenate([c[:, :, None] if c.ndim == 2 else c for c in chans], axis=2).astype(np.float32)
+    """Area-downscale HxWxC so the long edge is at most ``max_side`` (never upscales):
+    :func:`flambient.data.resize_stack`."""
+    from flambient.data import resize_stack
+
+    return resize_stack(img, max_side)
 
 
 def load_fivek(data: Path, max_side: int, limit: int = 0) -> list[Pair]:

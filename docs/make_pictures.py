@@ -181,11 +181,12 @@ def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 100
     import shutil
     import tempfile
 
-    import cv2
     import torch
 
     from flambient import colour
+    from flambient.data import resize_stack
     from flambient.ingest import ingest_shoot, load_set_stack
+    from flambient.io.images import write_jpeg
     from flambient.nets import adaptive
     from flambient.nets.registry import load_model
     from flambient.training import predict
@@ -202,11 +203,7 @@ def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 100
             shoot.mkdir()
             for f in sorted((shoot_dir / name).glob("*.jpg")):
                 shutil.copy(f, shoot / f.name)
-            st = load_set_stack(shoot, ingest_shoot(shoot, n_jobs=1).sets[0], use_cache=False)
-            k = long_edge / max(st.shape[:2])
-            size = (round(st.shape[1] * k), round(st.shape[0] * k))
-            st = np.stack([cv2.resize(np.ascontiguousarray(st[:, :, c]), size, interpolation=cv2.INTER_AREA)
-                           for c in range(st.shape[2])], axis=2)
+            st = resize_stack(load_set_stack(shoot, ingest_shoot(shoot, n_jobs=1).sets[0], use_cache=False), long_edge)
             try:
                 adaptive.FLASH_FILL_MAX = 1e30  # the fill as shot
                 as_shot = predict(net, st, cpu)
@@ -219,8 +216,6 @@ def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 100
     height_each = min(height, min(r[0].shape[0] for r in rows))
     parts = [np.concatenate([_fit_height(im, height_each) for im in row], axis=1) for row in rows]
     width = max(p.shape[1] for p in parts)
-    from flambient.io.images import write_jpeg
-
     write_jpeg(out / "flash_fill_cap.jpg", np.concatenate(
         [np.pad(p, ((0, 4), (0, width - p.shape[1]), (0, 0))) for p in parts], axis=0), quality=88)
     print(out / "flash_fill_cap.jpg")

@@ -47,20 +47,29 @@ def split_items(items: Sequence[PairItem], val_fraction: float, min_val: int = 1
     return [it for it in items if it.name not in val_names], [it for it in items if it.name in val_names]
 
 
-def resize_pair(stack: np.ndarray, target: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Area-downscale a (stack, target) pair so that its long edge is at most ``max_side`` px.
+def resize_stack(img: np.ndarray, max_side: int) -> np.ndarray:
+    """Area-downscale an HxWxC float image (any C: a 13-channel stack, an RGB frame) so that its
+    long edge is at most ``max_side`` px; never upscales (returned as float32, contiguous).
 
-    Linear channels are averaged in linear light (correct for area resampling); the sRGB
-    target is averaged in its own encoding, which is what an editor's export resize does.
+    Each channel is averaged in its own encoding: linear stack channels in linear light (correct
+    for area resampling), an sRGB image in sRGB (what an editor's export resize does).
     """
-    h, w = stack.shape[:2]
+    h, w = img.shape[:2]
     if max_side <= 0 or max(h, w) <= max_side:
-        return stack, target
+        return np.ascontiguousarray(img, dtype=np.float32)
     s = max_side / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    chans = [cv2.resize(stack[:, :, i : i + 4], size, interpolation=cv2.INTER_AREA) for i in range(0, stack.shape[2], 4)]
-    chans = [c[:, :, None] if c.ndim == 2 else c for c in chans]
-    return np.concatenate(chans, axis=2).astype(np.float32), cv2.resize(target, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    chans = [cv2.resize(np.ascontiguousarray(img[:, :, i : i + 4]), size, interpolation=cv2.INTER_AREA)
+             for i in range(0, img.shape[2], 4)]  # cv2 resizes at most 4 channels at once
+    return np.concatenate([c[:, :, None] if c.ndim == 2 else c for c in chans], axis=2).astype(np.float32)
+
+
+def resize_pair(stack: np.ndarray, target: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-downscale a (stack, target) pair so that its long edge is at most ``max_side`` px
+    (:func:`resize_stack` on each)."""
+    if max_side <= 0 or max(stack.shape[:2]) <= max_side:
+        return stack, target
+    return resize_stack(stack, max_side), resize_stack(target, max_side)
 
 
 class PairStore:

@@ -658,20 +658,15 @@ def test_shipped_default_blows_out_nothing_the_real_flash_set_recorded(tmp_path:
     pasted in uncapped, it blew 1.0 % (white blotches in the views, white speckles on glass)."""
     import shutil
 
-    import cv2
-
     from flambient import colour, sanity
+    from flambient.data import resize_stack
     from flambient.ingest import ingest_shoot, load_set_stack
     from flambient.nets.registry import load_model
 
     for f in sorted((SHARED / "flambient-brackets-small-davepeloso-prophoto" / "set03").glob("*.jpg")):
         shutil.copy(f, tmp_path / f.name)
     (only,) = ingest_shoot(tmp_path, n_jobs=1).sets
-    stack = load_set_stack(tmp_path, only, use_cache=False)
-    scale = 400 / max(stack.shape[:2])
-    size = (round(stack.shape[1] * scale), round(stack.shape[0] * scale))
-    stack = np.stack([cv2.resize(np.ascontiguousarray(stack[:, :, c]), size, interpolation=cv2.INTER_AREA)
-                      for c in range(stack.shape[2])], axis=2)
+    stack = resize_stack(load_set_stack(tmp_path, only, use_cache=False), 400)
     net, _ = load_model("default")
     out = _run(net, stack)
     assert sanity.blown_share(out, colour.linear_to_srgb(stack[:, :, AMBIENT])) <= 0.005
