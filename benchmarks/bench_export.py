@@ -10,6 +10,13 @@ on the same random inputs:
   counted once per tile of that shape (an evened plan has one to four shapes); the 24 MP x 13
   stack itself (1.2 GB) is not needed to time the nets.
 
+With ``--real DIR`` (default: ``../shared/data`` when present; ``--real ''`` skips it) both
+engines also run the whole ``process`` inference path (:func:`flambient.inference.infer_image`,
+tiles of ``--tile``) on every real flash set there (``bench_real.load_flash_sets``: the flambient
+shoot, the frobisher bracket, FAID and phone pairs, long edge ``--real-side``), and the table
+gives the largest difference of their finals and the share of 8-bit values that differ: random
+inputs rarely reach the clipped pixels where the frame merge, its caps and the guards act.
+
 Every measurement is repeated ``--repeat`` times with the two engines interleaved (order
 alternating), and the table reports the MINIMUM (the least disturbed run: this is meant to
 run on shared machines) next to the median. Both engines get the same thread count
@@ -44,6 +51,7 @@ from flambient.onnx_backend import OnnxBackend, default_threads
 from flambient.tiling import plan_tiles
 
 ENGINES = ("torch", "onnxruntime")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def time_pair(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
@@ -58,6 +66,27 @@ def time_pair(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[
     return times
 
 
+def real_parity(model: str, onnx: OnnxBackend, data: Path, side: int, tile: int) -> list[dict[str, Any]]:
+    """Finals of both engines on every real flash set in ``data`` (long edge ``side`` px, the
+    ``process`` inference path with tiles of ``tile`` px): per set, the largest absolute
+    difference (sRGB, [0, 1]) and the share of 8-bit values that differ."""
+    from bench_real import load_flash_sets
+
+    from flambient.inference import infer_image, load_backend
+
+    torch_backend = load_backend(model)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="flambient-bench-export-real-") as tmp:
+        for fs in load_flash_sets(data, side, Path(tmp)):
+            a = infer_image(torch_backend, fs.stack, tile=tile)
+            b = infer_image(onnx, fs.stack, tile=tile)
+            q = lambda im: np.round(np.clip(im, 0.0, 1.0) * 255.0)  # noqa: E731
+            rows.append({"set": fs.name, "size": f"{fs.stack.shape[1]}x{fs.stack.shape[0]}",
+                         "max_abs_diff": float(np.abs(a - b).max()),
+                         "share_8bit_differ": float((q(a) != q(b)).mean())})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -68,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--fp16", action="store_true", help="benchmark an fp16 export (onnxruntime only)")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "export.json")
+    ap.add_argument("--real", default=str(SHARED_DATA) if SHARED_DATA.is_dir() else "",
+                    help="real data folder for the parity of finals on real flash sets ('' to skip)")
+    ap.add_argument("--real-side", type=int, default=1280, help="long edge of the real sets (px)")
     args = ap.parse_args(argv)
 
     threads = args.threads or default_threads()
@@ -110,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in t.items():
                 apply_min[k] += count * min(v)
                 apply_med[k] += count * statistics.median(v)
+        real = real_parity(args.model, backend, Path(args.real), args.real_side, args.tile) if args.real else []
 
     rows = {k: {"context_ms_min": ctx_min[k] * 1e3, "context_ms_median": ctx_med[k] * 1e3,
                 "apply_s_min": apply_min[k], "apply_s_median": apply_med[k], "mp_per_s": mp / apply_min[k]}
@@ -128,12 +161,19 @@ def main(argv: list[str] | None = None) -> int:
                       f"{base / r['apply_s_min']:.2f}x")
     console.print(table)
     console.print(f"max abs difference of the outputs: {max_err:.2e}; export parity {res.parity.max_abs:.2e}")
+    if real:
+        rt = Table(title=f"finals of both engines on {len(real)} real flash sets ({args.real}, long edge {args.real_side})")
+        for col in ("set", "size", "max abs difference", "8-bit values that differ"):
+            rt.add_column(col, justify="right")
+        for r in real:
+            rt.add_row(r["set"], r["size"], f"{r['max_abs_diff']:.2e}", f"{100 * r['share_8bit_differ']:.4f} %")
+        console.print(rt)
     result: dict[str, Any] = {
         "benchmark": "export", "model": args.model, "family": spec.family, "height": args.height,
         "width": args.width, "megapixels": mp, "tile": args.tile, "tiles": len(plan),
         "tile_shapes": {f"{h}x{w}": n for (h, w), n in shapes.items()}, "repeat": args.repeat,
         "statistic": "min and median over interleaved repeats", "threads": threads, "fp16": args.fp16,
-        "engines": rows, "max_abs_diff": max_err,
+        "engines": rows, "max_abs_diff": max_err, "real_parity": real,
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
                     "processor": platform.processor()},
     }

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from flambient.colour import srgb_to_lab, srgb_to_linear
+from flambient.colour import cct_to_linear_rgb, luminance, srgb_to_lab, srgb_to_linear
 from flambient.nets.adaptive import AdaptiveNet, to_gamut
 from flambient.nets.registry import create_model, full_pos
 from flambient.nets.layers import luma
@@ -323,24 +323,33 @@ def test_a_model_saved_before_the_single_image_offsets_loads_with_them_at_zero()
     assert all(float(p.detach().abs().sum()) == 0.0 for p in net.single_style())
 
 
-def _tungsten_room(h: int = 64, w: int = 96) -> tuple[np.ndarray, np.ndarray]:
+def _tungsten_room(h: int = 64, w: int = 96, kelvin: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ambient, flash) linear frames of one room: coloured materials (a red wall, a blue
-    chair, grey floor) lit by warm tungsten in the ambient frame and by a neutral flash."""
+    chair, grey floor) lit by warm tungsten in the ambient frame and by a neutral flash.
+
+    ``kelvin``: the tungsten's colour temperature as a camera balanced for a 5500 K flash
+    records it (a RAW shoot at a fixed daylight white balance); None: a mild fixed cast."""
     rng = np.random.default_rng(4)
     albedo = np.full((h, w, 3), 0.3, np.float32) * rng.uniform(0.8, 1.2, (h, w, 1)).astype(np.float32)
     albedo[:, : w // 3] = [0.45, 0.12, 0.10]      # red wall
     albedo[h // 2 :, w // 2 :] = [0.08, 0.12, 0.40]  # blue chair
-    tungsten = np.array([1.3, 0.97, 0.6], np.float32)  # a warm cast inside the gain bound
+    if kelvin is None:
+        tungsten = np.array([1.3, 0.97, 0.6], np.float32)
+    else:
+        light = cct_to_linear_rgb(kelvin) / cct_to_linear_rgb(5500.0)
+        tungsten = (light / float(luminance(light))).astype(np.float32)
     return albedo * tungsten * 0.8, albedo * 0.6
 
 
-def test_ambient_white_balance_takes_out_the_light_not_the_materials() -> None:
+@pytest.mark.parametrize("kelvin", [None, 3000.0])
+def test_ambient_white_balance_takes_out_the_light_not_the_materials(kelvin: float | None) -> None:
     """The ambient cast is measured against the flash frame: with the whole share, the balanced
     ambient frame has the flash frame's colours (materials kept, tungsten gone), whatever the
-    materials; brightness is kept; without a flash frame nothing changes."""
+    materials, including 3000 K tungsten shot at the flash's white balance (a RAW shoot), which
+    needs a blue gain of about 2.7x; brightness is kept; without a flash frame nothing changes."""
     from flambient.nets.adaptive import ambient_cast, white_balance_ambient
 
-    amb, fl = _tungsten_room()
+    amb, fl = _tungsten_room(kelvin=kelvin)
     x = torch.from_numpy(build_stack(amb, fl)).permute(2, 0, 1)[None]
     valid = torch.ones_like(x[:, :1])
     cast = ambient_cast(x, valid)

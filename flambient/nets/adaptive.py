@@ -14,7 +14,7 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept); in a flash set the
   ambient frame is first balanced on its own (:func:`ambient_cast`: the ambient light's colour
-  measured against the flash frame, a learned share of it taken out, gains in [0.5, 2]), so
+  measured against the flash frame, a learned share of it taken out, gains in [0.25, 4]), so
   the tungsten cast goes and the materials keep the colour the flash records;
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
   slopes, 0 -> 0, the source's white -> :data:`WHITE_POINT`, its end -> 1): no banding from
@@ -156,8 +156,12 @@ WINDOW_STYLE = ("window_key", "window_strength")
 #: learned on tungsten ambient frames takes colour out of the materials of every real set.
 #: Used clamped to [0, 1]; a model saved before it loads with 0 (no change: the old finals).
 AMBIENT_STYLE = ("ambient_wb",)
-#: Largest per-channel gain (either way) of the ambient white balance (about +-1 stop).
-AMBIENT_GAIN_MAX = 2.0
+#: Largest per-channel gain (either way) of the ambient white balance: +-2 stops. Taking out a
+#: tungsten cast from an ambient frame balanced for the flash (a RAW shoot at a fixed daylight
+#: white balance) needs a blue gain of 2.7x at 3000 K and 3.4x at 2700 K (luminance kept); with
+#: the whole share this bound reaches about 2800 K, the earlier +-1 stop about 3500 K, which left
+#: such rooms yellow. Camera JPEGs balanced by the camera have casts well inside either bound.
+AMBIENT_GAIN_MAX = 4.0
 #: Largest darkening (stops) of the window-pull frame's view by the window pull.
 WINDOW_EV_MIN = -8.0
 #: Share of the distance to ``window_key`` a new model's window pull starts at (``window_strength``,
