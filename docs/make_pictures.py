@@ -17,8 +17,8 @@ side-by-side JPEGs (source | final, each ``--height`` px high) into ``docs/image
   flambient shoot of ``../shared/data`` (its terms as recorded in the MANIFEST, as the
   README's other pictures of that shoot).
 - ``ambient_wb_bound.jpg`` (ambient frame | ambient white balance within +-1 stop | within the
-  current bound | the photograph): real photographs (``--relit-from``, default the demo
-  photographs) re-lit at a fixed daylight balance.
+  current bound | the photograph): real photographs (``--relit-from``; skipped without it)
+  re-lit at a fixed daylight balance.
 
 Usage: ``python docs/make_pictures.py [--model default] [--faid Toys_141,People_014,it4] [--fivek a4514,a4869,a4933]``
 """
@@ -224,13 +224,13 @@ def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 100
     print(out / "flash_fill_cap.jpg")
 
 
-def tungsten_pictures(model: str, out: Path, height: int, finals: Path | None = None,
-                      names: list[str] | None = None, count: int = 3, seed: int = 7) -> None:
-    """``ambient_wb_bound.jpg``: real photographs (``finals``; default the three ``flambient demo``
-    ships; only ``names`` when given) re-lit into shoots at the flash's fixed white balance
-    (``synth --from``, ``seed``) and read as two-frame sets (ambient + flash, the window frame left out), the ``count`` sets
-    with the strongest tungsten cast: ambient frame | the ambient white
-    balance bounded to +-1 stop (the previous release) | to
+def tungsten_pictures(model: str, out: Path, height: int, finals: Path, names: list[str] | None = None,
+                      count: int = 3, seed: int = 7) -> None:
+    """``ambient_wb_bound.jpg``: real photographs (the folder ``finals``; only ``names`` when
+    given) re-lit into shoots at the flash's fixed white balance
+    (``synth --from``, ``seed``) and read as two-frame sets (ambient + flash, the window frame
+    left out); the ``count`` sets with the strongest tungsten cast, one row each: ambient frame
+    | the ambient white balance bounded to +-1 stop (the previous release) | to
     :data:`~flambient.nets.adaptive.AMBIENT_GAIN_MAX` | the photograph itself (the truth)."""
     import tempfile
 
@@ -238,6 +238,7 @@ def tungsten_pictures(model: str, out: Path, height: int, finals: Path | None = 
 
     from flambient import colour
     from flambient.dataset import load_dataset
+    from flambient.io.images import write_jpeg
     from flambient.nets import adaptive
     from flambient.nets.registry import load_model
     from flambient.stack import AMBIENT, FLASH, build_stack
@@ -245,10 +246,9 @@ def tungsten_pictures(model: str, out: Path, height: int, finals: Path | None = 
     from flambient.training import predict
 
     net, cpu, bound = load_model(model)[0], torch.device("cpu"), adaptive.AMBIENT_GAIN_MAX
-    photos = resources.files("flambient") / "demo_photos"
-    sets: list[tuple[float, str, np.ndarray, np.ndarray]] = []
-    with tempfile.TemporaryDirectory() as tmp, resources.as_file(photos) as demo:
-        synth_from_finals(finals or demo, Path(tmp) / "relit", size=(384, 256), seed=seed, pairs=True)
+    sets: list[tuple[float, np.ndarray, np.ndarray]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        synth_from_finals(finals, Path(tmp) / "relit", size=(384, 256), seed=seed, pairs=True)
         for item in load_dataset(Path(tmp) / "relit"):
             if names and item.name not in names:
                 continue
@@ -256,9 +256,9 @@ def tungsten_pictures(model: str, out: Path, height: int, finals: Path | None = 
             st = build_stack(full[..., AMBIENT], full[..., FLASH])  # a two-frame shoot
             x = torch.from_numpy(st).permute(2, 0, 1)[None]
             cast = float(adaptive.ambient_cast(x, torch.ones_like(x[:, :1]))[0, 2])  # ln blue, < 0: warm
-            sets.append((cast, item.name, st, truth))
+            sets.append((cast, st, truth))
     rows = []
-    for _cast, _name, st, truth in sorted(sets, key=lambda r: r[0])[:count]:
+    for _cast, st, truth in sorted(sets, key=lambda r: r[0])[:count]:
         try:
             adaptive.AMBIENT_GAIN_MAX = 2.0  # the previous release's bound
             before = predict(net, st, cpu)
@@ -269,8 +269,6 @@ def tungsten_pictures(model: str, out: Path, height: int, finals: Path | None = 
                                      predict(net, st, cpu), truth)], axis=1))
     if not rows:
         return
-    from flambient.io.images import write_jpeg
-
     write_jpeg(out / "ambient_wb_bound.jpg", np.concatenate(rows, axis=0), quality=88)
     print(out / "ambient_wb_bound.jpg")
 
@@ -284,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fivek", default="a4514,a4869,a4933", help="FiveK pair names (comma list; '' for none)")
     ap.add_argument("--window-sets", type=int, default=3, help="synthetic sets in window_pull.jpg (0: none)")
     ap.add_argument("--relit-from", default="", help="folder of real photographs for ambient_wb_bound.jpg "
-                    "(default: the demo photographs; README: the default model's 41 training photographs)")
+                    "(README: the default model's training photographs, models/default/data_sources.tsv)")
     ap.add_argument("--relit-names", default="", help="only these photographs (stems, comma list) of --relit-from")
     ap.add_argument("--height", type=int, default=300)
     ap.add_argument("--out", default=str(REPO / "docs" / "images"))
@@ -298,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.window_sets:
         window_pictures(args.model, out, args.window_sets, args.height)
     flash_fill_pictures(args.model, out, args.height)
-    tungsten_pictures(args.model, out, min(args.height, 240), Path(args.relit_from) if args.relit_from else None,
-                      [n for n in args.relit_names.split(",") if n])
+    if args.relit_from:
+        tungsten_pictures(args.model, out, min(args.height, 240), Path(args.relit_from),
+                          [n for n in args.relit_names.split(",") if n])
+    else:
+        print("skipped ambient_wb_bound: no --relit-from folder")
     return 0
 
 
