@@ -17,9 +17,11 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   measured against the flash frame, a learned share of it taken out, gains in [0.25, 4]), so
   the tungsten cast goes and the materials keep the colour the flash records;
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
-  slopes, 0 -> 0, the source's white -> :data:`WHITE_POINT`, its end -> 1): no banding from
-  inverted steps, no channel crossing, no grey whites; RGB are scaled by the luminance ratio,
-  so hue is kept;
+  slopes, 0 -> 0, white after the exposure (encoded 1) -> :data:`WHITE_POINT`, its end -> 1):
+  no banding from inverted steps, no channel crossing; RGB are scaled by the luminance ratio,
+  so hue is kept. The white is the exposed one: an exposure that darkens (most bracket sets
+  of the shipped default: -0.2 to -1.6 stops on the real flash sets) takes the source's white
+  below encoded 1, so it comes out grey (README, "On a real shoot": the greyed upper tones);
 - **colour** is a near-identity 3 x 3 matrix whose rows sum to 1 (grey stays grey) and one
   saturation factor, both bounded;
 - **gamut**: each pixel is pulled toward its own grey until every channel lies in [0, 1]
