@@ -10,7 +10,8 @@ on the same random inputs:
   counted once per tile of that shape (an evened plan has one to four shapes); the 24 MP x 13
   stack itself (1.2 GB) is not needed to time the nets.
 
-With ``--real DIR`` (default: ``../shared/data`` when present; ``--real ''`` skips it) both
+With ``--real DIR`` (default: ``bench_real.DEFAULT_DATA``, ``../shared/data``, when present;
+``--real ''`` skips it) both
 engines also run the whole ``process`` inference path (:func:`flambient.inference.infer_image`,
 tiles of ``--tile``) on every real flash set there (``bench_real.load_flash_sets``: the flambient
 shoot, the frobisher bracket, FAID and phone pairs, long edge ``--real-side``), and the table
@@ -51,7 +52,6 @@ from flambient.onnx_backend import OnnxBackend, default_threads
 from flambient.tiling import plan_tiles
 
 ENGINES = ("torch", "onnxruntime")
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def time_pair(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
@@ -64,6 +64,11 @@ def time_pair(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[
             fns[name]()
             times[name].append(time.perf_counter() - t)
     return times
+
+
+def _as_8bit(srgb: np.ndarray) -> np.ndarray:
+    """The 8-bit code values (float array) a final in [0, 1] is written with."""
+    return np.round(np.clip(srgb, 0.0, 1.0) * 255.0)
 
 
 def real_parity(model: str, onnx: OnnxBackend, data: Path, side: int, tile: int) -> list[dict[str, Any]]:
@@ -80,10 +85,9 @@ def real_parity(model: str, onnx: OnnxBackend, data: Path, side: int, tile: int)
         for fs in load_flash_sets(data, side, Path(tmp)):
             a = infer_image(torch_backend, fs.stack, tile=tile)
             b = infer_image(onnx, fs.stack, tile=tile)
-            q = lambda im: np.round(np.clip(im, 0.0, 1.0) * 255.0)  # noqa: E731
             rows.append({"set": fs.name, "size": f"{fs.stack.shape[1]}x{fs.stack.shape[0]}",
                          "max_abs_diff": float(np.abs(a - b).max()),
-                         "share_8bit_differ": float((q(a) != q(b)).mean())})
+                         "share_8bit_differ": float((_as_8bit(a) != _as_8bit(b)).mean())})
     return rows
 
 
@@ -97,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--fp16", action="store_true", help="benchmark an fp16 export (onnxruntime only)")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "export.json")
-    ap.add_argument("--real", default=str(SHARED_DATA) if SHARED_DATA.is_dir() else "",
+    from bench_real import DEFAULT_DATA  # the shared real data (FLAMBIENT_SHARED_DATA overrides)
+
+    ap.add_argument("--real", default=str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else "",
                     help="real data folder for the parity of finals on real flash sets ('' to skip)")
     ap.add_argument("--real-side", type=int, default=1280, help="long edge of the real sets (px)")
     args = ap.parse_args(argv)
