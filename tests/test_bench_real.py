@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +11,11 @@ import pytest
 from flambient.baselines import fit_global_poly
 from flambient.metrics import delta_e_stats
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("bench_real", REPO / "benchmarks" / "bench_real.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_real"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_real")
 
 
 def test_ten_line_improves_its_real_training_pairs(shared_data: Path) -> None:

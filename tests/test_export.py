@@ -223,6 +223,27 @@ def test_onnx_backend_matches_torch_on_tiles(probe_model: Path) -> None:
     assert np.abs(outs[0] - outs[1]).max() > 1e-3  # the position really reaches the graph
 
 
+def test_onnx_matches_torch_on_the_real_flash_sets(shared_data: Path, tmp_path: Path) -> None:
+    """The shipped default exported and run through the whole ``process`` inference path
+    (``infer_image``, tiles) gives the torch backend's finals on every real flash set of
+    ../shared/data (through ``ingest`` where they carry EXIF, as ``bench_export.py --real``
+    does): random parity inputs rarely reach the clipped pixels where the frame merge, its
+    caps and the guards act, these sets do (set03's windows, the frobisher bracket)."""
+    from conftest import load_benchmark
+
+    from flambient.inference import infer_image, load_backend
+
+    sets = load_benchmark("bench_real").load_flash_sets(shared_data, 256, tmp_path / "sets")
+    assert len(sets) >= 3
+    res = export_model("default", tmp_path / "onnx" / "model.onnx", seed=0)
+    onnx, torch_backend = OnnxBackend(res.onnx_path, device="cpu"), load_backend("default")
+    for fs in sets:
+        a = infer_image(torch_backend, fs.stack, tile=128)
+        b = infer_image(onnx, fs.stack, tile=128)
+        assert a.shape == b.shape == fs.stack.shape[:2] + (3,)
+        assert float(np.abs(a - b).max()) <= 1e-4, fs.name
+
+
 def test_onnx_backend_errors_are_model_errors(probe_model: Path, tmp_path: Path) -> None:
     res = export_model(probe_model, seed=7)
     with pytest.raises(ModelError, match="context graph"):
