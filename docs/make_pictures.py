@@ -44,6 +44,13 @@ def _fit_height(srgb: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(srgb, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
 
 
+def _ambient_srgb(stack: np.ndarray) -> np.ndarray:
+    """The ambient frame of an HxWx13 linear stack as sRGB HxWx3 in [0, 1] (as shot)."""
+    from flambient import colour
+
+    return colour.linear_to_srgb(np.clip(stack[..., 0:3], 0.0, 1.0))
+
+
 def _write_row(path: Path, images: list[np.ndarray], height: int) -> None:
     from flambient.io.images import write_jpeg
 
@@ -80,7 +87,7 @@ def demo_pictures(backend: object, out: Path, height: int) -> None:
 
 def faid_pictures(backend: object, out: Path, names: list[str], height: int) -> None:
     """Ambient | luminosity blend | final of FAID flash/ambient pairs (frames as decoded, no EXIF)."""
-    from flambient import baselines, colour
+    from flambient import baselines
     from flambient.inference import predict_srgb
     from flambient.io.images import read_linear
     from flambient.stack import build_stack
@@ -89,7 +96,7 @@ def faid_pictures(backend: object, out: Path, names: list[str], height: int) -> 
         stack = build_stack(read_linear(amb), read_linear(fl))
         blend = baselines.run_baselines(stack)["luminosity"]
         _write_row(out / f"faid_{name}.jpg",
-                   [colour.linear_to_srgb(stack[..., 0:3]), blend, predict_srgb(backend, stack)], height)
+                   [_ambient_srgb(stack), blend, predict_srgb(backend, stack)], height)
 
 
 def fivek_pictures(backend: object, out: Path, names: list[str], height: int) -> None:
@@ -133,7 +140,6 @@ def window_pictures(model: str, out: Path, count: int, height: int) -> None:
 
     import torch
 
-    from flambient import colour
     from flambient.data import drop_mask
     from flambient.dataset import load_dataset
     from flambient.ingest import ingest_shoot, load_set_stack
@@ -145,15 +151,12 @@ def window_pictures(model: str, out: Path, count: int, height: int) -> None:
     net_off, net_on = _pull_off_on(model)
     cpu = torch.device("cpu")
 
-    def ambient(st: np.ndarray) -> np.ndarray:
-        return colour.linear_to_srgb(np.clip(st[..., 0:3], 0, 1))
-
     with tempfile.TemporaryDirectory() as tmp:
         synth_pairs(Path(tmp) / "syn", pairs=16, size=(384, 256), seed=2, style="studio", workers=1)
         sets = [(drop_mask(st), t) for st, t in (it.load() for it in load_dataset(Path(tmp) / "syn"))]
         sets = [(st, t) for st, t in sets if st[..., HAS_WINDOW].max() > 0.5]
         sets.sort(key=lambda p: -float((p[0][..., 0:3].max(-1) >= 0.95).mean()))
-        rows = [np.concatenate([ambient(st), predict(net_off, st, cpu), predict(net_on, st, cpu), truth], axis=1)
+        rows = [np.concatenate([_ambient_srgb(st), predict(net_off, st, cpu), predict(net_on, st, cpu), truth], axis=1)
                 for st, truth in sets[:count]]
         if rows:
             write_jpeg(out / "window_pull.jpg", np.concatenate(rows, axis=0), quality=88)
@@ -168,7 +171,7 @@ def window_pictures(model: str, out: Path, count: int, height: int) -> None:
             shutil.copy(f, shoot / f.name)
         manifest = ingest_shoot(shoot, n_jobs=1)
         st = load_set_stack(shoot, manifest.sets[0], use_cache=False)
-        _write_row(out / "bracket_frobisher.jpg", [ambient(st), predict(net_off, st, cpu), predict(net_on, st, cpu)],
+        _write_row(out / "bracket_frobisher.jpg", [_ambient_srgb(st), predict(net_off, st, cpu), predict(net_on, st, cpu)],
                    height)
 
 
@@ -186,7 +189,6 @@ def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 100
 
     import torch
 
-    from flambient import colour
     from flambient.data import resize_stack
     from flambient.ingest import ingest_shoot, load_set_stack
     from flambient.io.images import write_jpeg
@@ -214,7 +216,7 @@ def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 100
                 adaptive.FLASH_FILL_MAX = cap
             h, w = st.shape[:2]
             crop = (slice(round(t * h), round(b * h)), slice(round(l * w), round(r * w)))
-            row = [colour.linear_to_srgb(np.clip(st[..., 0:3], 0, 1)), as_shot, predict(net, st, cpu)]
+            row = [_ambient_srgb(st), as_shot, predict(net, st, cpu)]
             rows.append([im[crop] for im in row])
     height_each = min(height, min(r[0].shape[0] for r in rows))
     parts = [np.concatenate([_fit_height(im, height_each) for im in row], axis=1) for row in rows]
@@ -236,7 +238,6 @@ def tungsten_pictures(model: str, out: Path, height: int, finals: Path, names: l
 
     import torch
 
-    from flambient import colour
     from flambient.dataset import load_dataset
     from flambient.io.images import write_jpeg
     from flambient.nets import adaptive
@@ -265,7 +266,7 @@ def tungsten_pictures(model: str, out: Path, height: int, finals: Path, names: l
         finally:
             adaptive.AMBIENT_GAIN_MAX = bound
         rows.append(np.concatenate([_fit_height(im, height) for im in
-                                    (colour.linear_to_srgb(np.clip(st[..., 0:3], 0, 1)), before,
+                                    (_ambient_srgb(st), before,
                                      predict(net, st, cpu), truth)], axis=1))
     if not rows:
         return
