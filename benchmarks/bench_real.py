@@ -487,7 +487,6 @@ def run(args: argparse.Namespace, log: Any = _progress) -> dict[str, Any]:
     """The whole benchmark; returns the JSON document (also written to ``args.out_json``)."""
     import torch
 
-    from flambient.io.atomic import atomic_write_text
     from flambient.looks import make_look
 
     torch.set_num_threads(args.threads)
@@ -531,9 +530,18 @@ def run(args: argparse.Namespace, log: Any = _progress) -> dict[str, Any]:
         if not args.skip_out_of_box:
             flash = load_flash_sets(data, max_side, tmp, ingest=not q, limit=2)
             doc["out_of_box"] = out_of_box(runner, fivek, photos, flash)
+    return finish(doc, t0, args.out_json, markdown)
+
+
+def finish(doc: dict[str, Any], t0: float, out_json: str | Path, render: Any) -> dict[str, Any]:
+    """Add ``seconds`` (since ``t0``, a ``time.perf_counter`` value) and ``markdown``
+    (``render(doc)``) to a benchmark document, write it as JSON to ``out_json`` (atomically,
+    NaN as null) and return it."""
+    from flambient.io.atomic import atomic_write_text
+
     doc["seconds"] = time.perf_counter() - t0
-    doc["markdown"] = markdown(doc)
-    dest = Path(args.out_json)
+    doc["markdown"] = render(doc)
+    dest = Path(out_json)
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest, json.dumps(_clean(doc), indent=1))
     return doc
@@ -554,18 +562,24 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_script(args: argparse.Namespace, folder: str, flag: str, what: str, runner: Any) -> int:
+    """A benchmark script's ``main``: exit status 2 with one line when ``folder`` (option ``--flag``)
+    is missing, else ``runner(args)`` with logging on, its table and the JSON path printed."""
     from flambient.log import setup_logging
 
-    args = parse_args(argv)
-    if not Path(args.data).is_dir():
-        print(f"error: real data folder not found: {args.data} (pass --data)", file=sys.stderr)
+    if not Path(folder).is_dir():
+        print(f"error: {what} folder not found: {folder} (pass --{flag})", file=sys.stderr)
         return 2
     setup_logging()
-    doc = run(args)
+    doc = runner(args)
     print(doc["markdown"])
     print(f"\n{doc['seconds'] / 60:.1f} min; wrote {args.out_json}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_script(args, args.data, "data", "real data", run)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def synth_finals(tmp_path: Path) -> Path:
+    """``tmp_path/finals``: the two 192 x 128 JPEG finals of a seeded synthetic ``studio`` shoot
+    (edited finals for ``synth --from`` to re-light)."""
+    from flambient.synth import synth_shoot
+
+    synth_shoot(tmp_path / "src", sets=2, size=(192, 128), seed=4, fmt="jpg", style="studio")
+    finals = tmp_path / "finals"
+    finals.mkdir()
+    for p in (tmp_path / "src" / "truth").glob("*.jpg"):
+        (finals / p.name).write_bytes(p.read_bytes())
+    return finals
+
+
 def load_benchmark(name: str) -> Any:
     """The module ``benchmarks/<name>.py`` (benchmarks are scripts, not a package), registered
     in ``sys.modules`` under ``name`` (its dataclasses look their module up there)."""

@@ -17,6 +17,8 @@ from flambient.io.images import read_linear, read_srgb
 from flambient.synth import synth_pairs, synth_shoot
 from flambient.synth.styles import STYLES, apply_style, style_stats
 
+from conftest import synth_finals
+
 SIZE = (320, 214)
 
 
@@ -243,11 +245,7 @@ def test_from_finals_camera_awb_gives_milder_ambient_casts(tmp_path):
     from flambient.stack import AMBIENT, FLASH
     from flambient.synth.from_finals import synth_from_finals
 
-    finals = tmp_path / "finals"
-    synth_shoot(tmp_path / "src", sets=2, size=(192, 128), seed=4, fmt="jpg", style="studio")
-    finals.mkdir()
-    for p in (tmp_path / "src" / "truth").glob("*.jpg"):
-        (finals / p.name).write_bytes(p.read_bytes())
+    finals = synth_finals(tmp_path)
 
     runs = iter(range(10))
 
@@ -264,6 +262,50 @@ def test_from_finals_camera_awb_gives_milder_ambient_casts(tmp_path):
     fixed, awb = casts(), casts(camera_awb=True)
     assert np.all(fixed > 1.5) and np.all(awb < 0.8 * fixed) and np.all(awb > 0.5)
     assert np.array_equal(casts(), fixed)
+
+
+def test_flatten_ambient_scales_log_contrast_around_the_median():
+    """``flatten_ambient`` multiplies every pixel's log-luminance distance to the interior median
+    by ``c`` and keeps its chromaticity."""
+    from flambient.synth.from_finals import flatten_ambient
+
+    rng = np.random.default_rng(1)
+    light = rng.uniform(0.01, 0.9, (24, 32, 3)).astype(np.float32)
+    interior = np.ones((24, 32), bool)
+    interior[:, :4] = False
+    y = luminance(light)
+    m = float(np.median(y[interior]))
+    for c in (0.5, 0.85, 1.0):
+        out = flatten_ambient(light, interior, c)
+        assert np.allclose(np.log2(luminance(out) / m), c * np.log2(y / m), atol=1e-4)
+        assert np.allclose(out / luminance(out)[:, :, None], light / y[:, :, None], rtol=1e-4)
+
+
+def test_from_finals_flat_ambient_and_window_threshold(tmp_path):
+    """``flat_ambient`` narrows the ambient frames' upper tones (same seed, same lighting
+    otherwise); ``window_luma`` above every pixel finds no window; the default is unchanged."""
+    from flambient.dataset import load_dataset
+    from flambient.stack import AMBIENT
+    from flambient.synth.from_finals import synth_from_finals
+
+    finals = synth_finals(tmp_path)
+    runs = iter(range(10))
+
+    def items(**kw):
+        out = tmp_path / f"out{next(runs)}"
+        synth_from_finals(finals, out, size=(192, 128), seed=3, pairs=True, **kw)
+        return [(it, *it.load()) for it in load_dataset(out)]
+
+    def spread(stack):  # stops from the median to the 90th percentile of the ambient's luminance
+        y = luminance(stack[:, :, AMBIENT]).ravel()
+        return float(np.log2(np.percentile(y, 90) / np.median(y)))
+
+    plain, flat = items(), items(flat_ambient=True)
+    assert all(spread(f) < spread(p) - 0.05 for (_, p, _), (_, f, _) in zip(plain, flat))
+    assert all(np.array_equal(tp, tf) for (_, _, tp), (_, _, tf) in zip(plain, flat))  # the truth is the final
+    assert any(it.mask is not None for it, _, _ in plain)
+    assert all(it.mask is None for it, _, _ in items(window_luma=1.0))
+    assert all(np.array_equal(a, b) for (_, a, _), (_, b, _) in zip(items(), plain))
 
 
 def test_from_finals_on_real_retouch(tmp_path, shared_data):
@@ -290,6 +332,8 @@ def test_cli(tmp_path, capsys):
         assert main(["synth", str(tmp_path / "x"), *bad]) == 2, bad
     assert main(["synth", str(tmp_path / "s"), "--sets", "1", "--size", "128x86", "--format", "jpg"]) == 2
     assert main(["synth", str(tmp_path / "y"), "--pairs", "--camera-awb"]) == 2  # needs --from
+    assert main(["synth", str(tmp_path / "y"), "--pairs", "--flat-ambient"]) == 2  # needs --from
+    assert main(["synth", str(tmp_path / "y"), "--pairs", "--window-luma", "0.9"]) == 2  # needs --from
     assert "already" in capsys.readouterr().err
     finals = tmp_path / "finals"
     finals.mkdir()

@@ -31,6 +31,13 @@ def register(app: typer.Typer) -> None:
         camera_awb: bool = typer.Option(False, "--camera-awb", help="With --from: the camera's auto white balance "
                                         "takes 50-100 % of the ambient light's cast out of each ambient frame "
                                         "(as on JPEG shoots); default: the raw cast of a fixed 5500 K balance."),
+        flat_ambient: bool = typer.Option(False, "--flat-ambient", help="With --from: the ambient light is "
+                                          "flatter than the final (its log contrast times 0.5-0.85, as measured "
+                                          "on real ambient frames); default: the final's own contrast."),
+        window_luma: Optional[float] = typer.Option(None, "--window-luma", min=0.0, max=1.0,
+                                                    help="With --from: sRGB luminance above which a large region "
+                                                    "of a final counts as a window (blown out in the ambient "
+                                                    "frame); default 0.75, which also takes white walls."),
         jobs: int = jobs_option(2, "Render threads (0 = all cores)."),
     ) -> None:
         """Render synthetic bracket shoots: frames like a camera's, plus truth/ (finals, masks, sets.yaml)."""
@@ -44,9 +51,11 @@ def register(app: typer.Typer) -> None:
         import os
 
         out = _one_out(out_arg, out)
-        if camera_awb and from_dir is None:
-            raise InputError("--camera-awb re-lights finals: it needs --from", out,
-                             "add --from FOLDER_OF_FINALS, or leave --camera-awb out")
+        for flag, on in (("--camera-awb", camera_awb), ("--flat-ambient", flat_ambient),
+                         ("--window-luma", window_luma is not None)):
+            if on and from_dir is None:
+                raise InputError(f"{flag} re-lights finals: it needs --from", out,
+                                 f"add --from FOLDER_OF_FINALS, or leave {flag} out")
         workers = jobs or os.cpu_count() or 1
         fmt, style = frame_format.value, house_style.value
         default = (384, 256) if pairs else (1536, 1024)
@@ -61,7 +70,9 @@ def register(app: typer.Typer) -> None:
                 from ..synth.from_finals import synth_from_finals
 
                 doc = synth_from_finals(from_dir, out, size=wh if (size or megapixels or pairs) else None, seed=seed,
-                                        fmt=fmt, pairs=pairs, limit=None, progress=progress, camera_awb=camera_awb)
+                                        fmt=fmt, pairs=pairs, limit=None, progress=progress, camera_awb=camera_awb,
+                                        flat_ambient=flat_ambient, **({} if window_luma is None else
+                                                                      {"window_luma": window_luma}))
                 note(f"re-lit {len(doc['sets'])} finals from {from_dir} into {out}")
                 if doc["skipped"]:
                     console.print(f"[red]{len(doc['skipped'])} finals could not be read[/]")

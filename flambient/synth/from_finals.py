@@ -12,7 +12,11 @@ from the image alone, a reflectance / shading split and a depth cue, then re-lig
 - **windows** ``m``: large bright regions of the final (sRGB luminance above ``WINDOW_LUMA``
   after a morphological opening, each at least ``WINDOW_MIN_AREA`` of the frame, so lamps and
   highlights are left out), feathered. Windows an editor pulled well below that brightness are
-  not found and get re-lit like interior surfaces (a known limit of the estimate);
+  not found and get re-lit like interior surfaces (a known limit of the estimate); white walls,
+  ceilings and bed linen above that brightness are taken for windows and blown out in the
+  ambient frame (10 % of the pixels of the 15 interior photographs of the shipped default's
+  data, median), so the pairs teach that only a blown ambient pixel ends white (README, "On a
+  real shoot"). ``window_luma`` of :func:`synth_from_finals` sets the threshold;
 - **flash** frame: ``R * (1/d**2) * contact`` with a near-neutral 5500 K flash, where
   ``contact = (final / small-scale blur) ** 0.5`` keeps crevices and contact shadows dark;
 - **ambient** frame: ``R * S * tint`` with a warm tungsten tint (2900 K) shifting to cool
@@ -20,7 +24,11 @@ from the image alone, a reflectance / shading split and a depth cue, then re-lig
   windows, so it blows out at an interior exposure. With ``camera_awb`` the camera's auto white
   balance then takes a share (:data:`AWB_SHARE`) of the frame's mean cast out of the whole
   ambient frame, exterior included, as a JPEG shoot on auto white balance records it; without
-  it every ambient frame keeps the raw cast of a fixed 5500 K balance.
+  it every ambient frame keeps the raw cast of a fixed 5500 K balance. With ``flat_ambient``
+  the interior ambient light is flatter than the final: its luminance is ``median *
+  (Y / median) ** c`` (``c`` drawn from :data:`AMBIENT_CONTRAST`, chromaticity kept), the
+  contrast measured on real ambient frames; without it the ambient frame is the final's own
+  contrast, so at an ambient exposure a third of its pixels clip.
 
 The frames then go through the synthetic camera of :mod:`flambient.synth.camera` (exposure
 plan, noise, Bayer mosaic, EXIF) exactly like rendered rooms; the truth final is the input
@@ -57,6 +65,14 @@ WINDOW_STOPS = 4.5
 #: takes out of the ambient frame with ``camera_awb`` (JPEG shoots on auto white balance: a
 #: tungsten room comes out warm, but much less so than under a fixed daylight balance).
 AWB_SHARE = (0.5, 1.0)
+#: Range of the log-luminance contrast of the interior ambient light relative to the final's
+#: with ``flat_ambient``. Measured on the 18 real flash / ambient sets of
+#: ``benchmarks/bench_real.py``: their ambient frames span p75 / p90 / p99 of 0.60 / 0.98 / 1.43
+#: stops above their median (medians over the sets; 1.2 % of pixels clipped), the 41 training
+#: photographs 0.92 / 1.54 / 2.21: a ratio of 0.65 at every percentile (0.51 on the flambient
+#: shoot, 0.62 on FAID). A real room's ambient light is flatter than the finished edit, whose
+#: contrast comes from the flash and the editor.
+AMBIENT_CONTRAST = (0.5, 0.85)
 MAX_PIXELS = 60_000_000
 
 
@@ -66,13 +82,14 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigmaX=max(0.5, sigma), borderType=cv2.BORDER_REFLECT)
 
 
-def window_mask(final_lin: np.ndarray) -> np.ndarray:
-    """HxW float32 in [0, 1]: large bright regions of a linear final (likely windows)."""
+def window_mask(final_lin: np.ndarray, luma: float = WINDOW_LUMA) -> np.ndarray:
+    """HxW float32 in [0, 1]: large regions of a linear final brighter than sRGB luminance
+    ``luma`` (likely windows)."""
     import cv2
 
     h, w = final_lin.shape[:2]
     lum = luminance(final_lin)
-    bright = (lum > srgb_to_linear(np.float32(WINDOW_LUMA))).astype(np.uint8)
+    bright = (lum > srgb_to_linear(np.float32(luma))).astype(np.uint8)
     k = max(3, int(0.01 * w) | 1)
     bright = cv2.morphologyEx(bright, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
     n, lab, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=8)
@@ -82,8 +99,9 @@ def window_mask(final_lin: np.ndarray) -> np.ndarray:
     return np.clip(_blur(m, 0.002 * w) * 1.5, 0, 1) * (m > 0)
 
 
-def decompose(final_srgb: np.ndarray) -> dict[str, np.ndarray]:
-    """Reflectance, shading, depth cue, contact factor and window mask of an sRGB final (HxWx3)."""
+def decompose(final_srgb: np.ndarray, window_luma: float = WINDOW_LUMA) -> dict[str, np.ndarray]:
+    """Reflectance, shading, depth cue, contact factor and window mask (:func:`window_mask` at
+    ``window_luma``) of an sRGB final (HxWx3)."""
     lin = srgb_to_linear(np.clip(final_srgb, 0, 1)).astype(np.float32)
     h, w = lin.shape[:2]
     lum = np.maximum(luminance(lin), 1e-4).astype(np.float32)
@@ -95,18 +113,31 @@ def decompose(final_srgb: np.ndarray) -> dict[str, np.ndarray]:
     rel = shading / float(np.median(shading))
     depth = (1.2 + 3.3 * (1 - r) ** 1.5) * np.clip(rel, 0.1, 10) ** -0.25
     return {"lin": lin, "reflectance": refl, "shading": shading, "depth": depth.astype(np.float32),
-            "contact": contact.astype(np.float32), "mask": window_mask(lin)}
+            "contact": contact.astype(np.float32), "mask": window_mask(lin, window_luma)}
 
 
-def relight(final_srgb: np.ndarray, rng: np.random.Generator, camera_awb: bool = False) -> Components:
+def flatten_ambient(light: np.ndarray, interior: np.ndarray, c: float) -> np.ndarray:
+    """``light`` (HxWx3, linear) with its luminance ``Y`` replaced by ``m * (Y / m) ** c``
+    (``m`` the median of ``Y`` over ``interior``, HxW bool), chromaticity kept: ``c`` < 1
+    flattens the contrast around the median in log terms (``c`` 0.65 turns 1.5 stops into 1)."""
+    y = np.maximum(luminance(light), 1e-6).astype(np.float32)
+    m = float(np.median(y[interior])) if interior.any() else float(np.median(y))
+    return (light * ((y / np.float32(m)) ** np.float32(c - 1.0))[:, :, None]).astype(np.float32)
+
+
+def relight(final_srgb: np.ndarray, rng: np.random.Generator, camera_awb: bool = False,
+            flat_ambient: bool = False, window_luma: float = WINDOW_LUMA) -> Components:
     """Light components (decoded units, before exposure) that re-light ``final_srgb``.
 
     ``day`` holds the whole interior ambient light (tungsten + daylight mix), ``ext`` the
     exterior, ``flash`` one bounced-flash component; ``tung``/``emit`` are zero. With
     ``camera_awb`` the ambient frame (``day`` and ``ext``) is white-balanced as a camera's auto
-    white balance would (:func:`awb_gains`; one more number drawn from ``rng``, last).
+    white balance would (:func:`awb_gains`; one more number drawn from ``rng``, last). With
+    ``flat_ambient`` the interior ambient light is flattened first (:func:`flatten_ambient`,
+    its contrast drawn from :data:`AMBIENT_CONTRAST` after the flash's colour). Windows are
+    the final's regions brighter than ``window_luma`` (:func:`window_mask`).
     """
-    d = decompose(final_srgb)
+    d = decompose(final_srgb, window_luma)
     refl, mask = d["reflectance"], d["mask"]
     h, w = mask.shape
     warm = cct_to_linear_rgb(float(rng.uniform(2700, 3200))) * camera.WB_GAIN
@@ -114,9 +145,12 @@ def relight(final_srgb: np.ndarray, rng: np.random.Generator, camera_awb: bool =
     near_win = np.clip(_blur(mask, 0.08 * w) * 3.0, 0, 1)[:, :, None] * np.float32(0.8)
     tint = (warm * (1 - near_win) + cool * near_win).astype(np.float32)
     interior = 1 - mask[:, :, None]
-    ambient = refl * d["shading"][:, :, None] * tint * interior
+    light = refl * d["shading"][:, :, None]
     ext = d["lin"] * np.float32(2**WINDOW_STOPS) * mask[:, :, None]
     flash_rgb = cct_to_linear_rgb(float(rng.uniform(5300, 5800))) * camera.WB_GAIN
+    if flat_ambient:
+        light = flatten_ambient(light, mask < 0.5, float(rng.uniform(*AMBIENT_CONTRAST)))
+    ambient = light * tint * interior
     flash = refl * (d["contact"] / d["depth"] ** 2)[:, :, None] * flash_rgb * interior
     if camera_awb:
         gains = awb_gains(ambient, float(rng.uniform(*AWB_SHARE)))
@@ -180,7 +214,8 @@ def _fit(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int] | None = None, seed: int = 0,
                       fmt: str = "dng", pairs: bool = False, limit: int | None = None,
-                      progress: Any = None, camera_awb: bool = False) -> dict[str, Any]:
+                      progress: Any = None, camera_awb: bool = False, flat_ambient: bool = False,
+                      window_luma: float = WINDOW_LUMA) -> dict[str, Any]:
     """Turn every final in ``finals`` into a synthetic set (or, with ``pairs``, a dataset item).
 
     Shoot mode writes frames, ``truth/<set>.jpg`` (the final itself), ``truth/<set>_window.png``
@@ -188,7 +223,9 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
     document; pairs mode writes a :mod:`flambient.dataset` folder and returns ``{"index": path,
     "sets": entries, "skipped": [...]}``. Unreadable finals are skipped with a warning and
     listed under ``skipped`` (and the dataset's ``unmatched``). ``camera_awb``: every ambient
-    frame white-balanced as a camera's auto white balance would (:func:`relight`).
+    frame white-balanced as a camera's auto white balance would; ``flat_ambient``: the ambient
+    light flatter than the final, as measured on real ambient frames; ``window_luma``: the
+    sRGB luminance above which a large region of a final counts as a window (:func:`relight`).
     """
     from ..dataset import write_index, write_item
 
@@ -211,7 +248,7 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), i, 0xF13]))
         h, w = final.shape[:2]
         if pairs:
-            comps = relight(final, rng, camera_awb)
+            comps = relight(final, rng, camera_awb, flat_ambient, window_luma)
             plan = _plan(comps, rng, t, i, seed)
             arr = expose_pair(comps, plan.cal, plan.frames, plan.c, int(seed) * 100003 + i)
             entries.append(write_item(out, f"{p.stem}", arr["ambient"], final, flash=arr["flash"],
@@ -225,7 +262,7 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
                 scene_img = cv2.resize(final, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
             else:
                 scene_img = final
-            comps = relight(scene_img, rng, camera_awb)
+            comps = relight(scene_img, rng, camera_awb, flat_ambient, window_luma)
             plan = _plan(comps, rng, t, i, seed)
             names = [f"SYN_{counter + k:04d}.{fmt}" for k in range(len(plan.frames))]
             counter += len(plan.frames)
