@@ -91,8 +91,7 @@ def variant_part(backend: Any, finals: Path, out: Path, seed: int, kwargs: dict[
     from flambient import metrics
     from flambient.dataset import load_dataset
     from flambient.inference import predict_srgb
-    from flambient.io.images import read_exr, read_srgb
-
+    from flambient.stack import AMBIENT, HAS_MASK, MASK
     from flambient.synth.from_finals import synth_from_finals
 
     synth_from_finals(finals, out, size=(384, 256), seed=seed, pairs=True, **kwargs)
@@ -100,8 +99,8 @@ def variant_part(backend: Any, finals: Path, out: Path, seed: int, kwargs: dict[
     for item in load_dataset(out):
         stack, target = item.load()
         pred = predict_srgb(backend, stack)
-        amb.append(ambient_stats(read_exr(item.ambient)))
-        masks.append(float((read_srgb(item.mask)[:, :, 0] > 0.5).mean()) if item.mask is not None else 0.0)
+        amb.append(ambient_stats(stack[:, :, AMBIENT]))
+        masks.append(float((stack[:, :, MASK] > 0.5).mean()) if stack[0, 0, HAS_MASK] > 0.5 else 0.0)
         truth_l.append(lstar_percentiles(target))
         model_l.append(lstar_percentiles(pred))
         de.append(metrics.delta_e_stats(pred, target)[0])
