@@ -658,24 +658,64 @@ def test_shipped_default_keeps_the_materials_colour_on_real_flash_pairs() -> Non
     assert len(kept) >= 10 and np.mean(kept) >= 0.75 and min(kept) >= 0.6, np.round(kept, 2)
 
 
-@pytest.mark.skipif(not (SHARED / "flambient-brackets-small-davepeloso-prophoto" / "set03").is_dir(),
-                    reason="../shared/data flambient shoot not present")
-def test_shipped_default_blows_out_nothing_the_real_flash_set_recorded(tmp_path: Path) -> None:
-    """The real shoot's set03 (ambient + flash JPEGs, no window-pull frame; ingested as
-    ``process`` does): the final shows white (L* >= 97) on at most 0.5 % of the pixels that the
-    ambient frame recorded (L* < 95). The flash frame reads its window views 2-35x the ambient;
-    pasted in uncapped, it blew 1.0 % (white blotches in the views, white speckles on glass)."""
+SHOOT = SHARED / "flambient-brackets-small-davepeloso-prophoto"
+
+
+def _real_set(name: str, tmp_path: Path) -> np.ndarray:
+    """The real shoot's set ``name`` ingested as ``process`` does, at 400 px (H x W x 13 linear)."""
     import shutil
 
-    from flambient import colour, sanity
     from flambient.data import resize_stack
     from flambient.ingest import ingest_shoot, load_set_stack
+
+    folder = tmp_path / name
+    folder.mkdir()
+    for f in sorted((SHOOT / name).glob("*.jpg")):
+        shutil.copy(f, folder / f.name)
+    (only,) = ingest_shoot(folder, n_jobs=1).sets
+    return resize_stack(load_set_stack(folder, only, use_cache=False), 400)
+
+
+@pytest.mark.skipif(not (SHOOT / "set03").is_dir(), reason="../shared/data flambient shoot not present")
+def test_shipped_default_blows_out_little_the_real_flash_set_recorded(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real shoot's set03 (ambient + flash JPEGs, no window-pull frame): the final shows
+    white (L* >= 97) on at most 3 % of the pixels that the ambient frame recorded (L* < 95),
+    and the flash fill's cap keeps it at least 0.5 % under the fill as shot. The flash frame reads
+    its window views 2-35x the ambient; pasted in uncapped, it blew white blotches into the views
+    and speckles on glass (1.0 % when the finals sat a stop under the ambient, 3.4 % at 0.6 EV
+    under). What the capped final still blows (2.6 %) is the glow of the set's cove light."""
+    from flambient import colour, sanity
+    from flambient.nets import adaptive
     from flambient.nets.registry import load_model
 
-    for f in sorted((SHARED / "flambient-brackets-small-davepeloso-prophoto" / "set03").glob("*.jpg")):
-        shutil.copy(f, tmp_path / f.name)
-    (only,) = ingest_shoot(tmp_path, n_jobs=1).sets
-    stack = resize_stack(load_set_stack(tmp_path, only, use_cache=False), 400)
+    stack = _real_set("set03", tmp_path)
     net, _ = load_model("default")
-    out = _run(net, stack)
-    assert sanity.blown_share(out, colour.linear_to_srgb(stack[:, :, AMBIENT])) <= 0.005
+    amb = colour.linear_to_srgb(stack[:, :, AMBIENT])
+    capped = sanity.blown_share(_run(net, stack), amb)
+    monkeypatch.setattr(adaptive, "FLASH_FILL_MAX", 1e9)
+    as_shot = sanity.blown_share(_run(net, stack), amb)
+    assert capped <= 0.03 and capped <= as_shot - 0.005, (capped, as_shot)
+
+
+@pytest.mark.skipif(not (SHOOT / "set03").is_dir(), reason="../shared/data flambient shoot not present")
+def test_shipped_default_keeps_the_real_shoots_exposure_and_upper_tones(tmp_path: Path) -> None:
+    """The three real flash sets of the shoot: each final at most 0.6 EV under its ambient frame
+    on the ambient's unclipped pixels (the bracket floor), and upper tones that read as a finished
+    interior rather than grey: mean L* p90 >= 66 (licensed interior photographs: 83; the release
+    whose floor let the finals sit a stop under measured 60 / 59 / 64, mean 61)."""
+    from flambient import colour
+    from flambient.nets.adaptive import CLIP_LO
+    from flambient.nets.registry import load_model
+
+    net, _ = load_model("default")
+    p90 = []
+    for name in ("set01", "set02", "set03"):
+        stack = _real_set(name, tmp_path)
+        out = _run(net, stack)
+        amb = stack[:, :, AMBIENT]
+        w = amb.max(axis=-1) < CLIP_LO
+        ev = np.log2(luminance(srgb_to_linear(out))[w].mean() / luminance(amb)[w].mean())
+        assert ev >= -0.6 - 0.02, (name, ev)
+        p90.append(np.percentile(colour.srgb_to_lab(out)[..., 0], 90))
+    assert np.mean(p90) >= 66.0, np.round(p90, 1)

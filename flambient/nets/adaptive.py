@@ -9,8 +9,9 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   darkened by more than ``single_ev_floor`` (0.2) stops by the exposure, the local gain and the
   tone curve together (the exposure is raised until the curve's output keeps that much of the
   source's mean luminance, then the local grid is lifted uniformly until it does too); a
-  bracket set is never darkened by more than ``bracket_ev_floor`` (1.0) stops against its
-  ambient frame on the ambient's unclipped pixels (its windows may rightly come down);
+  bracket set is never darkened by more than ``bracket_ev_floor`` stops against its ambient
+  frame on the ambient's unclipped pixels (its windows may rightly come down; 1.0 for a new
+  model, 0.6 in the shipped default since its stage 6: at a stop under, real shoots greyed);
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept); in a flash set the
   ambient frame is first balanced on its own (:func:`ambient_cast`: the ambient light's colour
