@@ -16,6 +16,8 @@ side-by-side JPEGs (source | final, each ``--height`` px high) into ``docs/image
 - ``flash_fill_cap.jpg`` (ambient frame | flash fill as shot | capped): crops of the real
   flambient shoot of ``../shared/data`` (its terms as recorded in the MANIFEST, as the
   README's other pictures of that shoot).
+- ``bracket_floor.jpg`` (ambient frame | the bracket floor at -1 EV | as shipped, -0.6 EV): sets
+  of the same shoot.
 - ``ambient_wb_bound.jpg`` (ambient frame | ambient white balance within +-1 stop | within the
   current bound | the photograph): real photographs (``--relit-from``; skipped without it)
   re-lit at a fixed daylight balance.
@@ -180,35 +182,77 @@ def window_pictures(model: str, out: Path, count: int, height: int) -> None:
 FILL_CROPS = {"set01": (0.0, 0.75, 0.62, 1.0), "set03": (0.15, 0.85, 0.72, 1.0)}
 
 
-def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 1000) -> None:
-    """``flash_fill_cap.jpg``: crops of the real flambient shoot (``FILL_CROPS``, sets read by
-    ``ingest`` as ``process`` reads them, ``long_edge`` px): ambient frame | the flash fill as
-    shot (the previous release) | capped at :data:`~flambient.nets.adaptive.FLASH_FILL_MAX`."""
+SHOOT = SHARED / "flambient-brackets-small-davepeloso-prophoto"
+
+
+def _shoot_stack(name: str, tmp: Path, long_edge: int) -> np.ndarray:
+    """Set ``name`` of the real flambient shoot read by ``ingest`` as ``process`` reads it,
+    resized to ``long_edge`` px (HxWx13 linear)."""
     import shutil
+
+    from flambient.data import resize_stack
+    from flambient.ingest import ingest_shoot, load_set_stack
+
+    shoot = tmp / name
+    shoot.mkdir()
+    for f in sorted((SHOOT / name).glob("*.jpg")):
+        shutil.copy(f, shoot / f.name)
+    return resize_stack(load_set_stack(shoot, ingest_shoot(shoot, n_jobs=1).sets[0], use_cache=False), long_edge)
+
+
+def floor_pictures(model: str, out: Path, height: int, names: tuple[str, ...] = ("set02", "set03")) -> None:
+    """``bracket_floor.jpg``: sets of the real flambient shoot, one row each: ambient frame |
+    the model with its bracket floor at -1 EV (the floor before stage 6 of the default) | the
+    model as shipped."""
     import tempfile
 
     import torch
 
-    from flambient.data import resize_stack
-    from flambient.ingest import ingest_shoot, load_set_stack
+    from flambient.io.images import write_jpeg
+    from flambient.nets.registry import load_model
+    from flambient.training import predict
+
+    if not all((SHOOT / name).is_dir() for name in names):
+        print(f"skipped bracket_floor: the flambient shoot is not in {SHARED}")
+        return
+    net, cpu = load_model(model)[0], torch.device("cpu")
+    shipped = net.bracket_ev_floor
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            st = _shoot_stack(name, Path(tmp), 4 * height)
+            try:
+                net.bracket_ev_floor = -1.0
+                before = predict(net, st, cpu)
+            finally:
+                net.bracket_ev_floor = shipped
+            rows.append(np.concatenate([_fit_height(im, height) for im in
+                                        (_ambient_srgb(st), before, predict(net, st, cpu))], axis=1))
+    write_jpeg(out / "bracket_floor.jpg", np.concatenate(rows, axis=0), quality=88)
+    print(out / "bracket_floor.jpg")
+
+
+def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 1000) -> None:
+    """``flash_fill_cap.jpg``: crops of the real flambient shoot (``FILL_CROPS``, sets read by
+    ``ingest`` as ``process`` reads them, ``long_edge`` px): ambient frame | the flash fill as
+    shot (the previous release) | capped at :data:`~flambient.nets.adaptive.FLASH_FILL_MAX`."""
+    import tempfile
+
+    import torch
+
     from flambient.io.images import write_jpeg
     from flambient.nets import adaptive
     from flambient.nets.registry import load_model
     from flambient.training import predict
 
-    shoot_dir = SHARED / "flambient-brackets-small-davepeloso-prophoto"
-    if not all((shoot_dir / name).is_dir() for name in FILL_CROPS):
+    if not all((SHOOT / name).is_dir() for name in FILL_CROPS):
         print(f"skipped flash_fill_cap: the flambient shoot is not in {SHARED}")
         return
     net, cpu, cap = load_model(model)[0], torch.device("cpu"), adaptive.FLASH_FILL_MAX
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (t, b, l, r) in FILL_CROPS.items():
-            shoot = Path(tmp) / name
-            shoot.mkdir()
-            for f in sorted((shoot_dir / name).glob("*.jpg")):
-                shutil.copy(f, shoot / f.name)
-            st = resize_stack(load_set_stack(shoot, ingest_shoot(shoot, n_jobs=1).sets[0], use_cache=False), long_edge)
+            st = _shoot_stack(name, Path(tmp), long_edge)
             try:
                 adaptive.FLASH_FILL_MAX = 1e30  # the fill as shot
                 as_shot = predict(net, st, cpu)
@@ -297,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.window_sets:
         window_pictures(args.model, out, args.window_sets, args.height)
     flash_fill_pictures(args.model, out, args.height)
+    floor_pictures(args.model, out, min(args.height, 240))
     if args.relit_from:
         tungsten_pictures(args.model, out, min(args.height, 240), Path(args.relit_from),
                           [n for n in args.relit_names.split(",") if n])
