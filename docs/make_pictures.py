@@ -232,6 +232,33 @@ def floor_pictures(model: str, out: Path, height: int, names: tuple[str, ...] = 
     print(out / "bracket_floor.jpg")
 
 
+def tone_pictures(model: str, previous: str, out: Path, height: int,
+                  names: tuple[str, ...] = ("set01", "set02", "set03")) -> None:
+    """``bracket_tone.jpg``: sets of the real flambient shoot, one row each: ambient frame |
+    ``previous`` (the release before the default's tone stage, stage 6) | ``model``."""
+    import tempfile
+
+    import torch
+
+    from flambient.io.images import write_jpeg
+    from flambient.nets.registry import load_model
+    from flambient.training import predict
+
+    if not all((SHOOT / name).is_dir() for name in names):
+        print(f"skipped bracket_tone: the flambient shoot is not in {SHARED}")
+        return
+    cpu = torch.device("cpu")
+    nets = [load_model(previous)[0], load_model(model)[0]]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            st = _shoot_stack(name, Path(tmp), 4 * height)
+            rows.append(np.concatenate([_fit_height(im, height) for im in
+                                        [_ambient_srgb(st)] + [predict(n, st, cpu) for n in nets]], axis=1))
+    write_jpeg(out / "bracket_tone.jpg", np.concatenate(rows, axis=0), quality=88)
+    print(out / "bracket_tone.jpg")
+
+
 def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 1000) -> None:
     """``flash_fill_cap.jpg``: crops of the real flambient shoot (``FILL_CROPS``, sets read by
     ``ingest`` as ``process`` reads them, ``long_edge`` px): ambient frame | the flash fill as
@@ -329,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relit-from", default="", help="folder of real photographs for ambient_wb_bound.jpg "
                     "(README: the default model's training photographs, models/default/data_sources.tsv)")
     ap.add_argument("--relit-names", default="", help="only these photographs (stems, comma list) of --relit-from")
+    ap.add_argument("--previous", default="", help="the default before its tone stage (stage 6) for "
+                    "bracket_tone.jpg, e.g. `git show 37308de:models/default/model.pt` saved as DIR/model.pt")
     ap.add_argument("--height", type=int, default=300)
     ap.add_argument("--out", default=str(REPO / "docs" / "images"))
     args = ap.parse_args(argv)
@@ -342,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         window_pictures(args.model, out, args.window_sets, args.height)
     flash_fill_pictures(args.model, out, args.height)
     floor_pictures(args.model, out, min(args.height, 240))
+    if args.previous:
+        tone_pictures(args.model, args.previous, out, min(args.height, 240))
+    else:
+        print("skipped bracket_tone: no --previous model")
     if args.relit_from:
         tungsten_pictures(args.model, out, min(args.height, 240), Path(args.relit_from),
                           [n for n in args.relit_names.split(",") if n])

@@ -700,21 +700,49 @@ def test_shipped_default_blows_out_little_the_real_flash_set_recorded(tmp_path: 
 
 @pytest.mark.skipif(not (SHOOT / "set03").is_dir(), reason="../shared/data flambient shoot not present")
 def test_shipped_default_keeps_the_real_shoots_exposure_and_upper_tones(tmp_path: Path) -> None:
-    """The three real flash sets of the shoot: each final at most 0.6 EV under its ambient frame
+    """The three real flash sets of the shoot: each final at most 0.5 EV under its ambient frame
     on the ambient's unclipped pixels (the bracket floor), and upper tones that read as a finished
-    interior rather than grey: mean L* p90 >= 66 (licensed interior photographs: 83; the release
-    whose floor let the finals sit a stop under measured 60 / 59 / 64, mean 61)."""
+    interior rather than grey: mean L* p75 >= 64 and p90 >= 72 (licensed interior photographs: 71
+    and 83; stage 7 measured 67.3 / 74.8, stage 6, whose curve greyed them, 59.8 / 68.5, the
+    release whose floor let the finals sit a stop under p90 61)."""
     from flambient.nets.adaptive import CLIP_LO
     from flambient.nets.registry import load_model
 
     net, _ = load_model("default")
-    p90 = []
+    upper = []
     for name in ("set01", "set02", "set03"):
         stack = _real_set(name, tmp_path)
         out = _run(net, stack)
         amb = stack[:, :, AMBIENT]
         w = amb.max(axis=-1) < CLIP_LO
         ev = np.log2(luminance(srgb_to_linear(out))[w].mean() / luminance(amb)[w].mean())
-        assert ev >= -0.6 - 0.02, (name, ev)
-        p90.append(np.percentile(srgb_to_lab(out)[..., 0], 90))
-    assert np.mean(p90) >= 66.0, np.round(p90, 1)
+        assert ev >= -0.5 - 0.02, (name, ev)
+        upper.append(np.percentile(srgb_to_lab(out)[..., 0], [75, 90]))
+    p75, p90 = np.mean(upper, axis=0)
+    assert p75 >= 64.0 and p90 >= 72.0, np.round(upper, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bracket_view_slope_keeps_the_brightest_tones_contrast_whatever_the_weights(seed: int) -> None:
+    """`bracket_view_slope`: a bracket set's curve rises at least that steeply from encoded
+    VIEW_TONES_FROM to the exposed white (a view keeps its contrast), still reaching WHITE_POINT
+    there; single images and models without it (0, older files) keep their curve."""
+    from conftest import make_stack
+    from flambient.nets.adaptive import CURVE_U_MAX, VIEW_TONES_FROM, WHITE_POINT
+    from flambient.nets.registry import downsample
+
+    net = _wild(seed)
+    x = make_stack(2, 48, 64, seed=seed)                     # item 0 a flash + window set, item 1 single
+    low = downsample(x, 64)
+    with torch.no_grad():
+        plain = net.unpack(net.context(low))["slopes"]
+        net.bracket_view_slope = 1.0
+        kept = net.unpack(net.context(low))["slopes"]
+    half = net.curve_knots // 2
+    first = int(round(VIEW_TONES_FROM * half))
+    step = CURVE_U_MAX / net.curve_knots
+    assert torch.all(kept[0, first:half] >= 1.0 - 1e-5)
+    assert float(kept[0, :half].sum() * step) == pytest.approx(WHITE_POINT, abs=1e-5)
+    assert plain[0, first:half].min() < 1.0                   # the wild curve alone would compress them
+    assert torch.equal(kept[1], plain[1])                     # the single image's curve is untouched
+    assert torch.equal(kept[0, half:], plain[0, half:])       # above the exposed white as before

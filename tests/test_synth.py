@@ -308,6 +308,35 @@ def test_from_finals_flat_ambient_and_window_threshold(tmp_path):
     assert all(np.array_equal(a, b) for (_, a, _), (_, b, _) in zip(items(), plain))
 
 
+def test_from_finals_metered_exposes_the_ambient_frame_from_the_final(tmp_path):
+    """``metered`` scales each ambient frame so that it sits a little over its final (the
+    re-lit light alone meters it about a stop over); nothing else of the pair changes."""
+    from flambient.colour import srgb_to_linear
+    from flambient.dataset import load_dataset
+    from flambient.stack import AMBIENT
+    from flambient.synth.from_finals import METERED_EV, synth_from_finals
+
+    finals = synth_finals(tmp_path)
+    runs = iter(range(10))
+
+    def evs(**kw):
+        out = tmp_path / f"out{next(runs)}"
+        synth_from_finals(finals, out, size=(192, 128), seed=3, pairs=True, **kw)
+        res = []
+        for it in load_dataset(out):
+            stack, final = it.load()
+            y_amb = np.median(luminance(stack[:, :, AMBIENT]))
+            res.append((float(np.log2(y_amb / np.median(luminance(srgb_to_linear(final))))), final))
+        return res
+
+    plain, metered = evs(), evs(metered=True)
+    for (ev_p, fp), (ev_m, fm) in zip(plain, metered):
+        assert np.array_equal(fp, fm)                                   # the truth is the final
+        assert METERED_EV[0] - 0.3 <= ev_m <= METERED_EV[1] + 0.3, ev_m
+        assert abs(ev_m - ev_p) > 0.1                                   # the plain plan meters otherwise
+    assert [e for e, _ in evs(metered=True)] == [e for e, _ in metered]  # same seed, same pairs
+
+
 def test_from_finals_on_real_retouch(tmp_path, shared_data):
     from conftest import shared_file
 
@@ -334,6 +363,7 @@ def test_cli(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "y"), "--pairs", "--camera-awb"]) == 2  # needs --from
     assert main(["synth", str(tmp_path / "y"), "--pairs", "--flat-ambient"]) == 2  # needs --from
     assert main(["synth", str(tmp_path / "y"), "--pairs", "--window-luma", "0.9"]) == 2  # needs --from
+    assert main(["synth", str(tmp_path / "y"), "--pairs", "--metered"]) == 2  # needs --from
     assert "already" in capsys.readouterr().err
     finals = tmp_path / "finals"
     finals.mkdir()

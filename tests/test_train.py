@@ -15,7 +15,7 @@ from flambient.cli import app, main
 from flambient.data import Augment, PairStore, progressive_crop, sample_batch, split_items
 from flambient.dataset import load_dataset
 from flambient.errors import ConfigError, InputError
-from flambient.losses import blend_loss, lab_distance, ssim
+from flambient.losses import LossWeights, blend_loss, lab_distance, ssim, tone_distribution
 from flambient.nets.registry import load_model
 from flambient.training import lr_at, make_config, train_dataset
 
@@ -136,6 +136,26 @@ def test_losses_are_zero_for_identical_and_grow_with_colour_shift() -> None:
     p = y.clone().requires_grad_(True)
     blend_loss(p, (y + 0.05).clamp(0, 1))[0].backward()
     assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_tone_distribution_asks_for_the_truths_spread_not_its_places() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 1, 32, 32, generator=g).expand(2, 3, 32, 32).contiguous()   # grey images
+    shuffled = y.flatten(2)[:, :, torch.randperm(32 * 32, generator=g)].view_as(y)
+    assert tone_distribution(shuffled, y).item() == pytest.approx(0.0, abs=1e-3)   # places do not count
+    assert lab_distance(shuffled, y).item() > 10.0                                   # the per-pixel term sees them
+    # A grey, compressed copy (upper tones pulled toward the middle): the gradient on the
+    # compression factor points toward the truth's spread (factor 1).
+    a = torch.tensor(0.6, requires_grad=True)
+    tone_distribution(0.5 + a * (y - 0.5), y).backward()
+    assert a.grad.item() < 0
+    w = LossWeights(tone=1.0)
+    total, parts = blend_loss(0.5 + 0.6 * (y - 0.5), y, w)
+    base, base_parts = blend_loss(0.5 + 0.6 * (y - 0.5), y)
+    assert parts["tone"] > 0.05 and "tone" not in base_parts
+    assert total.item() == pytest.approx(base.item() + parts["tone"], rel=1e-4)
+    with pytest.raises(ConfigError, match="loss weights"):
+        make_config(None, loss_tone=-1.0)
 
 
 @pytest.mark.slow

@@ -183,3 +183,22 @@ def test_hold_single_style_trains_brackets_and_keeps_singles(dataset: Path) -> N
     with pytest.raises(ConfigError, match="bilateral family"):
         TrainState.create(create_model("bilateral"), make_config(None, model="bilateral", hold_single_style=True),
                           torch.device("cpu"))
+
+
+def test_the_training_bracket_floor_is_used_while_training_and_not_saved(dataset: Path, tmp_path: Path) -> None:
+    """`train_bracket_ev_floor`: the net trains under that floor, the saved model keeps its
+    configured one; a family without a bracket floor refuses it before any step."""
+    from flambient.errors import ConfigError
+    from flambient.nets.registry import load_model, save_model
+
+    tr, va = split_items(load_dataset(dataset), 0.25)
+    cfg = make_config(None, model="adaptive", model_config={"bracket_ev_floor": -0.5, "width": 8}, steps=2, batch=2,
+                      crop=32, val_every=2, previews=0, val_max_side=40, device="cpu", seed=2,
+                      train_only=["curve_theta", "log2_key"], train_bracket_ev_floor=-2.0)
+    net = create_model("adaptive", **cfg.model_config)
+    res = fit(net, tr, va, cfg, tmp_path / "run")
+    assert net.bracket_ev_floor == -2.0 and res.net.bracket_ev_floor == -2.0    # what the steps ran under
+    saved, _ = load_model(save_model(res.net, tmp_path / "model"))
+    assert saved.bracket_ev_floor == -0.5 and saved.config["bracket_ev_floor"] == -0.5
+    with pytest.raises(ConfigError, match="no bracket exposure floor"):
+        fit(create_model("bilateral", **TINY), tr, va, _cfg(train_bracket_ev_floor=-1.0), tmp_path / "b")

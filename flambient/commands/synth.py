@@ -38,6 +38,10 @@ def register(app: typer.Typer) -> None:
                                                     help="With --from: sRGB luminance above which a large region "
                                                     "of a final counts as a window (blown out in the ambient "
                                                     "frame); default 0.75, which also takes white walls."),
+        metered: bool = typer.Option(False, "--metered", help="With --from: each ambient frame is exposed from "
+                                     "the final (its interior median 0.2-0.9 EV over the final's median), as a "
+                                     "camera metering the room would; default: from the re-lit light alone, "
+                                     "which leaves the final about a stop under its ambient frame."),
         jobs: int = jobs_option(2, "Render threads (0 = all cores)."),
     ) -> None:
         """Render synthetic bracket shoots: frames like a camera's, plus truth/ (finals, masks, sets.yaml)."""
@@ -52,7 +56,7 @@ def register(app: typer.Typer) -> None:
 
         out = _one_out(out_arg, out)
         for flag, on in (("--camera-awb", camera_awb), ("--flat-ambient", flat_ambient),
-                         ("--window-luma", window_luma is not None)):
+                         ("--window-luma", window_luma is not None), ("--metered", metered)):
             if on and from_dir is None:
                 raise InputError(f"{flag} re-lights finals: it needs --from", out,
                                  f"add --from FOLDER_OF_FINALS, or leave {flag} out")
@@ -71,7 +75,8 @@ def register(app: typer.Typer) -> None:
 
                 doc = synth_from_finals(from_dir, out, size=wh if (size or megapixels or pairs) else None, seed=seed,
                                         fmt=fmt, pairs=pairs, limit=None, progress=progress, camera_awb=camera_awb,
-                                        flat_ambient=flat_ambient, **({} if window_luma is None else
+                                        flat_ambient=flat_ambient, metered=metered,
+                                        **({} if window_luma is None else
                                                                       {"window_luma": window_luma}))
                 note(f"re-lit {len(doc['sets'])} finals from {from_dir} into {out}")
                 if doc["skipped"]:

@@ -11,7 +11,8 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   source's mean luminance, then the local grid is lifted uniformly until it does too); a
   bracket set is never darkened by more than ``bracket_ev_floor`` stops against its ambient
   frame on the ambient's unclipped pixels (its windows may rightly come down; 1.0 for a new
-  model, 0.6 in the shipped default since its stage 6: at a stop under, real shoots greyed);
+  model, 0.6 in the shipped default since its stage 6, 0.5 since stage 7: at a stop under,
+  real shoots greyed);
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept); in a flash set the
   ambient frame is first balanced on its own (:func:`ambient_cast`: the ambient light's colour
@@ -20,7 +21,8 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
 - **tone** is one monotone curve on encoded luminance (``curve_knots`` segments, positive
   slopes, 0 -> 0, white after the exposure (encoded 1) -> :data:`WHITE_POINT`, its end -> 1):
   no banding from inverted steps, no channel crossing; RGB are scaled by the luminance ratio,
-  so hue is kept. The white is the exposed one: an exposure that darkens (most bracket sets
+  so hue is kept. A bracket set's curve rises at least ``bracket_view_slope`` times over its
+  brightest quarter (:meth:`AdaptiveNet.view_slope_floor`), so window views keep their contrast. The white is the exposed one: an exposure that darkens (most bracket sets
   of the shipped default: -0.2 to -1.6 stops on the real flash sets) takes the source's white
   below encoded 1, so it comes out grey (README, "On a real shoot": the greyed upper tones);
 - **colour** is a near-identity 3 x 3 matrix whose rows sum to 1 (grey stays grey) and one
@@ -103,6 +105,13 @@ CURVE_U_MAX = 2.0
 #: weights; everything brighter (windows, lamps) shares the last 2 %, unless the local gain
 #: brings it down first.
 WHITE_POINT = 0.98
+#: Encoded input (after the exposure, 0-1 = black to the exposed white) from which a bracket
+#: set's tone curve keeps at least ``bracket_view_slope`` (:meth:`AdaptiveNet.view_slope_floor`).
+VIEW_TONES_FROM = 0.75
+#: Steps of :meth:`AdaptiveNet.trace_tones`, in order: the merged frames (ambient white-balanced,
+#: clipped pixels filled), plus the flash light, after white balance / colour matrix / exposure,
+#: after the local gain grid, after the tone curve.
+TONE_STAGES = ("merge", "flash", "exposure", "local", "tone")
 #: Pixels per chunk of ``apply`` at inference (bounds the D x chunk slice buffer).
 CHUNK_PIXELS = 1 << 16
 #: Ambient values (linear) where a pixel starts / finishes counting as clipped for the frame merge
@@ -469,17 +478,19 @@ class AdaptiveNet(FlambientNet):
         single_ev_floor: lowest exposure change (stops, whole image) for a single image.
         bracket_ev_floor: lowest exposure change (stops) of a bracket set's final against its
             ambient frame, on the ambient's unclipped pixels.
+        bracket_view_slope: least slope of a bracket set's tone curve over its brightest tones
+            (encoded :data:`VIEW_TONES_FROM` to the exposed white; 0 = none, 1 = identity's 0.98).
     """
 
     spec = SPEC
 
     def __init__(self, grid_size: int = 8, luma_bins: int = 8, width: int = 32, curve_knots: int = 24,
                  ev_range: tuple[float, float] | list[float] = (-2.0, 3.0), local_ev: float = 3.0,
-                 single_ev_floor: float = -0.2, bracket_ev_floor: float = -1.0) -> None:
+                 single_ev_floor: float = -0.2, bracket_ev_floor: float = -1.0, bracket_view_slope: float = 0.0) -> None:
         ev_range = [float(v) for v in ev_range]
         super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
                          ev_range=ev_range, local_ev=local_ev, single_ev_floor=single_ev_floor,
-                         bracket_ev_floor=bracket_ev_floor)
+                         bracket_ev_floor=bracket_ev_floor, bracket_view_slope=bracket_view_slope)
         if grid_size < 2 or luma_bins < 2 or curve_knots < 4 or curve_knots % 2:
             raise ValueError("grid_size and luma_bins must be at least 2, curve_knots even and at least 4")
         if not ev_range[0] < 0.0 < ev_range[1]:
@@ -488,6 +499,9 @@ class AdaptiveNet(FlambientNet):
         self.ev_lo, self.ev_hi, self.local_ev = ev_range[0], ev_range[1], float(local_ev)
         self.single_ev_floor = max(float(single_ev_floor), ev_range[0])
         self.bracket_ev_floor = max(float(bracket_ev_floor), ev_range[0])
+        if not 0.0 <= bracket_view_slope <= 2.0:
+            raise ValueError("bracket_view_slope must lie in [0, 2]")
+        self.bracket_view_slope = float(bracket_view_slope)
         k = curve_knots
         # --- style: global parameters a handful of pairs can determine
         self.curve_theta = nn.Parameter(self._init_curve(k))
@@ -523,20 +537,40 @@ class AdaptiveNet(FlambientNet):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
+    def view_slope_floor(self) -> torch.Tensor:
+        """Least slopes (K/2) of the bracket curve's first half: ``bracket_view_slope`` on the
+        segments at encoded inputs from :data:`VIEW_TONES_FROM` to the exposed white, 0 below.
+        A window's view, the brightest tones of a flash set, keeps at least that share of its
+        contrast whatever the weights (a curve fitted to photographs whose windows are blown
+        flattens its top, README "The upper tones")."""
+        half = self.curve_knots // 2
+        first = int(round(VIEW_TONES_FROM * half))
+        least = torch.zeros(half)
+        least[first:] = self.bracket_view_slope
+        return least
+
     @staticmethod
     def _init_curve(k: int) -> torch.Tensor:
         """Logits of equal slopes: identity (x WHITE_POINT) up to the source's white, then a shoulder."""
         return torch.full((k,), float(torch.log(torch.expm1(torch.tensor(1.0)))))
 
     @staticmethod
-    def curve_slopes(raw: torch.Tensor) -> torch.Tensor:
+    def curve_slopes(raw: torch.Tensor, least: torch.Tensor | None = None) -> torch.Tensor:
         """Positive slopes N x K from raw logits: the first half of the knots (encoded 0-1) rises to
-        :data:`WHITE_POINT`, the second half (1 to CURVE_U_MAX) to 1."""
+        :data:`WHITE_POINT`, the second half (1 to CURVE_U_MAX) to 1.
+
+        ``least`` (N x K/2 or K/2, encoded output per encoded input, >= 0, summing to under
+        ``WHITE_POINT / step``): the least slope of each segment of the first half; the logits
+        share what is left of the rise (:meth:`view_slope_floor`)."""
         k = raw.shape[-1]
         s = F.softplus(raw)
         step = CURVE_U_MAX / k
         lo, hi = s[..., : k // 2], s[..., k // 2 :]
-        lo = lo * (WHITE_POINT / (lo.sum(dim=-1, keepdim=True) * step))
+        if least is None:
+            lo = lo * (WHITE_POINT / (lo.sum(dim=-1, keepdim=True) * step))
+        else:
+            rest = WHITE_POINT - least.sum(dim=-1, keepdim=True) * step
+            lo = least + lo * (rest / (lo.sum(dim=-1, keepdim=True) * step))
         hi = hi * ((1.0 - WHITE_POINT) / (hi.sum(dim=-1, keepdim=True) * step))
         return torch.cat([lo, hi], dim=-1)
 
@@ -576,6 +610,13 @@ class AdaptiveNet(FlambientNet):
         whatever the shared style became, single images get the values pinned."""
         for shared, offset in SINGLE_OFFSET_OF.items():
             getattr(self, offset).copy_(pins[shared] - getattr(self, shared))
+
+    def set_training_bracket_floor(self, ev: float) -> None:
+        """Use ``ev`` stops (at least ``ev_range[0]``) as the bracket floor from now on, in this
+        object only: :attr:`config`, which a saved model file records, keeps the configured
+        floor. For training (``train_bracket_ev_floor``): where the floor binds, the exposure is
+        the floor's (``torch.maximum``) and the learned key gets no gradient."""
+        self.bracket_ev_floor = max(float(ev), self.ev_lo)
 
     def widen_bounds(self, pairs: list[tuple[Any, Any]]) -> dict[str, float]:
         """Lower the exposure floors to the darkest edit among a studio's pairs, less :data:`FLOOR_MARGIN`.
@@ -668,7 +709,8 @@ class AdaptiveNet(FlambientNet):
         ev = (torch.sigmoid(self.ev_strength + s1 * self.single_ev_strength) * (self.log2_key + s1 * self.single_key - key)
               + 0.5 * torch.tanh(d_ev))
         ev = ev.clamp(self.ev_lo, self.ev_hi)
-        slopes = self.curve_slopes(self.curve_theta[None] + s1[:, None] * self.single_curve[None] + 0.5 * torch.tanh(d_curve))
+        slopes = self.curve_slopes(self.curve_theta[None] + s1[:, None] * self.single_curve[None] + 0.5 * torch.tanh(d_curve),
+                                   None if self.bracket_view_slope <= 0.0 else (1.0 - s1)[:, None] * self.view_slope_floor())
         w_floor, target = self._floor_target(low, single)
         ev = torch.maximum(ev, self._exposure_floor(luma(base * gains[:, :, None, None]), w_floor, target, ev, slopes))
         ev_gain = torch.exp(ev * _LN2)
@@ -861,6 +903,19 @@ class AdaptiveNet(FlambientNet):
                 self._apply_rows(x[:, :, r : r + step], p, rows[r : r + step], cols, pos, out=out[:, :, r : r + step])
             return out
 
+    def trace_tones(self, x: torch.Tensor, ctx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Where the tones go: the linear luminance (N x 1 x h x w, no grad) of the whole image
+        ``x`` (N x 13 x h x w, linear) after each step of :meth:`apply`, keyed by
+        :data:`TONE_STAGES`. ``trace["tone"]`` is the final's luminance before the saturation,
+        gamut and highlight-guard steps, which keep it (benchmarks/bench_tone.py reads this)."""
+        trace: dict[str, torch.Tensor] = {}
+        p = self.unpack(ctx.to(x.dtype))
+        pos = torch.tensor([0.0, 0.0, float(x.shape[2]), float(x.shape[3])])
+        rows, cols = pixel_index_grids(x, pos)
+        with torch.no_grad():
+            self._apply_rows(x, p, rows, cols, pos, trace=trace)
+        return {k: trace[k] for k in TONE_STAGES}
+
     def _slice_grid(self, grid: torch.Tensor, guide: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                     pos: torch.Tensor) -> torch.Tensor:
         """Trilinear slice of the N x D x G x G grid at absolute pixel coordinates and guide.
@@ -915,10 +970,12 @@ class AdaptiveNet(FlambientNet):
         return (v0 + sl * (t - lo) * step).clamp(0.0, 1.0)
 
     def _apply_rows(self, x: torch.Tensor, p: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor,
-                    pos: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+                    pos: torch.Tensor, out: torch.Tensor | None = None,
+                    trace: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """:meth:`apply` on rows of a tile: ``x`` N x 13 x h x w, ``p`` the :meth:`unpack` ed context,
         ``rows`` (h,) and ``cols`` (w,) the absolute pixel indices, ``pos`` as in :meth:`apply`.
-        The result is written into ``out`` (N x 3 x h x w, any strides) when given, and returned."""
+        The result is written into ``out`` (N x 3 x h x w, any strides) when given, and returned.
+        ``trace``, when given, receives the linear luminance after each step (:data:`TONE_STAGES`)."""
         amb = x[:, AMBIENT]
         live = live_terms(x, p["amb_gains"])
         if live.fill:
@@ -933,6 +990,8 @@ class AdaptiveNet(FlambientNet):
         else:  # no frame fills anything in here: the merge is the ambient frame (clip 0)
             rad = amb * p["amb_gains"] if live.balance else amb
             light = flash_light(x, amb) if live.flash else None
+        if trace is not None:
+            trace["merge"] = luma(rad)
         if light is not None:
             rad = rad + p["k_flash"] * light
         # White balance and exposure are folded into the colour matrix: M diag(gains * ev).
@@ -943,8 +1002,14 @@ class AdaptiveNet(FlambientNet):
         guide = (_encoded(y) / CURVE_U_MAX).clamp(0.0, 1.0)
         local = self._slice_grid(p["grid"], guide, rows, cols, pos)
         rgb = rgb * torch.exp(local * _LN2)
+        if trace is not None:
+            trace["flash"] = luma(rad)
+            trace["exposure"] = y
         y = luma(rgb).clamp_min(1e-8)
         y_out = self._tone(_encoded(y).clamp(0.0, CURVE_U_MAX), p["slopes"])
+        if trace is not None:
+            trace["local"] = y
+            trace["tone"] = y_out
         rgb = rgb * (y_out / y)
         rgb = y_out + p["sat"] * (rgb - y_out)
         rgb = to_gamut(rgb, y_out)

@@ -73,6 +73,12 @@ AWB_SHARE = (0.5, 1.0)
 #: shoot, 0.62 on FAID). A real room's ambient light is flatter than the finished edit, whose
 #: contrast comes from the flash and the editor.
 AMBIENT_CONTRAST = (0.5, 0.85)
+#: With ``metered``: the ambient frame's interior median lands this many stops (uniform range)
+#: over the final's median linear luminance, as a camera metering the room would expose it. The
+#: default plan meters the re-lit ambient light by itself (+2/3 to +4/3 EV over mid-grey), which
+#: puts the photograph about a stop under its ambient frame (median -0.95 EV on the ambient's
+#: unclipped pixels), where a bracket floor then holds the final up (README, "The upper tones").
+METERED_EV = (0.2, 0.9)
 MAX_PIXELS = 60_000_000
 
 
@@ -173,13 +179,22 @@ def awb_gains(ambient: np.ndarray, share: float) -> np.ndarray:
     return (g / float(luminance(g))).astype(np.float32)
 
 
-def _plan(comps: Components, rng: np.random.Generator, start, index: int, seed: int):  # type: ignore[no-untyped-def]
-    """Exposure plan and gains for re-lit components (mirrors :func:`shoot.plan_set`)."""
+def _plan(comps: Components, rng: np.random.Generator, start, index: int, seed: int,  # type: ignore[no-untyped-def]
+          metered_from: np.ndarray | None = None):
+    """Exposure plan and gains for re-lit components (mirrors :func:`shoot.plan_set`).
+
+    ``metered_from`` (the final, sRGB HxWx3): the ambient frame is exposed so that its interior
+    median lies :data:`METERED_EV` stops over the final's median linear luminance (one more
+    draw from ``rng``, after the plan's own)."""
     interior = comps.mask < 0.5
     amb_med = float(np.median(luminance(comps.day)[interior])) if interior.any() else 1.0
     ext_px = luminance(comps.ext)[~interior]
     ext_med = float(np.median(ext_px)) if ext_px.size else 0.0
     frames, c, f2a = camera.plan_set(rng, start, 1, ext_med > 0, float(rng.uniform(82, 100)), amb_med, ext_med)
+    if metered_from is not None:
+        final_med = float(np.median(luminance(srgb_to_linear(np.clip(metered_from, 0.0, 1.0)))))
+        target = max(final_med, 1e-6) * 2.0 ** float(rng.uniform(*METERED_EV))
+        c *= target / (0.18 * 2.0 ** frames[0].bias)   # plan_set put the interior median at 0.18 * 2**bias
     f_med = float(np.median(luminance(comps.flash[0])[interior])) if interior.any() else 1.0
     cal = Calibration(0.0, f2a * amb_med / max(f_med, 1e-12), amb_med, ext_med)
     return SetPlan(index, seed, None, cal, frames, c, StyleStats(1, 1, (1, 1, 1), 1))
@@ -215,7 +230,7 @@ def _fit(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int] | None = None, seed: int = 0,
                       fmt: str = "dng", pairs: bool = False, limit: int | None = None,
                       progress: Any = None, camera_awb: bool = False, flat_ambient: bool = False,
-                      window_luma: float = WINDOW_LUMA) -> dict[str, Any]:
+                      window_luma: float = WINDOW_LUMA, metered: bool = False) -> dict[str, Any]:
     """Turn every final in ``finals`` into a synthetic set (or, with ``pairs``, a dataset item).
 
     Shoot mode writes frames, ``truth/<set>.jpg`` (the final itself), ``truth/<set>_window.png``
@@ -225,7 +240,9 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
     listed under ``skipped`` (and the dataset's ``unmatched``). ``camera_awb``: every ambient
     frame white-balanced as a camera's auto white balance would; ``flat_ambient``: the ambient
     light flatter than the final, as measured on real ambient frames; ``window_luma``: the
-    sRGB luminance above which a large region of a final counts as a window (:func:`relight`).
+    sRGB luminance above which a large region of a final counts as a window (:func:`relight`);
+    ``metered``: each ambient frame exposed from the final's median (:data:`METERED_EV` stops over
+    it), as a camera metering the finished room would, instead of from the re-lit light alone.
     """
     from ..dataset import write_index, write_item
 
@@ -249,7 +266,7 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
         h, w = final.shape[:2]
         if pairs:
             comps = relight(final, rng, camera_awb, flat_ambient, window_luma)
-            plan = _plan(comps, rng, t, i, seed)
+            plan = _plan(comps, rng, t, i, seed, final if metered else None)
             arr = expose_pair(comps, plan.cal, plan.frames, plan.c, int(seed) * 100003 + i)
             entries.append(write_item(out, f"{p.stem}", arr["ambient"], final, flash=arr["flash"],
                                       window=arr["window"], mask=arr["mask"], source=str(p)))
@@ -263,7 +280,7 @@ def synth_from_finals(finals: str | Path, out: str | Path, size: tuple[int, int]
             else:
                 scene_img = final
             comps = relight(scene_img, rng, camera_awb, flat_ambient, window_luma)
-            plan = _plan(comps, rng, t, i, seed)
+            plan = _plan(comps, rng, t, i, seed, scene_img if metered else None)
             names = [f"SYN_{counter + k:04d}.{fmt}" for k in range(len(plan.frames))]
             counter += len(plan.frames)
 

@@ -56,10 +56,14 @@ class TrainConfig:
     context_only: bool = False
     train_only: list[str] = field(default_factory=list)  # parameter names (or name prefixes) to train; [] = all
     hold_single_style: bool = False  # adaptive: single images keep their style while the shared style trains
+    # adaptive: the bracket exposure floor (stops) while training; the saved model keeps model_config's.
+    # A binding floor passes no gradient to the exposure key, so the curve learns the key's work.
+    train_bracket_ev_floor: float | None = None
     loss_l1: float = 1.0
     loss_ssim: float = 0.2
     loss_lab: float = 0.5
     chroma_weight: float = 2.0
+    loss_tone: float = 0.0  # weight of losses.tone_distribution (sorted L*): the truth's spread of tones
     # Augmentation: the defaults are flambient.data.Augment's (one place).
     hflip: float = Augment.hflip
     vflip: float = Augment.vflip
@@ -97,6 +101,8 @@ class TrainConfig:
             (self.style_steps >= 0, "style_steps must be >= 0"),
             (self.style_reg >= 0, "style_reg must be >= 0"),
             (self.style_lr_scale > 0, "style_lr_scale must be > 0"),
+            (min(self.loss_l1, self.loss_ssim, self.loss_lab, self.loss_tone) >= 0, "loss weights must be >= 0"),
+            (max(self.loss_l1, self.loss_ssim, self.loss_lab, self.loss_tone) > 0, "at least one loss weight must be > 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -118,7 +124,7 @@ def config_fields() -> dict[str, Any]:
 
 def config_schema() -> dict[str, Field]:
     """The declarative schema of a training config (:mod:`flambient.schema`), from the defaults."""
-    return dataclass_fields(TrainConfig)
+    return dataclass_fields(TrainConfig, train_bracket_ev_floor=Field(float, None, -3.0, 0.0, optional=True))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..data import Augment, PairStore
 from ..dataset import PairItem
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..log import get_logger
 from ..losses import LossWeights
 from ..nets.registry import FlambientNet
@@ -129,13 +129,18 @@ def _prepare(net: FlambientNet, train_items: list[PairItem], val_items: list[Pai
     if resume and not ckpt_path.is_file():
         raise InputError("nothing to resume: no checkpoint.pt here", out, "start without --resume")
     torch.manual_seed(cfg.seed)
+    if cfg.train_bracket_ev_floor is not None:
+        release = getattr(net, "set_training_bracket_floor", None)
+        if release is None:
+            raise ConfigError(f"train_bracket_ev_floor: the {net.spec.family} family has no bracket exposure floor")
+        release(cfg.train_bracket_ev_floor)
     if resume:
         state = TrainState.from_checkpoint(read_checkpoint(ckpt_path, d.device), net, cfg, d.device)
         if d.main:
             log.info("resuming from step %d (%.1f min trained)", state.step, state.elapsed / 60)
     else:
         state = TrainState.create(net, cfg, d.device)
-    loss = TrainLoss(net, LossWeights(cfg.loss_l1, cfg.loss_ssim, cfg.loss_lab, cfg.chroma_weight))
+    loss = TrainLoss(net, LossWeights(cfg.loss_l1, cfg.loss_ssim, cfg.loss_lab, cfg.chroma_weight, cfg.loss_tone))
     model: nn.Module = loss
     if d.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
