@@ -680,11 +680,12 @@ def _real_set(name: str, tmp_path: Path) -> np.ndarray:
 def test_shipped_default_blows_out_little_the_real_flash_set_recorded(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The real shoot's set03 (ambient + flash JPEGs, no window-pull frame): the final shows
-    white (L* >= 97) on at most 3 % of the pixels that the ambient frame recorded (L* < 95),
+    white (L* >= 97) on at most 1 % of the pixels that the ambient frame recorded (L* < 95),
     and the flash fill's cap keeps it at least 0.5 % under the fill as shot. The flash frame reads
     its window views 2-35x the ambient; pasted in uncapped, it blew white blotches into the views
     and speckles on glass (1.0 % when the finals sat a stop under the ambient, 3.4 % at 0.6 EV
-    under). What the capped final still blows (2.6 %) is the glow of the set's cove light."""
+    under with stage 6's curve, 0.86 % with stage 7's). Stage 6 blew 2.6 % with the cap (the glow
+    of the set's cove light, pushed to white by its curve's steep top); stage 7 0.14 %."""
     from flambient import colour, sanity
     from flambient.nets import adaptive
     from flambient.nets.registry import load_model
@@ -695,7 +696,7 @@ def test_shipped_default_blows_out_little_the_real_flash_set_recorded(tmp_path: 
     capped = sanity.blown_share(_run(net, stack), amb)
     monkeypatch.setattr(adaptive, "FLASH_FILL_MAX", 1e9)
     as_shot = sanity.blown_share(_run(net, stack), amb)
-    assert capped <= 0.03 and capped <= as_shot - 0.005, (capped, as_shot)
+    assert capped <= 0.01 and capped <= as_shot - 0.005, (capped, as_shot)
 
 
 @pytest.mark.skipif(not (SHOOT / "set03").is_dir(), reason="../shared/data flambient shoot not present")

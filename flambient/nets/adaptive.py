@@ -545,7 +545,7 @@ class AdaptiveNet(FlambientNet):
         flattens its top, README "The upper tones")."""
         half = self.curve_knots // 2
         first = int(round(VIEW_TONES_FROM * half))
-        least = torch.zeros(half)
+        least = torch.zeros(half, device=self.curve_theta.device, dtype=self.curve_theta.dtype)
         least[first:] = self.bracket_view_slope
         return least
 
