@@ -46,9 +46,9 @@ CURVE_INPUTS = tuple(round(0.1 * i, 1) for i in range(11))
 
 def lstar_of_luminance(y: np.ndarray) -> np.ndarray:
     """CIE L* (D65, 0-100) of linear luminance ``y`` (any shape, values clipped to [0, 1])."""
-    t = np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0)
-    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
-    return 116.0 * f - 16.0
+    from flambient.colour import lightness
+
+    return lightness(np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0))
 
 
 def band_medians(ambient_l: np.ndarray, step_l: np.ndarray, bands: tuple[int, ...] = BANDS,

@@ -139,19 +139,26 @@ def _stack(parts: tuple[Any, Any, Any], channel_axis: int) -> Any:
     return np.stack(parts, axis=channel_axis).astype(np.float32)
 
 
+def _lab_f(t: Any) -> Any:
+    """The CIELAB companding function of a tristimulus value relative to the white."""
+    if _is_torch(t):
+        cube = t.clamp_min(1e-12) ** (1.0 / 3.0)
+    else:
+        cube = np.cbrt(np.maximum(t, 0.0))
+    return _where(t > _LAB_EPS, cube, (_LAB_KAPPA * t + 16.0) / 116.0)
+
+
 def xyz_to_lab(xyz: Any, channel_axis: int = -1) -> Any:
     """CIE XYZ (D65) -> CIELAB (D65)."""
     x, y, z = _split(_as_float(xyz), channel_axis)
-    parts = []
-    for comp, white in zip((x, y, z), WHITE_D65):
-        t = comp / float(white)
-        if _is_torch(t):
-            cube = t.clamp_min(1e-12) ** (1.0 / 3.0)
-        else:
-            cube = np.cbrt(np.maximum(t, 0.0))
-        parts.append(_where(t > _LAB_EPS, cube, (_LAB_KAPPA * t + 16.0) / 116.0))
-    fx, fy, fz = parts
+    fx, fy, fz = (_lab_f(comp / float(white)) for comp, white in zip((x, y, z), WHITE_D65))
     return _stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), channel_axis)
+
+
+def lightness(y: Any) -> Any:
+    """CIE L* (0-100 for 0-1) of relative luminance ``y`` (linear, the D65 white = 1; any shape):
+    the L* of a grey of that luminance, as :func:`linear_to_lab` gives it."""
+    return 116.0 * _lab_f(_as_float(y) / float(WHITE_D65[1])) - 16.0
 
 
 def lab_to_xyz(lab: Any, channel_axis: int = -1) -> Any:
