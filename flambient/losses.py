@@ -75,7 +75,8 @@ def tone_distribution(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Mean over images of the 1-D Wasserstein distance between the L* values of ``pred`` and
     ``truth`` (sRGB N x 3 x H x W in [0, 1]), in L* units: sort each image's L*, average the
     absolute differences. Blind to where a tone is, so 0 for any rearrangement of the truth's
-    pixels; a complement to the per-pixel terms, never a loss on its own."""
+    pixels: alone it fits only what a global tone map can change (the shipped default's stage 7
+    trains its curve and exposure key on it alone); with anything local, beside per-pixel terms."""
     return _tone_distribution(_lab(pred)[:, 0], _lab(truth)[:, 0])
 
 

@@ -22,7 +22,8 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   slopes, 0 -> 0, white after the exposure (encoded 1) -> :data:`WHITE_POINT`, its end -> 1):
   no banding from inverted steps, no channel crossing; RGB are scaled by the luminance ratio,
   so hue is kept. A bracket set's curve rises at least ``bracket_view_slope`` times over its
-  brightest quarter (:meth:`AdaptiveNet.view_slope_floor`), so window views keep their contrast. The white is the exposed one: an exposure that darkens (most bracket sets
+  brightest quarter (:meth:`AdaptiveNet.view_slope_floor`), so window views keep their
+  contrast. The white is the exposed one: an exposure that darkens (most bracket sets
   of the shipped default: -0.2 to -1.6 stops on the real flash sets) takes the source's white
   below encoded 1, so it comes out grey (README, "On a real shoot": the greyed upper tones);
 - **colour** is a near-identity 3 x 3 matrix whose rows sum to 1 (grey stays grey) and one
@@ -910,7 +911,7 @@ class AdaptiveNet(FlambientNet):
         gamut and highlight-guard steps, which keep it (benchmarks/bench_tone.py reads this)."""
         trace: dict[str, torch.Tensor] = {}
         p = self.unpack(ctx.to(x.dtype))
-        pos = torch.tensor([0.0, 0.0, float(x.shape[2]), float(x.shape[3])])
+        pos = torch.tensor([0.0, 0.0, float(x.shape[2]), float(x.shape[3])], device=x.device)
         rows, cols = pixel_index_grids(x, pos)
         with torch.no_grad():
             self._apply_rows(x, p, rows, cols, pos, trace=trace)
