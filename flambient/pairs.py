@@ -177,24 +177,68 @@ def _flat_pairs(files: list[Path], jobs: list[PairJob], unmatched: list[str], ro
 # ----------------------------------------------------------------------------- building items
 
 
-def fit_target(target: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, str | None]:
-    """Bring an sRGB HxWx3 target onto a source grid of size ``hw``; returns (image, note).
-
-    Differences up to :data:`MAX_FIT_PX` pixels (and :data:`MAX_FIT_FRAC` of the side) are
-    resampled (area/linear) onto the source grid and noted; larger ones raise InputError.
-    """
-    import cv2
-
-    th, tw = target.shape[:2]
-    h, w = hw
+def check_fit(target_hw: tuple[int, int], source_hw: tuple[int, int]) -> str | None:
+    """``None`` when a target of size ``target_hw`` (H, W) matches its source's ``source_hw``, a
+    note when it is within :data:`MAX_FIT_PX` pixels (and :data:`MAX_FIT_FRAC` of the side) and
+    will be resampled onto the source grid; raises :class:`InputError` when it is further off."""
+    (th, tw), (h, w) = target_hw, source_hw
     if (th, tw) == (h, w):
-        return target, None
+        return None
     for a, b in ((th, h), (tw, w)):
         if abs(a - b) > max(MAX_FIT_PX, 0) or abs(a - b) > MAX_FIT_FRAC * b + 2:
             raise InputError(f"target is {tw}x{th} but the source is {w}x{h}", None,
                              "export the final at the source's size")
-    fitted = cv2.resize(target, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(fitted, 0.0, 1.0).astype(np.float32), f"target {tw}x{th} resampled to the source's {w}x{h}"
+    return f"target {tw}x{th} resampled to the source's {w}x{h}"
+
+
+def _onto_grid(target: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resample an sRGB HxWx3 target (linear interpolation) onto an (H, W) grid, clipped to [0, 1]."""
+    import cv2
+
+    if target.shape[:2] == tuple(hw):
+        return target
+    fitted = cv2.resize(target, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(fitted, 0.0, 1.0).astype(np.float32)
+
+
+def fit_target(target: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, str | None]:
+    """Bring an sRGB HxWx3 target onto a source grid of size ``hw``; returns (image, note).
+
+    Differences up to :data:`MAX_FIT_PX` pixels (and :data:`MAX_FIT_FRAC` of the side) are
+    resampled onto the source grid and noted; larger ones raise InputError (:func:`check_fit`).
+    """
+    note = check_fit(target.shape[:2], hw)
+    return (target, None) if note is None else (_onto_grid(target, hw), note)
+
+
+def _shrink_srgb(srgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Area-downscale an sRGB HxWx3 image in linear light to a long edge of at most ``max_side``."""
+    from .colour import linear_to_srgb, srgb_to_linear
+    from .data import resize_stack
+
+    if max(srgb.shape[:2]) <= max_side:
+        return srgb
+    return np.clip(linear_to_srgb(resize_stack(srgb_to_linear(srgb), max_side)), 0.0, 1.0).astype(np.float32)
+
+
+def _read_single_pair(job: PairJob, max_side: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Layout (c) decoded straight to a long edge of at most ``max_side`` px (JPEG: the decoder's
+    DCT downscaling, then an area shrink in linear light); the target's fit is judged on the full
+    sizes. Returns (linear source, sRGB target on the source's grid, notes)."""
+    from .colour import linear_to_srgb
+    from .io.images import read_preview
+
+    source, source_hw = read_preview(job.sources[0], max_side, raw_thumbnail=False)
+    target, target_hw = read_preview(job.target, max_side, raw_thumbnail=False)
+    try:
+        note = check_fit(target_hw, source_hw)
+    except InputError as exc:
+        raise InputError(exc.message, job.target, exc.hint) from None
+    notes = [note] if note else []
+    if max(source_hw) > max_side:
+        notes.append(f"downscaled from {source_hw[1]}x{source_hw[0]} to a long edge of {max_side} px")
+    target = _onto_grid(np.clip(linear_to_srgb(target), 0.0, 1.0).astype(np.float32), source.shape[:2])
+    return source, target, notes
 
 
 def _load_bracket_folder(job: PairJob) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[str]]:
@@ -226,9 +270,16 @@ def _load_bracket_folder(job: PairJob) -> tuple[np.ndarray, np.ndarray | None, n
     return amb, flash, win, notes
 
 
-def _build(job: PairJob, out: Path, root: Path) -> dict[str, Any]:
+def _build(job: PairJob, out: Path, root: Path, max_side: int = 0) -> dict[str, Any]:
+    """Build and write one item; with ``max_side`` > 0 every image is at most that long edge."""
+    from .data import resize_stack
+
     notes: list[str] = []
     flash = window = mask = None
+    source = ", ".join(_rel(p, root) for p in [*job.sources, *job.extra.values()])
+    if job.layout == "c" and max_side > 0:
+        ambient, target, notes = _read_single_pair(job, max_side)
+        return write_item(out, job.name, ambient, target, source=source, notes=notes)
     if job.layout == "a":
         ambient, flash, window, notes = _load_bracket_folder(job)
     elif job.layout == "b":
@@ -248,7 +299,13 @@ def _build(job: PairJob, out: Path, root: Path) -> dict[str, Any]:
     for arr, what in ((flash, "flash"), (window, "window")):
         if arr is not None and arr.shape[:2] != ambient.shape[:2]:
             raise InputError(f"{what} frame size differs from the ambient frame", job.sources[0].parent)
-    source = ", ".join(_rel(p, root) for p in [*job.sources, *job.extra.values()])
+    if 0 < max_side < max(ambient.shape[:2]):
+        h, w = ambient.shape[:2]
+        notes.append(f"downscaled from {w}x{h} to a long edge of {max_side} px")
+        ambient, target = resize_stack(ambient, max_side), _shrink_srgb(target, max_side)
+        flash, window = (None if a is None else resize_stack(a, max_side) for a in (flash, window))
+        mask = None if mask is None else resize_stack(mask[:, :, None], max_side).reshape(ambient.shape[:2])
+        target = _onto_grid(target, ambient.shape[:2])
     return write_item(out, job.name, ambient, target, flash=flash, window=window, mask=mask,
                       source=source, notes=notes)
 
@@ -268,8 +325,14 @@ def _read_mask(p: Path, hw: tuple[int, int]) -> np.ndarray:
     return m
 
 
-def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, force: bool = False) -> PairsResult:
+def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, force: bool = False,
+                 max_side: int = 0) -> PairsResult:
     """Build a dataset in ``out`` from the pairs folder ``src``; returns what was written.
+
+    ``max_side`` > 0 writes every item at a long edge of at most that many pixels (area
+    downscaling in linear light, noted in the item; single-image JPEG pairs decode straight to
+    about that size): what ``finetune`` builds, since it never trains above its ``max_side``.
+    0 keeps the full size.
 
     Items that fail (unreadable files, sizes far apart) are listed in ``errors`` and logged;
     the others are still written. ``out`` must not be inside ``src``'s layout folders. When
@@ -295,7 +358,7 @@ def ingest_pairs(src: str | Path, out: str | Path, n_jobs: int | None = None, fo
 
     def one(job: PairJob) -> dict[str, Any] | ItemError:
         try:
-            return _build(job, dest, root)
+            return _build(job, dest, root, max_side)
         except InputError as exc:
             return ItemError.from_exception(job.name, exc)
         except Exception as exc:  # one broken pair must not stop the dataset

@@ -181,3 +181,23 @@ def test_few_shot_keeps_the_base_when_the_pairs_disagree(base_model: Path, tmp_p
     tuned, _ = load_model(tmp_path / "ft")
     assert all(torch.equal(v, tuned.state_dict()[k]) for k, v in base.state_dict().items())
     assert tuned.config == base.config  # the darkening pairs widened no bound of the kept base
+
+
+def test_a_pairs_folder_is_built_at_the_largest_size_the_finetune_reads(tmp_path: Path) -> None:
+    from flambient.dataset import load_dataset
+    from flambient.io.images import write_jpeg
+    from flambient.training.finetune import _dataset_from, build_side
+
+    assert build_side(finetune_config()) == 384
+    assert build_side(finetune_config(max_side=640)) == 640
+    assert build_side(finetune_config(max_side=0)) == 0            # 0 = no downscaling anywhere: full size
+    src = tmp_path / "pairs"
+    src.mkdir()
+    pic = np.random.default_rng(0).uniform(0.1, 0.9, (600, 900, 3)).astype(np.float32)
+    write_jpeg(src / "a_src.jpg", pic)
+    write_jpeg(src / "a_edited.jpg", pic ** 0.8)
+    (item,) = load_dataset(_dataset_from(src, tmp_path / "t", build_side(finetune_config())))
+    stack, target = item.load()
+    assert stack.shape[:2] == target.shape[:2] == (256, 384)
+    (full,) = load_dataset(_dataset_from(src, tmp_path / "f", 0))
+    assert full.load()[0].shape[:2] == (600, 900)

@@ -110,3 +110,57 @@ def test_pairs_errors(tmp_path):
     with pytest.raises(InputError, match="no pairs"):
         find_pairs(tmp_path / "x")
     assert main(["-q", "ingest", "--pairs", str(tmp_path / "x")]) == 2  # --out missing
+
+
+def _gradient(h: int, w: int) -> np.ndarray:
+    """A smooth sRGB picture (JPEG keeps it well), HxWx3 in [0.1, 0.9]."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([0.1 + 0.8 * x / w, 0.1 + 0.8 * y / h, 0.5 + 0.3 * np.sin(x / 97.0) * np.cos(y / 71.0)], -1)
+
+
+def test_max_side_builds_small_items_that_keep_the_pair_relation(tmp_path):
+    src = tmp_path / "pairs"
+    src.mkdir()
+    pic = _gradient(800, 1200)
+    write_jpeg(src / "room_src.jpg", pic, quality=97)
+    write_jpeg(src / "room_edited.jpg", np.sqrt(pic), quality=97)      # a known edit: sRGB square root
+    write_jpeg(src / "near_src.jpg", pic, quality=97)
+    write_jpeg(src / "near_edited.jpg", pic[:798, :1198], quality=97)    # 2 px smaller at full size: fitted
+    write_jpeg(src / "off_src.jpg", pic, quality=97)
+    write_jpeg(src / "off_edited.jpg", pic[:, :1180], quality=97)       # 20 px off at full size: an error,
+    res = ingest_pairs(src, tmp_path / "small", max_side=96)           # though only 2 px at the reduced size
+    assert len(res.errors) == 1 and "off_edited.jpg" in res.errors[0] and "1180x800" in res.errors[0]
+    items = {i.name: i for i in load_dataset(tmp_path / "small")}
+    assert set(items) == {"room", "near"}
+    assert any("resampled" in n for n in items["near"].notes)
+    assert any("downscaled from 1200x800" in n for n in items["room"].notes)
+    stack, target = items["room"].load()
+    assert stack.shape[:2] == target.shape[:2] == (64, 96)
+    # the relation survives the reduction: target = sqrt(source) in sRGB, away from the borders
+    src_srgb = linear_to_srgb(stack[..., :3])
+    assert np.abs(target - np.sqrt(src_srgb))[4:-4, 4:-4].mean() < 0.01
+    # and the small item is the full-size item downscaled (the decoder's DCT scaling costs little)
+    ingest_pairs(src, tmp_path / "full")
+    full_stack, full_target = {i.name: i for i in load_dataset(tmp_path / "full")}["room"].load()
+    from flambient.data import resize_stack
+
+    assert np.abs(resize_stack(full_stack[..., :3], 96) - stack[..., :3]).mean() < 0.005
+    assert main(["-q", "ingest", "--pairs", str(src), "--out", str(tmp_path / "cli"), "--max-side", "64"]) == 1
+    assert max(load_dataset(tmp_path / "cli")[0].load()[0].shape[:2]) == 64
+
+
+def test_max_side_downscales_exr_sets_and_their_mask(tmp_path):
+    src = tmp_path / "pairs"
+    d = src / "set0"
+    d.mkdir(parents=True)
+    write_exr(d / "ambient.exr", _img(1, 64, 96))
+    write_exr(d / "flash.exr", _img(2, 64, 96))
+    mask = np.zeros((64, 96), np.float32)
+    mask[8:40, 8:56] = 1.0
+    write_png(d / "window_mask.png", mask)
+    write_jpeg(d / "final.jpg", _img(3, 64, 96))
+    ingest_pairs(src, tmp_path / "ds", max_side=48)
+    (item,) = load_dataset(tmp_path / "ds")
+    stack, target = item.load()
+    assert stack.shape == (32, 48, 13) and target.shape == (32, 48, 3)
+    assert stack[4:20, 4:28, 9].min() == pytest.approx(1.0) and stack[24:, 32:, 9].max() == 0.0

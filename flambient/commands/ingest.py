@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
         explain: bool = typer.Option(False, "--explain",
                                      help="Print why each frame joined its set or started a new one (the cues)."),
         force: bool = force_option("With --pairs: replace a dataset already in --out."),
+        max_side: int = typer.Option(
+            0, "--max-side", min=0,
+            help="With --pairs: write every item at a long edge of at most N px (0 = full size)."),
     ) -> None:
         """Group a shoot's frames into bracket sets (ambient/flash/window), or build a dataset from pairs."""
         from ..brackets import GroupingConfig
@@ -47,7 +50,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError("--pairs needs --out DATASET", hint="e.g. flambient ingest --pairs ./pairs --out ./dataset")
             from ..pairs import ingest_pairs
 
-            res = ingest_pairs(pairs, out, n_jobs=n_jobs, force=force)
+            res = ingest_pairs(pairs, out, n_jobs=n_jobs, force=force, max_side=max_side)
             _print_pairs(res, json_out)
             if res.exit_code:
                 raise typer.Exit(res.exit_code)

@@ -365,12 +365,14 @@ def write_tiff16(path: str | Path, srgb: np.ndarray, icc: bool = True,
     return Path(path)
 
 
-def read_preview(path: str | Path, max_side: int = 512) -> tuple[np.ndarray, tuple[int, int]]:
+def read_preview(path: str | Path, max_side: int = 512, raw_thumbnail: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
     """A small linear float32 HxWx3 preview (long edge <= ``max_side``) and the full (H, W).
 
     For grouping, labelling and alignment: RAW takes :func:`flambient.io.raw.read_raw_thumbnail`
-    (mosaic binning, camera RGB), JPEG uses the decoder's DCT downscaling (draft mode), other
-    formats decode fully and shrink. Orientation is applied, so (H, W) is the displayed size
+    (mosaic binning, camera RGB; with ``raw_thumbnail=False`` RAW decodes fully, in the colour
+    :func:`read_linear` gives, and shrinks: for training pairs), JPEG uses the decoder's DCT
+    downscaling (draft mode) to at most 8x before an area shrink in linear light, other formats
+    decode fully and shrink. Orientation is applied, so (H, W) is the displayed size
     :func:`read_linear` returns. Raises :class:`InputError` like :func:`read_linear`.
     """
     from .raw import read_raw_thumbnail, shrink
@@ -379,7 +381,7 @@ def read_preview(path: str | Path, max_side: int = 512) -> tuple[np.ndarray, tup
     fmt = sniff_format(p)
     if fmt == "tiff" and not is_plain_tiff(p):
         fmt = "raw"
-    if fmt == "raw":
+    if fmt == "raw" and raw_thumbnail:
         return read_raw_thumbnail(p, max_side)
     if fmt == "jpeg":
         return _read_jpeg_preview(p, max_side)

@@ -97,15 +97,25 @@ def finetune_config(config: str | Path | None = None, **overrides: Any) -> Train
     return make_config(config, base=FINETUNE_DEFAULTS, **overrides)
 
 
-def _dataset_from(pairs: Path, tmp: Path) -> Path:
-    """``pairs`` itself when it is a dataset folder, else a dataset built from it in ``tmp``."""
+def build_side(cfg: TrainConfig) -> int:
+    """Long edge (px) of the temporary dataset a fine-tune builds from a pairs folder: the
+    largest size any of its steps reads (``max_side``, ``val_max_side``, :data:`STYLE_SIDE`);
+    0 (full size) when either of the first two is 0, which means no downscaling."""
+    if cfg.max_side <= 0 or cfg.val_max_side <= 0:
+        return 0
+    return int(max(cfg.max_side, cfg.val_max_side, STYLE_SIDE))
+
+
+def _dataset_from(pairs: Path, tmp: Path, max_side: int = 0) -> Path:
+    """``pairs`` itself when it is a dataset folder, else a dataset built from it in ``tmp``
+    (every image at a long edge of at most ``max_side`` px; 0: full size)."""
     if (pairs / "dataset.yaml").is_file():
         return pairs
     if not pairs.is_dir():
         raise InputError("pairs folder not found", pairs)
     from ..pairs import ingest_pairs
 
-    res = ingest_pairs(pairs, tmp / "dataset")
+    res = ingest_pairs(pairs, tmp / "dataset", max_side=max_side)
     if not res.items:
         raise InputError("no usable pairs found", pairs,
                          "see `flambient ingest --help` for the layouts read (src/ + tgt/, NAME_src/NAME_tgt, set folders)")
@@ -409,7 +419,7 @@ def finetune(
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="flambient-ft-") as td:
-        items = load_dataset(_dataset_from(pairs, Path(td)))
+        items = load_dataset(_dataset_from(pairs, Path(td), build_side(cfg)))
         if not items:
             raise InputError("no usable pairs found", pairs)
         net.to(device)
