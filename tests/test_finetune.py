@@ -122,6 +122,35 @@ def test_many_pairs_regime_trains_with_a_held_out_split(base_model: Path, tmp_pa
     assert card["validation"]["after"]["delta_e2000"] <= card["validation"]["before"]["delta_e2000"]
 
 
+def test_many_pairs_budget_grows_with_the_pairs_unless_one_is_given(base_model: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from flambient.training import finetune as ft
+    from flambient.training.config import make_config
+
+    assert (finetune_config().steps, finetune_config().max_minutes) == (0, 0.0)   # the regime decides
+    assert make_config(None).steps == 1000                                          # `train` keeps its default
+    assert ft.many_pairs_budget(40) == (1000, 3.0)
+    assert ft.many_pairs_budget(150) == (1200, 6.0)
+    assert ft.many_pairs_budget(600) == (4800, 24.0)
+    assert ft.many_pairs_budget(5000) == (6000, 25.0)
+    asked: list[int] = []
+
+    def tiny_budget(n: int) -> tuple[int, float]:
+        asked.append(n)
+        return 3, 0.0
+
+    monkeypatch.setattr(ft, "many_pairs_budget", tiny_budget)
+    ds = make_dataset(tmp_path / "warm", n=12, h=32, w=32, seed=2, w_flash=0.3, warm=0.15)
+    cfg = finetune_config(None, few_pairs=10, batch=2, crop=32, previews=0, val_every=3, warmup=0.0)
+    res = finetune(ds, tmp_path / "ft", base=str(base_model), cfg=cfg, command="flambient finetune budget")
+    assert asked == [12] and res.steps == 3
+    card = yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text())
+    assert card["training"]["steps"] == 3
+    explicit = finetune_config(None, few_pairs=10, steps=2, batch=2, crop=32, previews=0, val_every=3, warmup=0.0)
+    res = finetune(ds, tmp_path / "ft2", base=str(base_model), cfg=explicit, command="flambient finetune budget")
+    assert asked == [12] and res.steps == 2                                         # --steps wins
+
+
 def test_finetune_errors(base_model: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="pairs folder not found"):
         finetune(tmp_path / "nope", tmp_path / "o", base=str(base_model))

@@ -27,7 +27,7 @@ class TrainConfig:
 
     Budgets: the run stops at ``steps`` optimiser steps or ``max_minutes`` of training time
     (time spent in steps, validation excluded), whichever comes first (0 = no limit of that
-    kind; with neither, 1000 steps). ``max_side`` downsizes training images on load;
+    kind; with neither, :func:`make_config` sets 1000 steps). ``max_side`` downsizes training images on load;
     ``val_without_mask`` validates the way ``process`` runs (no window masks).
     """
 
@@ -139,11 +139,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return validate_schema(doc, config_schema(), p)
 
 
-def make_config(path: str | Path | None = None, base: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
+def make_config(path: str | Path | None = None, base: dict[str, Any] | None = None, default_steps: int = 1000,
+                **overrides: Any) -> TrainConfig:
     """Build a :class:`TrainConfig`: defaults, then ``base``, then the YAML file, then overrides.
 
     Overrides that are None count as not given. With neither ``steps`` nor ``max_minutes`` set,
-    the run is 1000 steps. Raises :class:`ConfigError` for malformed YAML, unknown keys, wrong
+    the run is ``default_steps`` steps (0: left to the caller, which sets its own budget). Raises :class:`ConfigError` for malformed YAML, unknown keys, wrong
     types or bad values, including a ``model_config`` the family's constructor refuses.
     """
     defaults = TrainConfig()
@@ -156,7 +157,7 @@ def make_config(path: str | Path | None = None, base: dict[str, Any] | None = No
     values = validate_schema(values, config_schema())
     cfg = dataclasses.replace(defaults, **values)
     if not cfg.steps and not cfg.max_minutes:
-        cfg.steps = 1000
+        cfg.steps = default_steps
     cfg.validate()
     if cfg.model_config:
         from ..nets.registry import create_model
