@@ -27,8 +27,8 @@ class TrainConfig:
 
     Budgets: the run stops at ``steps`` optimiser steps or ``max_minutes`` of training time
     (time spent in steps, validation excluded), whichever comes first (0 = no limit of that
-    kind; with neither, :func:`make_config` sets 1000 steps). ``max_side`` downsizes training images on load;
-    ``val_without_mask`` validates the way ``process`` runs (no window masks).
+    kind; with neither, :func:`make_config` sets 1000 steps). ``max_side`` downsizes training
+    images on load; ``val_without_mask`` validates the way ``process`` runs (no window masks).
     """
 
     model: str = "bilateral"
@@ -144,8 +144,9 @@ def make_config(path: str | Path | None = None, base: dict[str, Any] | None = No
     """Build a :class:`TrainConfig`: defaults, then ``base``, then the YAML file, then overrides.
 
     Overrides that are None count as not given. With neither ``steps`` nor ``max_minutes`` set,
-    the run is ``default_steps`` steps (0: left to the caller, which sets its own budget). Raises :class:`ConfigError` for malformed YAML, unknown keys, wrong
-    types or bad values, including a ``model_config`` the family's constructor refuses.
+    the run is ``default_steps`` steps (0: left to the caller, which sets its own budget).
+    Raises :class:`ConfigError` for malformed YAML, unknown keys, wrong types or bad values,
+    including a ``model_config`` the family's constructor refuses.
     """
     defaults = TrainConfig()
     values: dict[str, Any] = dict(base or {})
