@@ -206,3 +206,23 @@ def test_a_plain_scan_names_the_sub_folders_it_leaves_unread(tmp_path: Path, cap
     with caplog.at_level("WARNING", logger="flambient.ingest"):
         assert len(scan_shoot(root, recursive=True)) == 4
     assert not [r for r in caplog.records if "not read" in r.getMessage()]
+
+
+def test_a_synthetic_shoots_truth_folder_is_flambients_own(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``truth/`` of a synthetic shoot (``flambient synth``, ``flambient demo``: ``sets.yaml``
+    whose first line names the synth truth format) is output, not frames: no scan reads it and
+    the plain scan does not warn about it (the demo's first lines were a warning about its own
+    truth). A user's folder with a ``sets.yaml`` of anything else is still a sub-folder of frames."""
+    root = tmp_path / "shoot"
+    _jpeg(root / "hall.jpg", 0.3)
+    _jpeg(root / "truth" / "hall.jpg", 0.6)
+    (root / "truth" / "sets.yaml").write_text(yaml.safe_dump({"format": "flambient-synth-truth", "version": 1},
+                                                             sort_keys=False))
+    _jpeg(root / "rooms" / "k1.jpg", 0.5)
+    (root / "rooms" / "sets.yaml").write_text("format: my-own-notes\n")
+    assert is_output_folder(root / "truth") and not is_output_folder(root / "rooms")
+    with caplog.at_level("WARNING", logger="flambient.ingest"):
+        assert scan_shoot(root) == [root / "hall.jpg"]
+    lines = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert len(lines) == 1 and "rooms/ (1)" in lines[0] and "truth/" not in lines[0]
+    assert scan_shoot(root, recursive=True) == [root / "hall.jpg", root / "rooms" / "k1.jpg"]

@@ -149,13 +149,15 @@ def test_tiff16_output_and_naming(shoot: Path, model_dir: Path, tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_demo_makes_and_processes_a_shoot(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_makes_and_processes_a_shoot(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capfd: pytest.CaptureFixture[str]) -> None:
     """`flambient demo DIR` on an empty folder: synthetic shoot -> finals (a tmp 'default' model)."""
     models = tmp_path / "models"
     shutil.copytree(model_dir, models / "default")
     monkeypatch.setenv("FLAMBIENT_MODELS", str(models))
     demo = tmp_path / "demo"
     assert main(["demo", str(demo), "--sets", "2"]) == 0
+    assert "WARNING" not in capfd.readouterr().err  # a new user's first run warns of nothing (not its own truth/)
     finals = sorted((demo / "final").glob("*.jpg"))
     assert len(finals) == 2 + 3  # two synthetic bracket sets and the three shipped real photographs
     assert sum(f.name.startswith("photo-") for f in finals) == 3

@@ -9,7 +9,9 @@ folder:
 - old layout (beside the finals): ``.flambient-locks/``, ``flambient-process.log``,
   ``flambient-summary*.json``, ``<final>.json`` sidecars;
 - new layout: ``OUT/.flambient/`` holding anything besides a shoot's own state
-  (``manifest.yaml``, ``cache/``): sidecars, summaries, the log, locks.
+  (``manifest.yaml``, ``cache/``): sidecars, summaries, the log, locks;
+- a synthetic shoot's truth folder (``flambient synth`` and ``flambient demo``: ``truth/``
+  with a ``sets.yaml`` whose ``format`` is ``flambient-synth-truth``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..io.exif import read_exif
 from ..io.images import IMAGE_EXTENSIONS, read_preview
 from ..io.sniff import sniff_format
 from ..log import get_logger
+from ..synth.shoot import TRUTH_FORMAT
 
 log = get_logger("ingest")
 
@@ -39,6 +42,8 @@ SHOOT_STATE = frozenset({"manifest.yaml", "cache"})
 #: Files and folders that ``process`` writes beside finals (the old output layout).
 OUTPUT_MARKERS = frozenset({".flambient-locks", "flambient-process.log"})
 SUMMARY_PREFIX = "flambient-summary"
+#: The index of a synthetic shoot's truth folder; its first line names :data:`TRUTH_FORMAT`.
+SYNTH_TRUTH_INDEX = "sets.yaml"
 RAW_EXTS = IMAGE_EXTENSIONS - {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".exr"}
 
 
@@ -80,6 +85,8 @@ def is_output_folder(folder: Path, names: Iterable[str] | None = None) -> bool:
         return True
     if any(n.startswith(SUMMARY_PREFIX) and n.endswith(".json") for n in entries):
         return True
+    if SYNTH_TRUTH_INDEX in entries and _is_synth_truth(folder / SYNTH_TRUTH_INDEX):
+        return True
     if STATE_DIR in entries:
         try:
             state = {n for n in os.listdir(folder / STATE_DIR) if not _is_partial(n)}
@@ -88,6 +95,17 @@ def is_output_folder(folder: Path, names: Iterable[str] | None = None) -> bool:
         if state - SHOOT_STATE:
             return True
     return False
+
+
+def _is_synth_truth(index: Path) -> bool:
+    """Whether ``index`` (a ``sets.yaml``) is a synthetic shoot's truth index: its first line is
+    ``format: flambient-synth-truth`` (the synth writers put ``format`` first). Unreadable: no."""
+    try:
+        with open(index, encoding="utf-8") as f:
+            first = f.readline(200)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first.strip() == f"format: {TRUTH_FORMAT}"
 
 
 def _sidecar_names(folder: Path, names: set[str]) -> set[str]:
