@@ -129,9 +129,9 @@ def test_many_pairs_budget_grows_with_the_pairs_unless_one_is_given(base_model: 
 
     assert (finetune_config().steps, finetune_config().max_minutes) == (0, 0.0)   # the regime decides
     assert make_config(None).steps == 1000                                          # `train` keeps its default
-    assert ft.many_pairs_budget(40) == (1000, 3.0)
-    assert ft.many_pairs_budget(150) == (3000, 10.0)
-    assert ft.many_pairs_budget(600) == (6000, 25.0)
+    assert ft.many_pairs_budget(40) == (1000, 6.0)
+    assert ft.many_pairs_budget(150) == (1200, 6.0)
+    assert ft.many_pairs_budget(600) == (4800, 24.0)
     assert ft.many_pairs_budget(5000) == (6000, 25.0)
     asked: list[int] = []
 

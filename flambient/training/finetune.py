@@ -129,15 +129,17 @@ def _dataset_from(pairs: Path, tmp: Path, max_side: int = 0) -> Path:
 def many_pairs_budget(n: int) -> tuple[int, float]:
     """Budget of a many-pairs fine-tune on ``n`` pairs: (optimiser steps, minutes).
 
-    20 steps per pair, 1000 to 6000, and a time cap of ``n`` / 15 minutes, 3 to 25, whichever
-    ends first; early stopping on the held-out pairs usually ends the run before either. The
-    steps decide on a machine that reaches them in time (reproducible); the cap keeps a slow or
-    busy machine inside the issue's 30 minutes for 600 pairs. Measured on 2 CPU cores at 384 px
-    (README, "From tens to hundreds of pairs"): 150 pairs stopped early at 1428 steps in 5.4
-    minutes, 2.03 dE2000 on the real test photographs, where the previous 8 steps per pair
-    (1200) stopped it before its best at 2.22.
+    8 steps per pair, 1000 to 6000 (batch 4: about 35 passes over the training pairs once
+    ``n`` >= 125), and a time cap of ``n`` / 25 minutes, 6 to 25, whichever ends first; early
+    stopping on the held-out pairs usually ends the run before either. The schedule follows the
+    larger of the step and the time fraction (:func:`flambient.training.step.run_progress`), so
+    the cap is set above what 2 idle CPU cores need for the steps (about 4.5 minutes per 1000
+    steps at 384 px): there the steps decide and a re-run trains the same model; only a slower
+    or busy machine ends on the cap (the issue allows 30 minutes for 600 pairs). With a 3-minute
+    floor, 40 pairs ran on the clock and two identical runs gave 2.49 and 2.34 dE2000 (README,
+    "From tens to hundreds of pairs").
     """
-    return int(min(6000, max(1000, 20 * n))), float(min(25.0, max(3.0, n / 15.0)))
+    return int(min(6000, max(1000, 8 * n))), float(min(25.0, max(6.0, n / 25.0)))
 
 
 def style_steps_for(n: int) -> int:
