@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,15 +141,25 @@ def test_many_pairs_budget_grows_with_the_pairs_unless_one_is_given(base_model: 
         return 3, 0.0
 
     monkeypatch.setattr(ft, "many_pairs_budget", tiny_budget)
+    seen_cfg: list[Any] = []
+    real_fit = ft.fit
+
+    def spy_fit(net: Any, train: Any, val: Any, cfg: Any, *a: Any, **k: Any) -> Any:
+        seen_cfg.append(cfg)
+        return real_fit(net, train, val, cfg, *a, **k)
+
+    monkeypatch.setattr(ft, "fit", spy_fit)
     ds = make_dataset(tmp_path / "warm", n=12, h=32, w=32, seed=2, w_flash=0.3, warm=0.15)
     cfg = finetune_config(None, few_pairs=10, batch=2, crop=32, previews=0, val_every=3, warmup=0.0)
     res = finetune(ds, tmp_path / "ft", base=str(base_model), cfg=cfg, command="flambient finetune budget")
     assert asked == [12] and res.steps == 3
+    assert seen_cfg and seen_cfg[-1].time_schedule is False  # its own budget: the steps set the schedule
     card = yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text())
     assert card["training"]["steps"] == 3
     explicit = finetune_config(None, few_pairs=10, steps=2, batch=2, crop=32, previews=0, val_every=3, warmup=0.0)
     res = finetune(ds, tmp_path / "ft2", base=str(base_model), cfg=explicit, command="flambient finetune budget")
     assert asked == [12] and res.steps == 2                                         # --steps wins
+    assert seen_cfg[-1].time_schedule is True                                       # and its schedule is the usual one
 
 
 def test_finetune_errors(base_model: Path, tmp_path: Path) -> None:

@@ -126,6 +126,21 @@ def test_progressive_crop_and_schedule() -> None:
     assert lr_at(1.0, cfg) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_the_clock_sets_the_schedule_only_where_asked() -> None:
+    """By default the schedule follows the larger of the step and the time fraction (either
+    budget ends on a low rate); with ``time_schedule`` off it follows the steps alone, so a slow
+    first step or a busy machine cannot change the rate, while the time still stops the run."""
+    from flambient.training.step import run_progress, schedule_progress
+
+    both = make_config(None, steps=1000, max_minutes=1.0)
+    assert schedule_progress(10, 30.0, both) == run_progress(10, 30.0, both) == pytest.approx(0.5)
+    steps_only = make_config(None, steps=1000, max_minutes=1.0, time_schedule=False)
+    assert schedule_progress(10, 30.0, steps_only) == pytest.approx(0.01)
+    assert run_progress(10, 60.0, steps_only) == pytest.approx(1.0)      # the cap still stops it
+    time_only = make_config(None, steps=0, max_minutes=1.0, time_schedule=False)
+    assert schedule_progress(10, 30.0, time_only) == pytest.approx(0.5)  # no steps: the clock is all there is
+
+
 def test_losses_are_zero_for_identical_and_grow_with_colour_shift() -> None:
     y = torch.rand(2, 3, 24, 24)
     loss, parts = blend_loss(y.clone(), y)

@@ -27,7 +27,11 @@ class TrainConfig:
 
     Budgets: the run stops at ``steps`` optimiser steps or ``max_minutes`` of training time
     (time spent in steps, validation excluded), whichever comes first (0 = no limit of that
-    kind; with neither, :func:`make_config` sets 1000 steps). ``max_side`` downsizes training
+    kind; with neither, :func:`make_config` sets 1000 steps). The schedule (learning rate,
+    growing crop) follows the larger of the two fractions, so either budget ends on a low rate;
+    with ``time_schedule`` off and ``steps`` set it follows the steps alone and ``max_minutes``
+    only stops the run: a re-run on a machine of another speed or load then trains the same
+    model, up to where its time runs out (fine-tuning's own budget). ``max_side`` downsizes training
     images on load; ``val_without_mask`` validates the way ``process`` runs (no window masks).
     """
 
@@ -35,6 +39,7 @@ class TrainConfig:
     model_config: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
     max_minutes: float = 0.0
+    time_schedule: bool = True
     batch: int = 8
     crop: int = 256
     whole_context: bool = True

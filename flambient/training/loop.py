@@ -7,7 +7,8 @@ and :mod:`~flambient.training.validation` together, and reports progress through
   inference does; the crop grows from 1/2 to the full crop size over the run;
 - loss: the family's ``training_loss`` hook or L1 + SSIM + CIELAB, plus its ``regulariser``;
 - AdamW, linear warm-up then cosine decay over the run's *progress* (the larger of the step
-  fraction and the time fraction, so ``--steps`` and ``--max-minutes`` both end on a low LR),
+  fraction and the time fraction, so ``--steps`` and ``--max-minutes`` both end on a low LR;
+  with ``time_schedule`` off, the step fraction alone, the time only stopping the run),
   gradient clipping, EMA weights (what is validated and saved), bf16 autocast on CUDA;
 - validation every epoch on whole images (dE2000, PSNR), a CSV log, a PNG plot, preview
   JPEGs, a checkpoint after each validation (``resume=True`` continues from it), optional

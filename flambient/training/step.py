@@ -1,7 +1,8 @@
 """One training step as pure-ish pieces: the schedule, the loss module, a batch, the update.
 
-- :func:`run_progress` / :func:`lr_at`: where the run is (the larger of the step and the time
-  fraction) and the learning rate there (linear warm-up, then cosine to ``min_lr_ratio``);
+- :func:`run_progress` / :func:`schedule_progress` / :func:`lr_at`: where the run is (the
+  larger of the step and the time fraction; the schedule may follow the steps alone) and the
+  learning rate there (linear warm-up, then cosine to ``min_lr_ratio``);
 - :class:`TrainLoss`: the module DDP wraps; one ``forward`` returns the loss of a batch;
 - :func:`make_batch`: the batch of step ``state.step`` (all randomness from ``(seed, rank, step)``);
 - :func:`train_step`: one optimiser step on a batch (autocast, clipping, EMA).
@@ -25,10 +26,20 @@ from .state import TrainState
 
 
 def run_progress(step: int, seconds: float, cfg: TrainConfig) -> float:
-    """Run progress (1.0 = done): the larger of ``step / cfg.steps`` and the time fraction."""
+    """Run progress (1.0 = done: the run stops): the larger of ``step / cfg.steps`` and the
+    time fraction ``seconds / (60 * cfg.max_minutes)`` (each where set)."""
     fr = [step / cfg.steps] if cfg.steps else []
     fr += [seconds / (cfg.max_minutes * 60.0)] if cfg.max_minutes else []
     return max(fr)
+
+
+def schedule_progress(step: int, seconds: float, cfg: TrainConfig) -> float:
+    """Progress that sets the learning rate and the crop size: :func:`run_progress`, or
+    ``step / cfg.steps`` alone when ``cfg.time_schedule`` is off and ``cfg.steps`` is set (the
+    schedule is then the same whatever the machine's speed; the time budget only stops the run)."""
+    if cfg.steps and not cfg.time_schedule:
+        return step / cfg.steps
+    return run_progress(step, seconds, cfg)
 
 
 def cosine_decay(q: float, floor: float) -> float:
@@ -118,7 +129,7 @@ def make_batch(store: PairStore, state: TrainState, cfg: TrainConfig, aug: Augme
     if len(idx) == 0:
         idx = order[: cfg.batch]
     rng = np.random.default_rng([cfg.seed, d.rank, state.step])
-    progress = run_progress(state.step, state.elapsed, cfg)
+    progress = schedule_progress(state.step, state.elapsed, cfg)
     m = max(1, spec_multiple)
     crop = progressive_crop(cfg.crop, progress, cfg.progressive_stages, m)
     box = None
