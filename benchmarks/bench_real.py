@@ -400,6 +400,10 @@ def oob_summary(singles: list[dict[str, Any]], flash_rows: list[dict[str, Any]])
         out[f"{method}_halo_l"] = float(np.mean(ha)) if ha else float("nan")
         out[f"{method}_exposure_change_ev"] = float(np.mean([r["exposure_change_ev"] for r in rows])) if rows else float("nan")
         out[f"{method}_blown_max"] = max((r["blown"] for r in rows), default=float("nan"))
+        well_sets = [r for r in rows if r["well_exposed"]]  # the ambient frame is the source
+        out[f"{method}_well_exposed_sets"] = len(well_sets)
+        out[f"{method}_well_exposed_mean_abs_ev"] = (float(np.mean([abs(r["exposure_change_ev"]) for r in well_sets]))
+                                                    if well_sets else float("nan"))
     return out
 
 
@@ -450,6 +454,9 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{_f(s['mertens_halo_l'])} |",
                   f"| exposure change vs the ambient frame (EV) | {_f(s['model_exposure_change_ev'])} | "
                   f"{_f(s['luminosity_exposure_change_ev'])} | {_f(s['mertens_exposure_change_ev'])} |",
+                  f"| mean abs exposure change of the {s['model_well_exposed_sets']} sets with a well-exposed ambient frame "
+                  f"(EV; target <= {TARGETS['well_exposed_mean_abs_ev']}) | {_f(s['model_well_exposed_mean_abs_ev'])} | "
+                  f"{_f(s['luminosity_well_exposed_mean_abs_ev'])} | {_f(s['mertens_well_exposed_mean_abs_ev'])} |",
                   f"| colour kept: saturation of the final / the flash frame's (sets with a flash frame) | "
                   f"{_f(s['model_colour_kept'])} | {_f(s['luminosity_colour_kept'])} | {_f(s['mertens_colour_kept'])} |",
                   f"| blown by the edit, worst set (% of pixels white in the final, recorded in the ambient; all sets) | "

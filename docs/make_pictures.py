@@ -16,8 +16,10 @@ side-by-side JPEGs (source | final, each ``--height`` px high) into ``docs/image
 - ``flash_fill_cap.jpg`` (ambient frame | flash fill as shot | capped): crops of the real
   flambient shoot of ``../shared/data`` (its terms as recorded in the MANIFEST, as the
   README's other pictures of that shoot).
-- ``bracket_floor.jpg`` (ambient frame | the bracket floor at -1 EV | as shipped, -0.6 EV): sets
-  of the same shoot.
+- ``bracket_floor.jpg`` (ambient frame | the bracket floor at -1 EV | as shipped): sets of the
+  same shoot, and ``bracket_highlight_floor.jpg`` (ambient frame | a plain floor at -0.5 EV |
+  a plain floor at -0.2 EV | as shipped: -0.2 EV, giving way down to -0.5 EV where holding it
+  would blow highlights).
 - ``ambient_wb_bound.jpg`` (ambient frame | ambient white balance within +-1 stop | within the
   current bound | the photograph): real photographs (``--relit-from``; skipped without it)
   re-lit at a fixed daylight balance.
@@ -200,10 +202,10 @@ def _shoot_stack(name: str, tmp: Path, long_edge: int) -> np.ndarray:
     return resize_stack(load_set_stack(shoot, ingest_shoot(shoot, n_jobs=1).sets[0], use_cache=False), long_edge)
 
 
-def floor_pictures(model: str, out: Path, height: int, names: tuple[str, ...] = ("set02", "set03")) -> None:
-    """``bracket_floor.jpg``: sets of the real flambient shoot, one row each: ambient frame |
-    the model with its bracket floor at -1 EV (the floor before stage 6 of the default) | the
-    model as shipped."""
+def floor_pictures(model: str, out: Path, height: int, variants: list[tuple[float, float | None] | None],
+                   file: str = "bracket_floor.jpg", names: tuple[str, ...] = ("set02", "set03")) -> None:
+    """``file``: sets of the real flambient shoot, one row each: ambient frame | the model under
+    each of ``variants`` (``(bracket_ev_floor, bracket_highlight_floor)``; None: as shipped)."""
     import tempfile
 
     import torch
@@ -213,23 +215,24 @@ def floor_pictures(model: str, out: Path, height: int, names: tuple[str, ...] = 
     from flambient.training import predict
 
     if not all((SHOOT / name).is_dir() for name in names):
-        print(f"skipped bracket_floor: the flambient shoot is not in {SHARED}")
+        print(f"skipped {file}: the flambient shoot is not in {SHARED}")
         return
     net, cpu = load_model(model)[0], torch.device("cpu")
-    shipped = net.bracket_ev_floor
+    shipped = (net.bracket_ev_floor, net.bracket_highlight_floor)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             st = _shoot_stack(name, Path(tmp), 4 * height)
+            finals = [_ambient_srgb(st)]
             try:
-                net.bracket_ev_floor = -1.0
-                before = predict(net, st, cpu)
+                for v in variants:
+                    net.bracket_ev_floor, net.bracket_highlight_floor = shipped if v is None else v
+                    finals.append(predict(net, st, cpu))
             finally:
-                net.bracket_ev_floor = shipped
-            rows.append(np.concatenate([_fit_height(im, height) for im in
-                                        (_ambient_srgb(st), before, predict(net, st, cpu))], axis=1))
-    write_jpeg(out / "bracket_floor.jpg", np.concatenate(rows, axis=0), quality=88)
-    print(out / "bracket_floor.jpg")
+                net.bracket_ev_floor, net.bracket_highlight_floor = shipped
+            rows.append(np.concatenate([_fit_height(im, height) for im in finals], axis=1))
+    write_jpeg(out / file, np.concatenate(rows, axis=0), quality=88)
+    print(out / file)
 
 
 def tone_pictures(model: str, previous: str, out: Path, height: int,
@@ -370,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.window_sets:
         window_pictures(args.model, out, args.window_sets, args.height)
     flash_fill_pictures(args.model, out, args.height)
-    floor_pictures(args.model, out, min(args.height, 240))
+    floor_pictures(args.model, out, min(args.height, 240), [(-1.0, None), None])
+    floor_pictures(args.model, out, min(args.height, 240), [(-0.5, None), (-0.2, None), None],
+                   "bracket_highlight_floor.jpg", ("set01", "set02", "set03"))
     if args.previous:
         tone_pictures(args.model, args.previous, out, min(args.height, 240))
     else:

@@ -49,6 +49,12 @@ def test_quick_run_writes_the_report(shared_data: Path, tmp_path: Path) -> None:
     assert len(oob["singles"]) == 4 and all("delta_e2000_vs_edit" in r for r in oob["singles"])
     assert oob["flash"] and all("model" in r["methods"] and "luminosity" in r["methods"] for r in oob["flash"])
     assert oob["summary"]["images"] == 4
+    s = oob["summary"]
+    well = [r["methods"]["model"] for r in oob["flash"] if r["methods"]["model"]["well_exposed"]]
+    assert s["model_well_exposed_sets"] == len(well)
+    if well:
+        assert s["model_well_exposed_mean_abs_ev"] == pytest.approx(np.mean([abs(r["exposure_change_ev"]) for r in well]))
+    assert "sets with a well-exposed ambient frame" in doc["markdown"]
     assert "| fivek | 3 |" in doc["markdown"]
 
 

@@ -11,8 +11,10 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   source's mean luminance, then the local grid is lifted uniformly until it does too); a
   bracket set is never darkened by more than ``bracket_ev_floor`` stops against its ambient
   frame on the ambient's unclipped pixels (its windows may rightly come down; 1.0 for a new
-  model, 0.6 in the shipped default since its stage 6, 0.5 since stage 7: at a stop under,
-  real shoots greyed);
+  model, 0.6 in the shipped default since its stage 6, 0.5 since stage 7, 0.2 since its re-run:
+  at a stop under, real shoots greyed), unless holding that floor would turn more than
+  :data:`HIGHLIGHT_BLOWN_MAX` of the ambient's recorded pixels white: then the floor gives way,
+  at most down to ``bracket_highlight_floor`` (0.5 in the shipped default);
 - **white balance** is a grey-world estimate on the base image, applied with a learned
   strength and a bounded learned bias (gains in [0.5, 2], luminance kept); in a flash set the
   ambient frame is first balanced on its own (:func:`ambient_cast`: the ambient light's colour
@@ -134,6 +136,16 @@ FLASH_FILL_MAX = 2.0
 K_FLASH_MAX = 1.0
 #: Stops below a studio's darkest edit that :meth:`AdaptiveNet.widen_bounds` puts a floor.
 FLOOR_MARGIN = 0.1
+#: Linear luminance over which :meth:`AdaptiveNet._floored_ev` counts a pixel of the final as
+#: white, from not at all to wholly (L* 95 to 97, the ``blown`` threshold of
+#: :func:`flambient.sanity.blown_share`): a ramp, not a step, so that the blown share is a
+#: continuous function of the exposure (the ONNX graph and torch then agree on where it crosses
+#: :data:`HIGHLIGHT_BLOWN_MAX`), and below L* 97 so that the context's estimate (256 px, before
+#: saturation and gamut) errs on the safe side.
+WHITE_OUT = (0.875, 0.925)
+#: Share of a bracket set's recorded ambient pixels that holding its exposure floor may turn white
+#: before the floor gives way, down to ``bracket_highlight_floor`` (:meth:`AdaptiveNet._highlight_floor`).
+HIGHLIGHT_BLOWN_MAX = 0.005
 #: Share of local contrast (in log luminance) the local gain keeps at least (see AdaptiveNet.local_grid).
 LOCAL_CONTRAST_KEEP = 0.5
 _EPS = 1e-6
@@ -479,6 +491,10 @@ class AdaptiveNet(FlambientNet):
         single_ev_floor: lowest exposure change (stops, whole image) for a single image.
         bracket_ev_floor: lowest exposure change (stops) of a bracket set's final against its
             ambient frame, on the ambient's unclipped pixels.
+        bracket_highlight_floor: how far (stops, at most ``bracket_ev_floor``) a bracket set's floor
+            gives way where holding it would turn more than :data:`HIGHLIGHT_BLOWN_MAX` of the
+            ambient's recorded pixels white (a flash hot spot, a lamp's glow on a ceiling); None:
+            it never gives way (models saved before it).
         bracket_view_slope: least slope of a bracket set's tone curve over its brightest tones
             (encoded :data:`VIEW_TONES_FROM` to the exposed white; 0 = none, 1 = identity's 0.98).
     """
@@ -487,11 +503,13 @@ class AdaptiveNet(FlambientNet):
 
     def __init__(self, grid_size: int = 8, luma_bins: int = 8, width: int = 32, curve_knots: int = 24,
                  ev_range: tuple[float, float] | list[float] = (-2.0, 3.0), local_ev: float = 3.0,
-                 single_ev_floor: float = -0.2, bracket_ev_floor: float = -1.0, bracket_view_slope: float = 0.0) -> None:
+                 single_ev_floor: float = -0.2, bracket_ev_floor: float = -1.0, bracket_view_slope: float = 0.0,
+                 bracket_highlight_floor: float | None = None) -> None:
         ev_range = [float(v) for v in ev_range]
+        extra = {} if bracket_highlight_floor is None else {"bracket_highlight_floor": float(bracket_highlight_floor)}
         super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
                          ev_range=ev_range, local_ev=local_ev, single_ev_floor=single_ev_floor,
-                         bracket_ev_floor=bracket_ev_floor, bracket_view_slope=bracket_view_slope)
+                         bracket_ev_floor=bracket_ev_floor, bracket_view_slope=bracket_view_slope, **extra)
         if grid_size < 2 or luma_bins < 2 or curve_knots < 4 or curve_knots % 2:
             raise ValueError("grid_size and luma_bins must be at least 2, curve_knots even and at least 4")
         if not ev_range[0] < 0.0 < ev_range[1]:
@@ -500,6 +518,8 @@ class AdaptiveNet(FlambientNet):
         self.ev_lo, self.ev_hi, self.local_ev = ev_range[0], ev_range[1], float(local_ev)
         self.single_ev_floor = max(float(single_ev_floor), ev_range[0])
         self.bracket_ev_floor = max(float(bracket_ev_floor), ev_range[0])
+        self.bracket_highlight_floor = (None if bracket_highlight_floor is None
+                                        else max(float(bracket_highlight_floor), ev_range[0]))
         if not 0.0 <= bracket_view_slope <= 2.0:
             raise ValueError("bracket_view_slope must lie in [0, 2]")
         self.bracket_view_slope = float(bracket_view_slope)
@@ -712,8 +732,10 @@ class AdaptiveNet(FlambientNet):
         ev = ev.clamp(self.ev_lo, self.ev_hi)
         slopes = self.curve_slopes(self.curve_theta[None] + s1[:, None] * self.single_curve[None] + 0.5 * torch.tanh(d_curve),
                                    None if self.bracket_view_slope <= 0.0 else (1.0 - s1)[:, None] * self.view_slope_floor())
-        w_floor, target = self._floor_target(low, single)
-        ev = torch.maximum(ev, self._exposure_floor(luma(base * gains[:, :, None, None]), w_floor, target, ev, slopes))
+        mat = self.colour_matrix(s1)                                               # N x 3 x 3
+        grid = self.local_grid(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
+        w_floor, target, target_hard = self._floor_target(low, single)
+        ev, target = self._floored_ev(base * gains[:, :, None, None], w_floor, target, target_hard, ev, slopes, mat, grid)
         ev_gain = torch.exp(ev * _LN2)
         cand = daylight_candidates(low, clip, sub)
         sure = sure_views(cand, sub)
@@ -726,8 +748,6 @@ class AdaptiveNet(FlambientNet):
         matte = cand * self._sample_map(region, rows_l, cols_l, low_pos)
         win_gain = torch.exp(self.window_ev(matte, sub, ev, g_in) * _LN2)
         sat = torch.exp((self.saturation + s1 * self.single_saturation + 0.2 * torch.tanh(d_sat)).clamp(-0.5, 0.5))
-        mat = self.colour_matrix(s1)                                               # N x 3 x 3
-        grid = self.local_grid(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
         y_edit = luma(torch.einsum("nij,njhw->nihw", mat, base * gains[:, :, None, None] * ev_gain.view(n, 1, 1, 1))
                       .clamp_min(0.0))
         grid = grid + self._local_floor(y_edit, w_floor, target, grid, slopes).view(n, 1, 1, 1)
@@ -777,24 +797,85 @@ class AdaptiveNet(FlambientNet):
         any_w = (w.sum(dim=(1, 2, 3)) > 0).to(pull.dtype)
         return pull.clamp(WINDOW_EV_MIN, 0.0) * any_w
 
-    def _floor_target(self, low: torch.Tensor, single: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pixel weights (N x 1 x s x s) and least mean linear luminance (N) the edit must keep.
+    def _floor_target(self, low: torch.Tensor, single: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pixel weights (N x 1 x s x s), the least mean linear luminance (N) the edit should keep,
+        and the least it must keep (N) where that would blow highlights (:meth:`_floored_ev`).
 
-        A single image: every pixel, ``2**single_ev_floor`` times the source's mean. A bracket
-        set: the ambient frame's unclipped pixels (its windows may rightly come down),
-        ``2**bracket_ev_floor`` times their mean in the ambient frame.
+        A single image: every pixel, ``2**single_ev_floor`` times the source's mean (both
+        targets). A bracket set: the ambient frame's unclipped pixels (its windows may rightly
+        come down), ``2**bracket_ev_floor`` times their mean in the ambient frame, and
+        ``2**bracket_highlight_floor`` times it (the same when that is None or higher).
         """
         amb = low[:, AMBIENT]
         w = torch.where(single.view(-1, 1, 1, 1), torch.ones_like(amb[:, :1]),
                         (amb.amax(dim=1, keepdim=True) < CLIP_LO).float())
+        hard_ev = self.bracket_ev_floor if self.bracket_highlight_floor is None else min(
+            self.bracket_highlight_floor, self.bracket_ev_floor)
         floor = torch.where(single, torch.full_like(single, self.single_ev_floor, dtype=amb.dtype),
                             torch.full_like(single, self.bracket_ev_floor, dtype=amb.dtype))
-        return w, _wmean(luma(amb), w) * torch.exp(floor * _LN2)
+        hard = torch.where(single, torch.full_like(single, self.single_ev_floor, dtype=amb.dtype),
+                           torch.full_like(single, hard_ev, dtype=amb.dtype))
+        mean = _wmean(luma(amb), w)
+        return w, mean * torch.exp(floor * _LN2), mean * torch.exp(hard * _LN2)
+
+    def _floored_ev(self, rgb: torch.Tensor, w: torch.Tensor, target: torch.Tensor, target_hard: torch.Tensor,
+                    ev: torch.Tensor, slopes: torch.Tensor, mat: torch.Tensor, grid: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exposure (stops, N) held at its floor, and the mean (N) the local lift must then keep.
+
+        ``rgb`` is the N x 3 x s x s linear image the exposure acts on (white-balanced), ``w``,
+        ``target`` and ``target_hard`` come from :meth:`_floor_target`, ``slopes`` the tone
+        curves, ``mat`` the colour matrices and ``grid`` the local gains (before their lift).
+        The floor is the least exposure at which the global edit keeps ``target``
+        (:meth:`_exposure_floor`), unless the final would then show more than
+        :data:`HIGHLIGHT_BLOWN_MAX` of the weighted pixels white (counted on the ramp
+        :data:`WHITE_OUT`; the local gain included: it is what lifts a flash's hot spot): the
+        floor then gives way to the exposure at which that share is reached, but never below the
+        one keeping
+        ``target_hard``. So a flash set is brought to its ambient frame's level as far as its
+        highlights allow, as an editor would. The learned exposure wins where it is higher.
+        """
+        y = luma(rgb)
+        e_pref = self._exposure_floor(y, w, target, ev, slopes)
+        if self.bracket_highlight_floor is None or (not _in_export() and torch.equal(target_hard, target)):
+            return e_pref, target
+        with torch.no_grad():
+            y_mat = luma(torch.einsum("nij,njhw->nihw", mat, rgb).clamp_min(0.0))
+            s_h, s_w = y.shape[2], y.shape[3]
+            pos = torch.tensor([0.0, 0.0, float(s_h), float(s_w)], device=y.device)
+            rows, cols = pixel_index_grids(y, pos)
+            g = grid.detach()
+            # The local lift the floor will add at the preferred exposure (see _local_floor).
+            lift = self._local_floor(y_mat * torch.exp(e_pref.detach() * _LN2).view(-1, 1, 1, 1), w, target, g, slopes)
+
+            def final_tones(e: torch.Tensor) -> torch.Tensor:  # N x 1 x s x s, linear
+                y_e = y_mat * torch.exp(e * _LN2).view(-1, 1, 1, 1)
+                guide = (encode_rgb(y_e) / CURVE_U_MAX).clamp(0.0, 1.0)
+                y_e = y_e * torch.exp((self._slice_grid(g, guide, rows, cols, pos) + lift.view(-1, 1, 1, 1)) * _LN2)
+                return self._tone(encode_rgb(y_e).clamp(0.0, CURVE_U_MAX), slopes)
+
+            e_hard = self._exposure_floor(y, w, target_hard, ev.detach(), slopes)
+            lo_w, hi_w = WHITE_OUT
+            e_safe = self._bisect(lambda e: _wmean(((final_tones(e) - lo_w) / (hi_w - lo_w)).clamp(0.0, 1.0), w),
+                                  torch.full_like(e_hard, HIGHLIGHT_BLOWN_MAX), e_hard, e_pref, iterations=16,
+                                  below=True)
+            e_floor = torch.minimum(e_pref.detach(), e_safe)
+            kept = _wmean(final_tones(e_floor), w)
+        relaxed = e_floor < e_pref
+        return (torch.where(relaxed, torch.maximum(ev, e_floor), e_pref),
+                torch.where(relaxed, torch.minimum(target, torch.maximum(target_hard, kept)), target))
+
+    def _mean_out(self, y: torch.Tensor, w: torch.Tensor, slopes: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Weighted mean (N) of the tone curve's linear output for ``y * 2**e`` (``e`` N stops)."""
+        u = encode_rgb(y * torch.exp(e * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
+        return _wmean(self._tone(u, slopes), w)
+
 
     def _bisect(self, mean_out: Callable[[torch.Tensor], torch.Tensor], target: torch.Tensor, lo: torch.Tensor,
-                hi: torch.Tensor, iterations: int = 10) -> torch.Tensor:
+                hi: torch.Tensor, iterations: int = 10, below: bool = False) -> torch.Tensor:
         """Least value in [``lo``, ``hi``] (N) whose ``mean_out`` reaches ``target`` (``mean_out`` increasing);
-        ``lo`` itself when it already does, ``hi`` when nothing does (no gradient)."""
+        ``lo`` itself when it already does, ``hi`` when nothing does (no gradient). With ``below``,
+        the bracket's lower end instead: the greatest value found that stays under ``target``."""
         with torch.no_grad():
             lo = lo.detach()
             start, hi = lo, hi.detach()
@@ -803,6 +884,8 @@ class AdaptiveNet(FlambientNet):
                 ok = mean_out(mid) >= target
                 hi = torch.where(ok, mid, hi)
                 lo = torch.where(ok, lo, mid)
+            if below:  # never reached: the upper end itself
+                hi = torch.where(mean_out(hi) >= target, lo, hi)
             return torch.where(mean_out(start) >= target, start, hi)
 
     def _exposure_floor(self, y: torch.Tensor, w: torch.Tensor, target: torch.Tensor, ev: torch.Tensor,
@@ -817,8 +900,7 @@ class AdaptiveNet(FlambientNet):
         :meth:`_local_floor`).
         """
         def mean_out(e: torch.Tensor) -> torch.Tensor:
-            u = encode_rgb(y * torch.exp(e * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
-            return _wmean(self._tone(u, slopes), w)
+            return self._mean_out(y, w, slopes, e)
 
         return torch.where(mean_out(ev.detach()) >= target, ev,
                            self._bisect(mean_out, target, ev, torch.full_like(ev, self.ev_hi)))
