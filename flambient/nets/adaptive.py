@@ -144,7 +144,7 @@ FLOOR_MARGIN = 0.1
 #: saturation and gamut) errs on the safe side.
 WHITE_OUT = (0.875, 0.925)
 #: Share of a bracket set's recorded ambient pixels that holding its exposure floor may turn white
-#: before the floor gives way, down to ``bracket_highlight_floor`` (:meth:`AdaptiveNet._highlight_floor`).
+#: before the floor gives way, down to ``bracket_highlight_floor`` (:meth:`AdaptiveNet._floored_ev`).
 HIGHLIGHT_BLOWN_MAX = 0.005
 #: Share of local contrast (in log luminance) the local gain keeps at least (see AdaptiveNet.local_grid).
 LOCAL_CONTRAST_KEEP = 0.5
@@ -831,9 +831,8 @@ class AdaptiveNet(FlambientNet):
         :data:`HIGHLIGHT_BLOWN_MAX` of the weighted pixels white (counted on the ramp
         :data:`WHITE_OUT`; the local gain included: it is what lifts a flash's hot spot): the
         floor then gives way to the exposure at which that share is reached, but never below the
-        one keeping
-        ``target_hard``. So a flash set is brought to its ambient frame's level as far as its
-        highlights allow, as an editor would. The learned exposure wins where it is higher.
+        one keeping ``target_hard``. So a flash set is brought to its ambient frame's level as far
+        as its highlights allow, as an editor would. The learned exposure wins where it is higher.
         """
         y = luma(rgb)
         e_pref = self._exposure_floor(y, w, target, ev, slopes)
@@ -869,7 +868,6 @@ class AdaptiveNet(FlambientNet):
         """Weighted mean (N) of the tone curve's linear output for ``y * 2**e`` (``e`` N stops)."""
         u = encode_rgb(y * torch.exp(e * _LN2).view(-1, 1, 1, 1)).clamp(0.0, CURVE_U_MAX)
         return _wmean(self._tone(u, slopes), w)
-
 
     def _bisect(self, mean_out: Callable[[torch.Tensor], torch.Tensor], target: torch.Tensor, lo: torch.Tensor,
                 hi: torch.Tensor, iterations: int = 10, below: bool = False) -> torch.Tensor:
