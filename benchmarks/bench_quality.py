@@ -50,8 +50,14 @@ def _dataset(path: str | None, tmp: Path, name: str, n: int, seed: int, style: s
     return tmp / name
 
 
-def quality(model: str, val: Path) -> dict[str, dict[str, float]]:
-    """Mean dE2000 / p95 / PSNR of the model and the baselines on every item of ``val``."""
+def quality(model: str, val: Path, bracket_floor: float | None = None) -> dict[str, dict[str, float]]:
+    """Mean dE2000 / p95 / PSNR of the model and the baselines on every item of ``val``.
+
+    ``bracket_floor`` (stops, ``adaptive`` only): run the model with its bracket sets' exposure
+    floor there instead of the one its file records, giving way nowhere (``-2``, the bound of
+    ``ev_range``, is no floor at all); the model file is not changed. It says how much of the
+    model's score its floor costs on a style whose truth sits under the ambient frame.
+    """
     from flambient.baselines import run_baselines
     from flambient.data import drop_mask
     from flambient.dataset import load_dataset
@@ -60,6 +66,10 @@ def quality(model: str, val: Path) -> dict[str, dict[str, float]]:
     from flambient.training import predict
 
     net, _ = load_model(model)
+    if bracket_floor is not None:
+        if not hasattr(net, "set_training_bracket_floor"):
+            raise SystemExit(f"--bracket-floor: model {model!r} ({net.spec.family}) has no bracket exposure floor")
+        net.set_training_bracket_floor(bracket_floor)
     scores: dict[str, list[tuple[float, float, float]]] = {}
     for item in load_dataset(val):
         stack, target = item.load()
@@ -183,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ft-val", help="held-out pairs of the fine-tuning style (default: 32 natural, seed 4)")
     ap.add_argument("--ft-minutes", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bracket-floor", type=float, metavar="EV",
+                    help="quality part: the model's bracket exposure floor at EV stops, giving way nowhere (adaptive; -2 = none)")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-finetune", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
@@ -191,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--card", action="store_true", help="also record the results in the model's model.yaml")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "quality.json"))
     args = ap.parse_args(argv)
+    if args.card and args.bracket_floor is not None:
+        ap.error("--card records the model as shipped: leave out --bracket-floor")
     setup_logging()
     torch.set_num_threads(args.threads)
     from rich.table import Table
@@ -201,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(td)
         if not args.skip_quality:
             val = _dataset(args.val, tmp, "studio_val", 60, 2, "studio")
-            q = quality(args.model, val)
-            out["quality"] = {"dataset": str(val), **q}
+            q = quality(args.model, val, args.bracket_floor)
+            out["quality"] = {"dataset": str(val), "bracket_floor": args.bracket_floor, **q}
             t = Table(title=f"held-out studio pairs ({q['model']['images']} images, 384x256)")
             for c in ("method", "dE2000 mean", "dE2000 p95", "PSNR dB"):
                 t.add_column(c)
