@@ -92,10 +92,10 @@ def curve_table(net: Any) -> dict[str, list[float]]:
 
     u = torch.tensor(CURVE_INPUTS, dtype=torch.float32).view(1, 1, 1, -1)
     out = {"input": lstar_of_luminance(srgb_to_linear(np.array(CURVE_INPUTS))).tolist()}
-    least = net.view_slope_floor()[None] if getattr(net, "bracket_view_slope", 0.0) > 0.0 else None
     with torch.no_grad():
-        for name, theta, floor in (("bracket", net.curve_theta, least), ("single", net.curve_theta + net.single_curve, None)):
-            enc = net._curve(u, net.curve_slopes(theta[None], floor))[0, 0, 0].numpy()
+        for name, slopes in (("bracket", net.bracket_slopes(net.curve_theta[None])),
+                             ("single", net.curve_slopes((net.curve_theta + net.single_curve)[None]))):
+            enc = net._curve(u, slopes)[0, 0, 0].numpy()
             out[name] = lstar_of_luminance(srgb_to_linear(enc)).tolist()
     return out
 

@@ -20,6 +20,9 @@ side-by-side JPEGs (source | final, each ``--height`` px high) into ``docs/image
   same shoot, and ``bracket_highlight_floor.jpg`` (ambient frame | a plain floor at -0.5 EV |
   a plain floor at -0.2 EV | as shipped: -0.2 EV, giving way down to -0.5 EV where holding it
   would blow highlights).
+- ``bracket_tone.jpg`` (ambient frame | ``--previous`` | the model) and
+  ``bracket_previous_release.jpg`` (ambient frame | ``--previous-release`` | the model): the
+  shoot's three sets under two models.
 - ``ambient_wb_bound.jpg`` (ambient frame | ambient white balance within +-1 stop | within the
   current bound | the photograph): real photographs (``--relit-from``; skipped without it)
   re-lit at a fixed daylight balance.
@@ -236,9 +239,10 @@ def floor_pictures(model: str, out: Path, height: int, variants: list[tuple[floa
 
 
 def tone_pictures(model: str, previous: str, out: Path, height: int,
-                  names: tuple[str, ...] = ("set01", "set02", "set03")) -> None:
-    """``bracket_tone.jpg``: sets of the real flambient shoot, one row each: ambient frame |
-    ``previous`` (the release before the default's tone stage, stage 6) | ``model``."""
+                  names: tuple[str, ...] = ("set01", "set02", "set03"), file: str = "bracket_tone.jpg") -> None:
+    """``file``: sets of the real flambient shoot, one row each: ambient frame | ``previous`` |
+    ``model`` (``bracket_tone.jpg``: the release before the default's tone stage, stage 6;
+    ``bracket_previous_release.jpg``: the release before this one)."""
     import tempfile
 
     import torch
@@ -248,7 +252,7 @@ def tone_pictures(model: str, previous: str, out: Path, height: int,
     from flambient.training import predict
 
     if not all((SHOOT / name).is_dir() for name in names):
-        print(f"skipped bracket_tone: the flambient shoot is not in {SHARED}")
+        print(f"skipped {file}: the flambient shoot is not in {SHARED}")
         return
     cpu = torch.device("cpu")
     nets = [load_model(previous)[0], load_model(model)[0]]
@@ -258,8 +262,8 @@ def tone_pictures(model: str, previous: str, out: Path, height: int,
             st = _shoot_stack(name, Path(tmp), 4 * height)
             rows.append(np.concatenate([_fit_height(im, height) for im in
                                         [_ambient_srgb(st)] + [predict(n, st, cpu) for n in nets]], axis=1))
-    write_jpeg(out / "bracket_tone.jpg", np.concatenate(rows, axis=0), quality=88)
-    print(out / "bracket_tone.jpg")
+    write_jpeg(out / file, np.concatenate(rows, axis=0), quality=88)
+    print(out / file)
 
 
 def flash_fill_pictures(model: str, out: Path, height: int, long_edge: int = 1000) -> None:
@@ -361,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relit-names", default="", help="only these photographs (stems, comma list) of --relit-from")
     ap.add_argument("--previous", default="", help="the default before its tone stage (stage 6) for "
                     "bracket_tone.jpg, e.g. `git show 37308de:models/default/model.pt` saved as DIR/model.pt")
+    ap.add_argument("--previous-release", default="", help="the default of the release before this one for "
+                    "bracket_previous_release.jpg, e.g. `git show 0ef53bf:models/default/model.pt` saved as DIR/model.pt")
     ap.add_argument("--height", type=int, default=300)
     ap.add_argument("--out", default=str(REPO / "docs" / "images"))
     args = ap.parse_args(argv)
@@ -380,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         tone_pictures(args.model, args.previous, out, min(args.height, 240))
     else:
         print("skipped bracket_tone: no --previous model")
+    if args.previous_release:
+        tone_pictures(args.model, args.previous_release, out, min(args.height, 240),
+                      file="bracket_previous_release.jpg")
+    else:
+        print("skipped bracket_previous_release: no --previous-release model")
     if args.relit_from:
         tungsten_pictures(args.model, out, min(args.height, 240), Path(args.relit_from),
                           [n for n in args.relit_names.split(",") if n])

@@ -25,7 +25,9 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   no banding from inverted steps, no channel crossing; RGB are scaled by the luminance ratio,
   so hue is kept. A bracket set's curve rises at least ``bracket_view_slope`` times over its
   brightest quarter (:meth:`AdaptiveNet.view_slope_floor`), so window views keep their
-  contrast. The white is the exposed one: an exposure that darkens (most bracket sets
+  contrast; with ``bracket_curve_ratio`` R, neighbouring segments of its rise to white differ
+  in slope by at most a factor R (:meth:`AdaptiveNet.bracket_slopes`): no plateau that flattens
+  a band of wall tones, no sudden steepening that pushes near-whites to white. The white is the exposed one: an exposure that darkens (most bracket sets
   of the shipped default: -0.2 to -1.6 stops on the real flash sets) takes the source's white
   below encoded 1, so it comes out grey (README, "On a real shoot": the greyed upper tones);
 - **colour** is a near-identity 3 x 3 matrix whose rows sum to 1 (grey stays grey) and one
@@ -146,6 +148,9 @@ WHITE_OUT = (0.875, 0.925)
 #: Share of a bracket set's recorded ambient pixels that holding its exposure floor may turn white
 #: before the floor gives way, down to ``bracket_highlight_floor`` (:meth:`AdaptiveNet._floored_ev`).
 HIGHLIGHT_BLOWN_MAX = 0.005
+#: Relative slack of the mean a relaxed bracket floor keeps (:meth:`AdaptiveNet._floored_ev`):
+#: 0.01 %, so that the local floor's bisection never decides on float noise.
+KEPT_SLACK = 1e-4
 #: Share of local contrast (in log luminance) the local gain keeps at least (see AdaptiveNet.local_grid).
 LOCAL_CONTRAST_KEEP = 0.5
 _EPS = 1e-6
@@ -477,6 +482,18 @@ def _encoded(y: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def bound_ratios(x: torch.Tensor, ratio: float) -> torch.Tensor:
+    """``x`` (... x n, positive) with neighbours at most a factor ``ratio`` (> 1) apart: in log
+    terms ``l'_0 = l_0``, ``l'_(i+1) = clamp(l_(i+1), l'_i - ln ratio, l'_i + ln ratio)``. A
+    sequence that already keeps the bound is returned as it is (up to the log round trip)."""
+    log_r = float(np.log(ratio))
+    logs = torch.log(x.clamp_min(1e-12))
+    out = [logs[..., 0]]
+    for i in range(1, x.shape[-1]):
+        out.append(torch.minimum(torch.maximum(logs[..., i], out[-1] - log_r), out[-1] + log_r))
+    return torch.exp(torch.stack(out, dim=-1))
+
+
 @register
 class AdaptiveNet(FlambientNet):
     """See the module docstring. Config kwargs are stored in model files.
@@ -497,6 +514,9 @@ class AdaptiveNet(FlambientNet):
             it never gives way (models saved before it).
         bracket_view_slope: least slope of a bracket set's tone curve over its brightest tones
             (encoded :data:`VIEW_TONES_FROM` to the exposed white; 0 = none, 1 = identity's 0.98).
+        bracket_curve_ratio: largest factor (> 1) between the slopes of neighbouring segments of a
+            bracket set's tone curve below the exposed white (:meth:`bracket_slopes`); None: no
+            bound (models saved before it).
     """
 
     spec = SPEC
@@ -504,9 +524,13 @@ class AdaptiveNet(FlambientNet):
     def __init__(self, grid_size: int = 8, luma_bins: int = 8, width: int = 32, curve_knots: int = 24,
                  ev_range: tuple[float, float] | list[float] = (-2.0, 3.0), local_ev: float = 3.0,
                  single_ev_floor: float = -0.2, bracket_ev_floor: float = -1.0, bracket_view_slope: float = 0.0,
-                 bracket_highlight_floor: float | None = None) -> None:
+                 bracket_highlight_floor: float | None = None, bracket_curve_ratio: float | None = None) -> None:
         ev_range = [float(v) for v in ev_range]
-        extra = {} if bracket_highlight_floor is None else {"bracket_highlight_floor": float(bracket_highlight_floor)}
+        extra: dict[str, float] = {}
+        if bracket_highlight_floor is not None:
+            extra["bracket_highlight_floor"] = float(bracket_highlight_floor)
+        if bracket_curve_ratio is not None:
+            extra["bracket_curve_ratio"] = float(bracket_curve_ratio)
         super().__init__(grid_size=grid_size, luma_bins=luma_bins, width=width, curve_knots=curve_knots,
                          ev_range=ev_range, local_ev=local_ev, single_ev_floor=single_ev_floor,
                          bracket_ev_floor=bracket_ev_floor, bracket_view_slope=bracket_view_slope, **extra)
@@ -523,9 +547,15 @@ class AdaptiveNet(FlambientNet):
         if not 0.0 <= bracket_view_slope <= 2.0:
             raise ValueError("bracket_view_slope must lie in [0, 2]")
         self.bracket_view_slope = float(bracket_view_slope)
+        if bracket_curve_ratio is not None and not 1.0 < bracket_curve_ratio <= 4.0:
+            raise ValueError("bracket_curve_ratio must lie in (1, 4]")
+        self.bracket_curve_ratio = None if bracket_curve_ratio is None else float(bracket_curve_ratio)
         k = curve_knots
         # --- style: global parameters a handful of pairs can determine
         self.curve_theta = nn.Parameter(self._init_curve(k))
+        if float(self.view_slope_floor().sum()) * CURVE_U_MAX / k >= 0.9 * WHITE_POINT:
+            raise ValueError("bracket_view_slope and bracket_curve_ratio leave the curve no room below the "
+                             "view tones (raise bracket_curve_ratio or lower bracket_view_slope)")
         self.log2_key = nn.Parameter(torch.tensor(-2.47))      # target log-average luminance (0.18)
         self.ev_strength = nn.Parameter(torch.tensor(1.0))    # logit: share of the distance to the key
         self.wb_strength = nn.Parameter(torch.tensor(0.0))    # logit of the grey-world strength
@@ -568,7 +598,24 @@ class AdaptiveNet(FlambientNet):
         first = int(round(VIEW_TONES_FROM * half))
         least = torch.zeros(half, device=self.curve_theta.device, dtype=self.curve_theta.dtype)
         least[first:] = self.bracket_view_slope
+        if self.bracket_curve_ratio is not None:
+            # Below the view tones the least slope falls by the ratio per segment, not to 0 at once:
+            # a step there would be a kink in every curve (see bracket_slopes).
+            steps = torch.arange(first, 0, -1, device=least.device, dtype=least.dtype)
+            least[:first] = self.bracket_view_slope * self.bracket_curve_ratio ** (-steps)
         return least
+
+    def bracket_slopes(self, raw: torch.Tensor) -> torch.Tensor:
+        """A bracket set's curve slopes (N x K) from raw logits N x K: :meth:`curve_slopes` with the
+        view tones' least slopes (:meth:`view_slope_floor`) and ``bracket_curve_ratio``.
+
+        Why the ratio: the stage-7 curve of the shipped default, fitted to the photographs' spread
+        of tones under a least slope of 1 over the view tones, came out with a plateau just below
+        them (slope 0.35 at encoded 0.67-0.75, then 1.1-1.8 above): on every real flash set a band
+        of wall tones 8 L* wide was squeezed into 3 L* and the near-whites above it stretched to
+        white (README, "A smooth bracket tone curve")."""
+        least = self.view_slope_floor()[None] if self.bracket_view_slope > 0.0 else None
+        return self.curve_slopes(raw, least, self.bracket_curve_ratio)
 
     @staticmethod
     def _init_curve(k: int) -> torch.Tensor:
@@ -576,17 +623,23 @@ class AdaptiveNet(FlambientNet):
         return torch.full((k,), float(torch.log(torch.expm1(torch.tensor(1.0)))))
 
     @staticmethod
-    def curve_slopes(raw: torch.Tensor, least: torch.Tensor | None = None) -> torch.Tensor:
+    def curve_slopes(raw: torch.Tensor, least: torch.Tensor | None = None,
+                     max_ratio: float | None = None) -> torch.Tensor:
         """Positive slopes N x K from raw logits: the first half of the knots (encoded 0-1) rises to
         :data:`WHITE_POINT`, the second half (1 to CURVE_U_MAX) to 1.
 
         ``least`` (N x K/2 or K/2, encoded output per encoded input, >= 0, summing to under
         ``WHITE_POINT / step``): the least slope of each segment of the first half; the logits
-        share what is left of the rise (:meth:`view_slope_floor`)."""
+        share what is left of the rise (:meth:`view_slope_floor`). ``max_ratio`` R: the logits'
+        shares of the first half are first bounded so that neighbours differ by at most a factor
+        R (:func:`bound_ratios`); with a ``least`` whose neighbours do too, so do the slopes (the
+        sum of two such sequences keeps the bound: a mediant lies between its two ratios)."""
         k = raw.shape[-1]
         s = F.softplus(raw)
         step = CURVE_U_MAX / k
         lo, hi = s[..., : k // 2], s[..., k // 2 :]
+        if max_ratio is not None:
+            lo = bound_ratios(lo, max_ratio)
         if least is None:
             lo = lo * (WHITE_POINT / (lo.sum(dim=-1, keepdim=True) * step))
         else:
@@ -730,8 +783,11 @@ class AdaptiveNet(FlambientNet):
         ev = (torch.sigmoid(self.ev_strength + s1 * self.single_ev_strength) * (self.log2_key + s1 * self.single_key - key)
               + 0.5 * torch.tanh(d_ev))
         ev = ev.clamp(self.ev_lo, self.ev_hi)
-        slopes = self.curve_slopes(self.curve_theta[None] + s1[:, None] * self.single_curve[None] + 0.5 * torch.tanh(d_curve),
-                                   None if self.bracket_view_slope <= 0.0 else (1.0 - s1)[:, None] * self.view_slope_floor())
+        raw_curve = self.curve_theta[None] + s1[:, None] * self.single_curve[None] + 0.5 * torch.tanh(d_curve)
+        slopes = self.curve_slopes(raw_curve, None if self.bracket_view_slope <= 0.0
+                                   else (1.0 - s1)[:, None] * self.view_slope_floor())
+        if self.bracket_curve_ratio is not None:  # single images keep that curve; bracket sets take bracket_slopes
+            slopes = s1[:, None] * slopes + (1.0 - s1)[:, None] * self.bracket_slopes(raw_curve)
         mat = self.colour_matrix(s1)                                               # N x 3 x 3
         grid = self.local_grid(self.local(F.adaptive_avg_pool2d(f, (self.grid_size, self.grid_size))))
         w_floor, target, target_hard = self._floor_target(low, single)
@@ -859,7 +915,10 @@ class AdaptiveNet(FlambientNet):
                                   torch.full_like(e_hard, HIGHLIGHT_BLOWN_MAX), e_hard, e_pref, iterations=16,
                                   below=True)
             e_floor = torch.minimum(e_pref.detach(), e_safe)
-            kept = _wmean(final_tones(e_floor), w)
+            # A hair under the mean reached: ``final_tones`` carries the lift found on the local
+            # floor's bisection grid, so the exact mean is reached exactly at a grid point, where
+            # float noise would pick that point or the next (ONNX and torch then differ by one step).
+            kept = _wmean(final_tones(e_floor), w) * (1.0 - KEPT_SLACK)
         relaxed = e_floor < e_pref
         return (torch.where(relaxed, torch.maximum(ev, e_floor), e_pref),
                 torch.where(relaxed, torch.minimum(target, torch.maximum(target_hard, kept)), target))
