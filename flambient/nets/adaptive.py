@@ -27,9 +27,10 @@ weights (the "safe by construction" properties, each tested in ``tests/test_adap
   brightest quarter (:meth:`AdaptiveNet.view_slope_floor`), so window views keep their
   contrast; with ``bracket_curve_ratio`` R, neighbouring segments of its rise to white differ
   in slope by at most a factor R (:meth:`AdaptiveNet.bracket_slopes`): no plateau that flattens
-  a band of wall tones, no sudden steepening that pushes near-whites to white. The white is the exposed one: an exposure that darkens (most bracket sets
-  of the shipped default: -0.2 to -1.6 stops on the real flash sets) takes the source's white
-  below encoded 1, so it comes out grey (README, "On a real shoot": the greyed upper tones);
+  a band of wall tones, no sudden steepening that pushes near-whites to white. The white is the
+  exposed one: an exposure that darkens (most bracket sets of the shipped default: -0.2 to -1.6
+  stops on the real flash sets) takes the source's white below encoded 1, so it comes out grey
+  (README, "On a real shoot": the greyed upper tones);
 - **colour** is a near-identity 3 x 3 matrix whose rows sum to 1 (grey stays grey) and one
   saturation factor, both bounded;
 - **gamut**: each pixel is pulled toward its own grey until every channel lies in [0, 1]
