@@ -216,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_quality:
             val = _dataset(args.val, tmp, "studio_val", 60, 2, "studio")
             q = quality(args.model, val, args.bracket_floor)
-            out["quality"] = {"dataset": str(val), "bracket_floor": args.bracket_floor, **q}
+            out["quality"] = {"dataset": str(val), **q}
+            if args.bracket_floor is not None:  # a setting, not a method: beside the scores
+                out["bracket_floor"] = args.bracket_floor
             t = Table(title=f"held-out studio pairs ({q['model']['images']} images, 384x256)")
             for c in ("method", "dE2000 mean", "dE2000 p95", "PSNR dB"):
                 t.add_column(c)
